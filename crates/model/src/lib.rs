@@ -1,0 +1,15 @@
+//! Domain types of openmi: id newtypes, principals and the pure rules around them.
+//!
+//! This crate performs no I/O, has no async code, never reads the system clock and does not know
+//! the wire format (that is `openmi-proto`). Time arrives as `UnixTime` values from the caller.
+
+pub mod audience;
+pub mod ids;
+pub mod principal;
+
+pub use audience::Audience;
+pub use ids::{ClientId, ObjectId, SubscriptionId, TenantId};
+pub use principal::{Principal, PrincipalKind};
+
+/// Seconds since the Unix epoch, as the JWT `iat`/`exp` claims count them.
+pub type UnixTime = i64;

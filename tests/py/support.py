@@ -1,0 +1,502 @@
+"""Helpers shared by the tests in tests/py: starting the real openmi server, talking raw OAuth to it,
+verifying its tokens with PyJWT, running the openmi CLI, and making test certificates.
+
+Nothing here imitates a client: the tests drive azure-identity, msal, PyJWT and requests themselves.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+OPENMI_BIN = os.environ.get("OPENMI_BIN") or str(REPO_ROOT / "target" / "debug" / "openmi")
+PG_URL = os.environ.get("OPENMI_TEST_PG_URL") or "postgres://postgres@127.0.0.1:5432/test"
+
+ARM = "https://management.azure.com"
+ARM_SCOPE = ARM + "/.default"
+AZ_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+
+GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+HTTP_TIMEOUT = 30
+START_TIMEOUT = 60
+STOP_TIMEOUT = 10
+
+# Where each field of the `Server` object is read from in bootstrap.json (first key present wins).
+BOOTSTRAP_KEYS = {
+    "url": ("url", "serverUrl", "endpoint"),
+    "tenant_id": ("tenantId",),
+    "subscription_id": ("subscriptionId",),
+    "admin_username": ("adminUsername",),
+    "admin_password": ("adminPassword",),
+    "client_id": ("clientId",),
+    "client_secret": ("clientSecret",),
+    "ca_cert_path": ("caCertPath", "caCert", "caCertificatePath", "caFile"),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# processes and ports
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1 (the server binds it itself)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tail(path: Path | str, n_lines: int = 80) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError as err:
+        return f"<no log: {err}>"
+    return "\n".join(text.splitlines()[-n_lines:])
+
+
+# --------------------------------------------------------------------------------------------------
+# PostgreSQL schemas
+
+
+def psql(sql: str) -> None:
+    res = subprocess.run(
+        ["psql", PG_URL, "-v", "ON_ERROR_STOP=1", "-q", "-X", "-c", sql],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"psql failed ({res.returncode}) on {sql!r}: {res.stderr.strip()}")
+
+
+def pg_url_for_schema(schema: str) -> str:
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+
+
+class PgSchema:
+    """A fresh schema `openmi_py_<hex>` in the test database; `url` points the server at it."""
+
+    def __init__(self) -> None:
+        self.name = "openmi_py_" + secrets.token_hex(6)
+        psql(f'CREATE SCHEMA "{self.name}"')
+        self.url = pg_url_for_schema(self.name)
+
+    def drop(self) -> None:
+        psql(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE')
+
+
+# --------------------------------------------------------------------------------------------------
+# the server
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+@dataclass
+class Server:
+    url: str
+    tenant_id: str
+    subscription_id: str
+    admin_username: str
+    admin_password: str
+    client_id: str
+    client_secret: str
+    ca_cert_path: str
+    data_dir: Path
+    port: int
+    proc: subprocess.Popen
+    log_path: Path
+    database_url: str | None = None
+    bootstrap: dict = field(default_factory=dict)
+    extra_args: tuple = ()
+
+    def log_tail(self, n_lines: int = 80) -> str:
+        return tail(self.log_path, n_lines)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_cert_path)
+
+    def db_args(self) -> list[str]:
+        return ["--database-url", self.database_url] if self.database_url else []
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
+        kwargs.setdefault("verify", self.ca_cert_path)
+        return requests.get(self.url + path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
+        kwargs.setdefault("verify", self.ca_cert_path)
+        return requests.post(self.url + path, **kwargs)
+
+    def is_running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, then wait for a graceful exit. Raises AssertionError if it does not exit in time."""
+        _LIVE.discard(self)
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            raise AssertionError(
+                f"openmi server (pid {self.proc.pid}) did not exit within {timeout}s of SIGTERM;"
+                f" log tail:\n{self.log_tail()}"
+            )
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+# Servers started and not yet stopped, so that a crashed session never leaves one behind.
+_LIVE: set[Server] = set()
+
+
+def kill_leftovers() -> None:
+    for server in list(_LIVE):
+        _LIVE.discard(server)
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(timeout=10)
+
+
+def server_command(data_dir: Path, port: int, database_url: str | None, extra_args: tuple | list) -> list[str]:
+    cmd = [OPENMI_BIN, "server", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}"]
+    if database_url:
+        cmd += ["--database-url", database_url]
+    return cmd + list(extra_args)
+
+
+def read_bootstrap(data_dir: Path) -> dict:
+    return json.loads((Path(data_dir) / "bootstrap.json").read_text())
+
+
+def bootstrap_value(bootstrap: dict, name: str) -> str:
+    for key in BOOTSTRAP_KEYS[name]:
+        if key in bootstrap:
+            return bootstrap[key]
+    raise KeyError(f"bootstrap.json has none of {BOOTSTRAP_KEYS[name]} (keys: {sorted(bootstrap)})")
+
+
+def start_server(
+    data_dir: Path,
+    database_url: str | None = None,
+    extra_args: tuple | list = (),
+    port: int | None = None,
+    timeout: float = START_TIMEOUT,
+) -> Server:
+    """Start `openmi server` and wait until /healthz answers 200 over TLS verified with its CA."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    attempts = 1 if port is not None else 3
+    last_error: Exception | None = None
+    for attempt in range(attempts):
+        chosen_port = port if port is not None else free_port()
+        log_path = data_dir / f"server-{chosen_port}.log"
+        try:
+            return _start_once(data_dir, chosen_port, database_url, extra_args, log_path, timeout)
+        except ServerStartError as err:
+            last_error = err
+            # Someone else may have taken the port between free_port() and the bind: try another one.
+            if "in use" not in str(err).lower():
+                raise
+    raise last_error  # type: ignore[misc]
+
+
+def _start_once(data_dir, port, database_url, extra_args, log_path, timeout) -> Server:
+    log_file = open(log_path, "ab")
+    try:
+        proc = subprocess.Popen(
+            server_command(data_dir, port, database_url, extra_args),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        log_file.close()
+    url = f"https://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    last = "no bootstrap.json yet"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerStartError(
+                f"openmi server exited with {proc.returncode} before becoming healthy;"
+                f" log tail:\n{tail(log_path)}"
+            )
+        try:
+            boot = read_bootstrap(data_dir)
+            ca = bootstrap_value(boot, "ca_cert_path")
+            if not os.path.isabs(ca):
+                ca = str(data_dir / ca)
+            res = requests.get(url + "/healthz", verify=ca, timeout=5)
+            if res.status_code == 200:
+                server = Server(
+                    url=url,
+                    tenant_id=bootstrap_value(boot, "tenant_id"),
+                    subscription_id=bootstrap_value(boot, "subscription_id"),
+                    admin_username=bootstrap_value(boot, "admin_username"),
+                    admin_password=bootstrap_value(boot, "admin_password"),
+                    client_id=bootstrap_value(boot, "client_id"),
+                    client_secret=bootstrap_value(boot, "client_secret"),
+                    ca_cert_path=ca,
+                    data_dir=data_dir,
+                    port=port,
+                    proc=proc,
+                    log_path=log_path,
+                    database_url=database_url,
+                    bootstrap=boot,
+                    extra_args=tuple(extra_args),
+                )
+                _LIVE.add(server)
+                return server
+            last = f"/healthz answered {res.status_code}: {res.text[:200]}"
+        except (OSError, ValueError, KeyError, requests.RequestException) as err:
+            last = f"{type(err).__name__}: {err}"
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait(timeout=10)
+    raise ServerStartError(
+        f"openmi server not healthy within {timeout}s ({last}); log tail:\n{tail(log_path)}"
+    )
+
+
+def use_ca(monkeypatch, ca_path: str) -> None:
+    """Point requests (azure-core, msal) and OpenSSL defaults at the server's CA for this test."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_path)
+    monkeypatch.setenv("SSL_CERT_FILE", ca_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# OAuth helpers
+
+
+def token_url(server: Server, version: int = 2, tenant: str | None = None) -> str:
+    tenant = tenant or server.tenant_id
+    return f"{server.url}/{tenant}/oauth2/v2.0/token" if version == 2 else f"{server.url}/{tenant}/oauth2/token"
+
+
+def post_token(server: Server, data: dict, version: int = 2, tenant: str | None = None, **kwargs) -> requests.Response:
+    kwargs.setdefault("timeout", HTTP_TIMEOUT)
+    kwargs.setdefault("verify", server.ca_cert_path)
+    return requests.post(token_url(server, version, tenant), data=data, **kwargs)
+
+
+def client_credentials(server: Server, scope: str = ARM_SCOPE, **extra) -> dict:
+    data = {
+        "grant_type": "client_credentials",
+        "client_id": server.client_id,
+        "client_secret": server.client_secret,
+        "scope": scope,
+    }
+    data.update(extra)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def assert_aad_error(res: requests.Response, status: int, error: str, code: int) -> dict:
+    """An Entra-shaped OAuth error: status, `error`, AADSTS-prefixed description, codes, ids, time."""
+    detail = f"HTTP {res.status_code} {res.headers.get('content-type')}: {res.text[:600]}"
+    assert res.status_code == status, detail
+    assert res.headers.get("content-type", "").startswith("application/json"), detail
+    body = res.json()
+    assert body.get("error") == error, detail
+    desc = body.get("error_description")
+    assert isinstance(desc, str) and desc.startswith(f"AADSTS{code}:"), detail
+    assert body.get("error_codes") == [code], detail
+    assert isinstance(body.get("timestamp"), str) and body["timestamp"], detail
+    assert GUID_RE.match(str(body.get("trace_id", ""))), detail
+    assert GUID_RE.match(str(body.get("correlation_id", ""))), detail
+    return body
+
+
+# --------------------------------------------------------------------------------------------------
+# verifying tokens
+
+
+def discovery(server: Server, tenant: str | None = None, version: int = 2) -> dict:
+    tenant = tenant or server.tenant_id
+    path = f"/{tenant}/v2.0/.well-known/openid-configuration" if version == 2 else f"/{tenant}/.well-known/openid-configuration"
+    res = server.get(path)
+    assert res.status_code == 200, f"{path}: HTTP {res.status_code}: {res.text[:300]}"
+    return res.json()
+
+
+def jwks_client(server: Server) -> jwt.PyJWKClient:
+    """A PyJWKClient on the jwks_uri that the v2 discovery document names (fetched fresh)."""
+    jwks_uri = discovery(server)["jwks_uri"]
+    return jwt.PyJWKClient(jwks_uri, cache_jwk_set=False, ssl_context=server.ssl_context())
+
+
+def verify_token(server: Server, token: str, audience: str, issuer: str | None = None, jwks_from: Server | None = None) -> dict:
+    """Verify signature (JWKS from discovery), audience, issuer and times; return the claims."""
+    signing_key = jwks_client(jwks_from or server).get_signing_key_from_jwt(token)
+    return jwt.decode(
+        token,
+        signing_key.key,
+        algorithms=["RS256"],
+        audience=audience,
+        issuer=issuer if issuer is not None else f"{server.url}/{server.tenant_id}/",
+        options={"require": ["exp", "iat", "nbf", "aud", "iss"]},
+        leeway=5,
+    )
+
+
+def header(token: str) -> dict:
+    return jwt.get_unverified_header(token)
+
+
+def unverified_claims(token: str) -> dict:
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def b64url_decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+# --------------------------------------------------------------------------------------------------
+# the CLI
+
+
+@dataclass
+class CliResult:
+    args: list
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def describe(self) -> str:
+        return f"`openmi {' '.join(self.args)}` -> {self.returncode}\nstdout: {self.stdout[-2000:]}\nstderr: {self.stderr[-2000:]}"
+
+
+def run_cli(args: list[str], config_dir: Path | str, check: bool = True, timeout: float = 60, env: dict | None = None) -> CliResult:
+    full_env = dict(os.environ)
+    full_env["OPENMI_CONFIG_DIR"] = str(config_dir)
+    full_env.update(env or {})
+    res = subprocess.run(
+        [OPENMI_BIN, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
+    out = CliResult([*args], res.returncode, res.stdout, res.stderr)
+    if check:
+        assert res.returncode == 0, out.describe()
+    return out
+
+
+def cli_login_sp(server: Server, config_dir: Path) -> CliResult:
+    return run_cli(
+        [
+            "login",
+            "--server", server.url,
+            "--service-principal",
+            "--username", server.client_id,
+            "--password", server.client_secret,
+            "--tenant", server.tenant_id,
+            "--ca-cert", server.ca_cert_path,
+        ],
+        config_dir,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# certificates
+
+
+@dataclass
+class CertFiles:
+    key: Any
+    cert: Any
+    key_path: Path
+    cert_path: Path
+    combined_path: Path  # private key PEM followed by the certificate PEM
+
+    @property
+    def der(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def x5t(self) -> str:
+        return b64url(hashlib.sha1(self.der).digest())
+
+    @property
+    def cert_pem(self) -> str:
+        return self.cert_path.read_text()
+
+    @property
+    def key_pem(self) -> str:
+        return self.key_path.read_text()
+
+
+def make_cert(directory: Path, common_name: str = "openmi-test") -> CertFiles:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    key_path = directory / f"{common_name}.key.pem"
+    cert_path = directory / f"{common_name}.cert.pem"
+    combined_path = directory / f"{common_name}.pem"
+    key_path.write_bytes(key_pem)
+    cert_path.write_bytes(cert_pem)
+    combined_path.write_bytes(key_pem + cert_pem)
+    return CertFiles(key, cert, key_path, cert_path, combined_path)
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
