@@ -212,6 +212,8 @@ def start_server(
     timeout: float = START_TIMEOUT,
 ) -> Server:
     """Start `openmi server` and wait until /healthz answers 200 over TLS verified with its CA."""
+    if not os.access(OPENMI_BIN, os.X_OK):
+        raise ServerStartError(f"OPENMI_BIN {OPENMI_BIN} is not an executable: run `cargo build --bins` first")
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     attempts = 1 if port is not None else 3

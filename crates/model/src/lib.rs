@@ -4,6 +4,7 @@
 //! the wire format (that is `openmi-proto`). Time arrives as `UnixTime` values from the caller.
 
 pub mod audience;
+pub mod directory;
 pub mod ids;
 pub mod principal;
 

@@ -1,1 +1,131 @@
-//! openmi-store.
+//! The store: openmi's ground state in SQLite (embedded, default) or PostgreSQL (shared by replicas).
+//!
+//! One migration set and one SQL text serve both backends through sqlx's `Any` driver; the few
+//! dialect differences (connection set-up, migration locking) sit in `Backend`.
+//! **Architecture invariant:** the store makes no authorization decision and enforces no content
+//! rule beyond uniqueness; it knows nothing of HTTP, tokens or RBAC.
+
+mod directory;
+mod keys;
+mod migrations;
+pub mod testsuite;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use directory::{BootstrapRecord, NewServicePrincipal};
+pub use keys::StoredSigningKey;
+
+/// Failures a caller can act on; backend errors are classified here and kept only as text for logs.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the database was written by a newer openmi (schema version {found}, this build knows {known})")]
+    NewerSchema { found: i64, known: i64 },
+    #[error("ST0001 stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("ST0002 database error: {0}")]
+    Database(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(database_error) if database_error.is_unique_violation() => {
+                StoreError::AlreadyExists
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(error.to_string()),
+            _ => StoreError::Database(error.to_string()),
+        }
+    }
+}
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`) and applies migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Unavailable(
+                "the database URL must start with sqlite: or postgres:".to_string(),
+            ));
+        };
+        let options = AnyConnectOptions::from_str(url)
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let pool = match backend {
+            Backend::Sqlite => {
+                pool_options
+                    .max_connections(4)
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            // WAL lets readers run beside the writer; a busy writer waits instead of failing.
+                            connection
+                                .execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => {
+                pool_options
+                    .max_connections(16)
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        let store = Store { pool, backend };
+        migrations::apply(&store).await?;
+        Ok(store)
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection (graceful shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Reads one value of the `meta` table.
+    pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let value: Option<(String,)> = sqlx::query_as("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(value.map(|(value,)| value))
+    }
+}

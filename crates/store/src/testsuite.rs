@@ -1,0 +1,307 @@
+#![allow(clippy::expect_used, clippy::panic)] // A conformance suite reports failures by panicking, as assert! does.
+//! The store conformance suite: every backend must pass the same checks (SPIRE's pattern).
+//!
+//! `run` takes a freshly migrated, empty store. The crate's own tests call it for SQLite in a
+//! temporary directory and for PostgreSQL in a schema of its own.
+
+use openmi_model::directory::{
+    ClientCredential, CredentialKind, RefreshGrant, RoleAssignment, Subscription, Tenant,
+};
+use openmi_model::{ClientId, ObjectId, Principal, PrincipalKind, SubscriptionId, TenantId};
+
+use crate::{BootstrapRecord, NewServicePrincipal, Store, StoreError, StoredSigningKey};
+
+/// A bootstrap record with a user and one service principal holding a secret.
+pub fn sample_bootstrap() -> BootstrapRecord {
+    let tenant_id = TenantId::new_random();
+    let user = Principal {
+        object_id: ObjectId::new_random(),
+        tenant_id,
+        kind: PrincipalKind::User,
+        client_id: None,
+        display_name: "Admin".to_string(),
+        user_principal_name: Some("Admin@openmi.local".to_string()),
+        application_object_id: None,
+        managed_by: None,
+        created_at: 100,
+    };
+    let service_principal = Principal {
+        object_id: ObjectId::new_random(),
+        tenant_id,
+        kind: PrincipalKind::ServicePrincipal,
+        client_id: Some(ClientId::new_random()),
+        display_name: "bootstrap".to_string(),
+        user_principal_name: None,
+        application_object_id: Some(ObjectId::new_random()),
+        managed_by: None,
+        created_at: 100,
+    };
+    BootstrapRecord {
+        tenant: Tenant {
+            id: tenant_id,
+            display_name: "t".to_string(),
+            default_domain: "openmi.local".to_string(),
+            created_at: 100,
+        },
+        subscription: Subscription {
+            id: SubscriptionId::new_random(),
+            tenant_id,
+            display_name: "s".to_string(),
+            state: "Enabled".to_string(),
+            created_at: 100,
+        },
+        credentials: vec![ClientCredential {
+            key_id: uuid::Uuid::new_v4().to_string(),
+            object_id: service_principal.object_id,
+            display_name: "bootstrap".to_string(),
+            kind: CredentialKind::Secret {
+                hash: "abcd".to_string(),
+                hint: "ab".to_string(),
+            },
+            start_at: 100,
+            end_at: 200,
+        }],
+        role_assignments: vec![RoleAssignment {
+            name: uuid::Uuid::new_v4().to_string(),
+            scope: "/subscriptions/x".to_string(),
+            role_definition_id: "/providers/Microsoft.Authorization/roleDefinitions/r".to_string(),
+            principal_id: user.object_id,
+            principal_type: "User".to_string(),
+            created_at: 100,
+            created_by: None,
+        }],
+        principals: vec![
+            (user, Some("$argon2id$hash".to_string())),
+            (service_principal, None),
+        ],
+        signing_key: StoredSigningKey {
+            kid: "kid-1".to_string(),
+            created_at: 100,
+            activate_at: 100,
+            cert_der_b64: "AAAA".to_string(),
+            private_key_sealed: "sealed".to_string(),
+        },
+        meta: vec![("format".to_string(), "1".to_string())],
+    }
+}
+
+/// Runs every conformance check on `store`, which must be empty.
+pub async fn run(store: &Store) -> Result<(), StoreError> {
+    let record = sample_bootstrap();
+    assert!(
+        store.bootstrap(&record).await?,
+        "first bootstrap must claim the store"
+    );
+    let mut second = sample_bootstrap();
+    second.tenant.display_name = "other".to_string();
+    assert!(
+        !store.bootstrap(&second).await?,
+        "second bootstrap must join, not write"
+    );
+    assert_eq!(store.tenants().await?, vec![record.tenant.clone()]);
+    assert_eq!(
+        store.subscriptions().await?,
+        vec![record.subscription.clone()]
+    );
+    assert_eq!(store.meta("format").await?.as_deref(), Some("1"));
+    assert_eq!(
+        store.meta("bootstrap").await?,
+        Some(record.tenant.id.to_string())
+    );
+
+    let (user, hash) = &record.principals[0];
+    let (found, found_hash) = store
+        .user_by_sign_in_name(record.tenant.id, "ADMIN@openmi.local")
+        .await?
+        .expect("user by case-insensitive name");
+    assert_eq!(&found, user);
+    assert_eq!(Some(found_hash), hash.clone());
+    assert!(store
+        .user_by_sign_in_name(TenantId::new_random(), "admin@openmi.local")
+        .await?
+        .is_none());
+
+    let (service_principal, _) = &record.principals[1];
+    let client_id = service_principal.client_id.expect("client id");
+    assert_eq!(
+        store
+            .principal_by_client_id(record.tenant.id, client_id)
+            .await?
+            .as_ref(),
+        Some(service_principal)
+    );
+    assert_eq!(
+        store.principal(service_principal.object_id).await?.as_ref(),
+        Some(service_principal)
+    );
+    assert_eq!(
+        store.credentials(service_principal.object_id).await?,
+        record.credentials
+    );
+    assert_eq!(
+        store.role_assignments_of(user.object_id).await?,
+        record.role_assignments
+    );
+    assert_eq!(
+        store.signing_keys().await?,
+        vec![record.signing_key.clone()]
+    );
+
+    // A new service principal with a certificate; a duplicate client id is refused whole.
+    let mut new_principal = service_principal.clone();
+    new_principal.object_id = ObjectId::new_random();
+    new_principal.client_id = Some(ClientId::new_random());
+    new_principal.application_object_id = Some(ObjectId::new_random());
+    new_principal.display_name = "app two".to_string();
+    let certificate = ClientCredential {
+        key_id: uuid::Uuid::new_v4().to_string(),
+        object_id: new_principal.object_id,
+        display_name: "cert".to_string(),
+        kind: CredentialKind::Certificate {
+            cert_der: vec![1, 2, 3],
+            thumbprint: "thumb".to_string(),
+        },
+        start_at: 1,
+        end_at: 2,
+    };
+    store
+        .create_service_principal(&NewServicePrincipal {
+            principal: new_principal.clone(),
+            credentials: vec![certificate.clone()],
+        })
+        .await?;
+    assert_eq!(
+        store.credentials(new_principal.object_id).await?,
+        vec![certificate.clone()]
+    );
+    assert_eq!(
+        store
+            .service_principals_by_display_name(record.tenant.id, "app two")
+            .await?,
+        vec![new_principal.clone()]
+    );
+
+    let mut duplicate = new_principal.clone();
+    duplicate.object_id = ObjectId::new_random();
+    duplicate.application_object_id = Some(ObjectId::new_random());
+    let mut orphan_credential = certificate.clone();
+    orphan_credential.key_id = uuid::Uuid::new_v4().to_string();
+    orphan_credential.object_id = duplicate.object_id;
+    let result = store
+        .create_service_principal(&NewServicePrincipal {
+            principal: duplicate.clone(),
+            credentials: vec![orphan_credential],
+        })
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::AlreadyExists)),
+        "duplicate client id: {result:?}"
+    );
+    assert!(
+        store.principal(duplicate.object_id).await?.is_none(),
+        "failed write left a principal behind"
+    );
+    assert!(
+        store.credentials(duplicate.object_id).await?.is_empty(),
+        "failed write left a credential behind"
+    );
+
+    // Credentials on an unknown principal are refused.
+    let mut stray = certificate.clone();
+    stray.key_id = uuid::Uuid::new_v4().to_string();
+    stray.object_id = ObjectId::new_random();
+    assert!(matches!(
+        store.add_credential(&stray).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Refresh grants expire.
+    let grant = RefreshGrant {
+        token_hash: "h1".to_string(),
+        object_id: user.object_id,
+        client_id: "c".to_string(),
+        issued_at: 10,
+        expires_at: 20,
+    };
+    store.insert_refresh_grant(&grant).await?;
+    assert_eq!(store.refresh_grant("h1", 15).await?, Some(grant.clone()));
+    assert_eq!(store.refresh_grant("h1", 21).await?, None);
+
+    // Key rotation adds and prunes keys.
+    let mut next_key = record.signing_key.clone();
+    next_key.kid = "kid-2".to_string();
+    next_key.activate_at = 150;
+    store.add_signing_key(&next_key).await?;
+    assert_eq!(store.signing_keys().await?.len(), 2);
+    store.delete_signing_keys(&["kid-1".to_string()]).await?;
+    assert_eq!(store.signing_keys().await?, vec![next_key]);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_passes_the_conformance_suite() {
+        let directory = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            directory.path().join("openmi.db").display()
+        );
+        let store = Store::open(&url).await.unwrap();
+        run(&store).await.unwrap();
+        store.close().await;
+        // Reopening applies no migration twice.
+        let store = Store::open(&url).await.unwrap();
+        assert_eq!(store.tenants().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn sqlite_refuses_a_newer_schema() {
+        let directory = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            directory.path().join("openmi.db").display()
+        );
+        let store = Store::open(&url).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        store.close().await;
+        assert!(matches!(
+            Store::open(&url).await,
+            Err(StoreError::NewerSchema { found: 999, .. })
+        ));
+    }
+
+    /// Creates a fresh schema on the test PostgreSQL server and returns a URL bound to it.
+    pub(crate) async fn postgres_schema_url() -> String {
+        let base = std::env::var("OPENMI_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        let schema = format!("openmi_store_{}", uuid::Uuid::new_v4().simple());
+        sqlx::any::install_default_drivers();
+        let mut connection = sqlx::AnyConnection::connect(&base)
+            .await
+            .unwrap_or_else(|error| panic!("PostgreSQL at {base} is needed by the store tests (scripts/test starts it): {error}"));
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        let separator = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{separator}options=-csearch_path%3D{schema}")
+    }
+
+    #[tokio::test]
+    async fn postgres_passes_the_conformance_suite() {
+        let url = postgres_schema_url().await;
+        let store = Store::open(&url).await.unwrap();
+        run(&store).await.unwrap();
+        store.close().await;
+        let store = Store::open(&url).await.unwrap();
+        assert_eq!(store.tenants().await.unwrap().len(), 1);
+    }
+}

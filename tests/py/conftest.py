@@ -1,0 +1,151 @@
+"""Fixtures for the real-client tests: an openmi server per storage backend (SQLite and PostgreSQL),
+a factory for tests that need servers of their own, and the server log printed with every failure.
+
+Environment: OPENMI_BIN (default target/debug/openmi), OPENMI_TEST_PG_URL (default
+postgres://postgres@127.0.0.1:5432/test). ./scripts/test sets both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msal.authority
+import pytest
+
+import support
+
+# MSAL runs user-realm discovery before a username/password (ROPC) request, at
+# https://{hostname}/common/userrealm/{user}, built from the authority's host name WITHOUT its port
+# (msal/authority.py: Authority.user_realm_discovery uses self.instance = hostname). For a server on
+# https://127.0.0.1:<port> that request goes to port 443, where nothing of ours listens, and MSAL
+# raises ConnectionError. MSAL itself records hosts that answered 404 in this class-level set and then
+# skips the lookup; we seed it, which is exactly the state after a 404. test_users.py checks the
+# server's own answer on /common/userrealm separately.
+msal.authority.Authority._domains_without_user_realm_discovery.add("127.0.0.1")
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request) -> str:
+    """The storage backend a test runs against; every server-using test runs once per backend."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def server(backend, tmp_path_factory):
+    """One openmi server per backend, shared by the session's read-mostly tests."""
+    schema = support.PgSchema() if backend == "postgres" else None
+    try:
+        data_dir = tmp_path_factory.mktemp(f"openmi-{backend}")
+        srv = support.start_server(data_dir, database_url=schema.url if schema else None)
+        try:
+            yield srv
+        finally:
+            code = srv.stop()
+        assert code == 0, f"openmi server exited with {code} after SIGTERM; log tail:\n{srv.log_tail()}"
+    finally:
+        if schema:
+            schema.drop()
+
+
+class ServerFactory:
+    """Starts servers for one test (own data dirs, ports and PostgreSQL schemas) and stops them after."""
+
+    def __init__(self, backend: str, base_dir: Path) -> None:
+        self.backend = backend
+        self.base_dir = base_dir
+        self.servers: list[support.Server] = []
+        self.schemas: list[support.PgSchema] = []
+        self._n_dirs = 0
+
+    def new_database_url(self) -> str | None:
+        """A fresh schema's URL on PostgreSQL; None on SQLite (the data dir holds the database)."""
+        if self.backend != "postgres":
+            return None
+        schema = support.PgSchema()
+        self.schemas.append(schema)
+        return schema.url
+
+    def new_data_dir(self) -> Path:
+        self._n_dirs += 1
+        path = self.base_dir / f"data{self._n_dirs}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def start(
+        self, data_dir: Path | None = None, database_url: str | None = "new", extra_args=(), port: int | None = None
+    ) -> support.Server:
+        """A server on a new data dir (or `data_dir`), a new schema (or `database_url`), a free port (or `port`)."""
+        if database_url == "new":
+            database_url = self.new_database_url()
+        srv = support.start_server(
+            data_dir or self.new_data_dir(), database_url=database_url, extra_args=extra_args, port=port
+        )
+        self.servers.append(srv)
+        return srv
+
+    def stop(self, srv: support.Server) -> int:
+        code = srv.stop()
+        assert code == 0, f"openmi server exited with {code} after SIGTERM; log tail:\n{srv.log_tail()}"
+        return code
+
+    def cleanup(self) -> None:
+        errors = []
+        for srv in self.servers:
+            if srv.is_running():
+                try:
+                    self.stop(srv)
+                except AssertionError as err:
+                    errors.append(str(err))
+        for schema in self.schemas:
+            try:
+                schema.drop()
+            except RuntimeError as err:
+                errors.append(str(err))
+        assert not errors, "\n".join(errors)
+
+
+@pytest.fixture
+def server_factory(backend, tmp_path):
+    factory = ServerFactory(backend, tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def _server_ca_env(request, monkeypatch):
+    """Clients (azure-identity, msal via requests) trust the shared server's CA for this test."""
+    if "server" in request.fixturenames:
+        srv = request.getfixturevalue("server")
+        support.use_ca(monkeypatch, srv.ca_cert_path)
+
+
+def _servers_of(item) -> list[support.Server]:
+    found: list[support.Server] = []
+    for value in getattr(item, "funcargs", {}).values():
+        if isinstance(value, support.Server):
+            found.append(value)
+        elif isinstance(value, ServerFactory):
+            found.extend(value.servers)
+    return found
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On any failure, attach the tail of the log of each server the test used."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        seen = set()
+        for srv in _servers_of(item):
+            if srv.log_path in seen:
+                continue
+            seen.add(srv.log_path)
+            report.sections.append((f"openmi server log tail ({srv.log_path})", srv.log_tail()))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    support.kill_leftovers()
