@@ -1,1 +1,186 @@
-//! openmi-engine.
+//! The engine: every operation of the platform as `(caller, request) -> result`, over the store.
+//!
+//! It owns the derived state (the signing key ring), the key-encryption key and the clock, and it
+//! decides who may do what. **Architecture invariant:** the engine knows no HTTP and no wire JSON;
+//! the server crate turns requests into engine calls and engine errors into Azure's envelopes.
+
+mod bootstrap;
+mod directory;
+mod keys;
+mod tokens;
+
+use std::sync::{Arc, RwLock};
+
+use openmi_store::{Store, StoreError};
+use openmi_token::{Kek, KeyRing, TokenError};
+
+pub use bootstrap::{BootstrapOutcome, BootstrapSecrets};
+pub use directory::{Caller, NewApplication, NewApplicationResult};
+pub use keys::rotate_signing_key;
+pub use tokens::{ClientAuth, GrantRequest, IssuedTokens, ResourceRequest};
+
+/// The Azure CLI's first-party public client id; users sign in through it (ROPC, refresh).
+pub const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+/// Azure PowerShell's first-party public client id.
+pub const AZURE_POWERSHELL_CLIENT_ID: &str = "1950a258-227b-4e31-a9cf-717495945fc2";
+
+/// Where time comes from; tests pass a fake.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// Settings the engine needs; each default is written once, in the server's argument definitions.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Lifetime of access tokens for applications (seconds).
+    pub app_token_lifetime: i64,
+    /// Lifetime of access tokens for users (seconds).
+    pub user_token_lifetime: i64,
+    /// Lifetime of refresh tokens (seconds).
+    pub refresh_token_lifetime: i64,
+    /// Longest lifetime of any token the platform issues; decides when an old key leaves the JWKS.
+    pub max_token_lifetime: i64,
+    /// The server's own URLs (`https://127.0.0.1:8443`, ...): tokens for them are accepted as ARM's.
+    pub own_resources: Vec<String>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            app_token_lifetime: 3600,
+            user_token_lifetime: 3600,
+            refresh_token_lifetime: 90 * 86400,
+            max_token_lifetime: 86700,
+            own_resources: Vec::new(),
+        }
+    }
+}
+
+/// Failures of engine operations. Variants with an Entra or ARM counterpart are named after it;
+/// the server maps each to its wire code in one table.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("tenant '{0}' not found")]
+    TenantNotFound(String),
+    #[error("application with identifier '{client_id}' was not found in the directory")]
+    ApplicationNotFound { client_id: String },
+    #[error("invalid client secret provided")]
+    InvalidClientSecret,
+    #[error("client assertion is not within its valid time range")]
+    AssertionExpired,
+    #[error("client assertion is invalid: {0}")]
+    InvalidAssertion(String),
+    #[error("no credential of the application matches the client assertion's certificate")]
+    CertificateNotRegistered {
+        client_id: String,
+        thumbprint: String,
+    },
+    #[error("invalid username or password")]
+    InvalidUserCredentials,
+    #[error("the request is missing parameter '{0}'")]
+    MissingParameter(&'static str),
+    #[error("unsupported grant type '{0}'")]
+    UnsupportedGrantType(String),
+    #[error("invalid scope '{0}'")]
+    InvalidScope(String),
+    #[error("resource '{resource}' not found in tenant '{tenant}'")]
+    ResourceNotFound { resource: String, tenant: String },
+    #[error("the refresh token is invalid or expired")]
+    InvalidRefreshToken,
+    #[error("the application '{0}' is a confidential client and must authenticate")]
+    ClientAuthenticationRequired(String),
+    #[error("the access token is missing or invalid: {0}")]
+    InvalidAccessToken(String),
+    #[error("the access token has expired")]
+    ExpiredAccessToken { exp: i64, now: i64 },
+    #[error("the caller is not allowed to perform this operation")]
+    Forbidden,
+    #[error("the request is invalid: {0}")]
+    BadRequest(String),
+    #[error("not found")]
+    NotFound,
+    #[error("the key-encryption key does not match the one this database was bootstrapped with")]
+    KekMismatch,
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("token: {0}")]
+    Token(TokenError),
+    #[error("EN0001 internal error: {0}")]
+    Internal(String),
+}
+
+impl From<TokenError> for EngineError {
+    fn from(error: TokenError) -> Self {
+        EngineError::Token(error)
+    }
+}
+
+/// The engine; cheap to clone (all state behind `Arc`).
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    kek: Kek,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    // Derived state: rebuilt from the store at start and after rotation; swapped whole.
+    key_ring: RwLock<Arc<KeyRing>>,
+    // The tenant served; fixed after bootstrap.
+    tenant: openmi_model::directory::Tenant,
+}
+
+impl Engine {
+    /// The store (for operations outside the engine such as shutdown).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The current time according to the engine's clock.
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// A snapshot of the key ring.
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        match self.inner.key_ring.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_key_ring(&self, ring: KeyRing) {
+        let ring = Arc::new(ring);
+        match self.inner.key_ring.write() {
+            Ok(mut guard) => *guard = ring,
+            Err(poisoned) => *poisoned.into_inner() = ring,
+        }
+    }
+
+    /// The tenant this server serves (the bootstrapped one).
+    pub fn tenant(&self) -> &openmi_model::directory::Tenant {
+        &self.inner.tenant
+    }
+}

@@ -16,6 +16,8 @@ pub struct AccessTokenClaims {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub appid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub appidacr: Option<String>,

@@ -1,0 +1,290 @@
+//! Callers authenticated by bearer token, and the directory operations behind the Graph-shaped
+//! API: creating applications (service principals) and adding secrets and certificates to them.
+
+use openmi_model::audience::normalize_resource;
+use openmi_model::directory::{ClientCredential, CredentialKind, OWNER_ROLE_ID};
+use openmi_model::{ClientId, ObjectId, Principal, PrincipalKind, TenantId};
+use openmi_store::NewServicePrincipal;
+use openmi_token::{jwt, ExternalKey, TokenError};
+
+use crate::bootstrap::{random_secret, secret_credential};
+use crate::{Engine, EngineError};
+
+/// Who is calling, from a validated bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub object_id: ObjectId,
+    pub tenant_id: TenantId,
+    /// `appid` of the token.
+    pub client_id: String,
+    /// `true` for user tokens (`idtyp` user).
+    pub is_user: bool,
+    /// `exp` of the token.
+    pub expires_at: i64,
+}
+
+/// A new application (with its service principal).
+#[derive(Debug, Clone)]
+pub struct NewApplication {
+    pub display_name: String,
+    /// A certificate (DER) to register as a key credential.
+    pub certificate_der: Option<Vec<u8>>,
+    /// Whether to generate a client secret.
+    pub with_secret: bool,
+}
+
+/// The created application and, when asked for, its one-time secret.
+#[derive(Clone)]
+pub struct NewApplicationResult {
+    pub principal: Principal,
+    pub secret: Option<(ClientCredential, String)>,
+    pub credentials: Vec<ClientCredential>,
+}
+
+impl std::fmt::Debug for NewApplicationResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewApplicationResult")
+            .field("principal", &self.principal)
+            .finish()
+    }
+}
+
+/// Secrets made by `addPassword` and `create-for-rbac` last two years, as az's default.
+const SECRET_LIFETIME: i64 = 2 * 365 * 86400;
+
+impl Engine {
+    /// Validates a bearer token issued by this server: signature, time window, tenant, issuer and an
+    /// audience that is one of `accepted` (compared without trailing slashes, case-insensitively).
+    pub fn authenticate(
+        &self,
+        bearer: &str,
+        accepted: &dyn Fn(&str) -> bool,
+    ) -> Result<Caller, EngineError> {
+        let now = self.now();
+        let ring = self.key_ring();
+        let verified = jwt::decode_unverified(bearer)
+            .and_then(|unverified| unverified.verify_with_ring(&ring, now, 300))
+            .map_err(|error| match error {
+                TokenError::Expired { exp } => EngineError::ExpiredAccessToken { exp, now },
+                other => EngineError::InvalidAccessToken(other.to_string()),
+            })?;
+        let claim = |name: &str| {
+            verified
+                .claims
+                .get(name)
+                .and_then(|value| value.as_str())
+                .unwrap_or_default()
+        };
+        let tenant = self.tenant();
+        if claim("tid") != tenant.id.to_string() {
+            return Err(EngineError::InvalidAccessToken(
+                "the token was issued for another tenant".to_string(),
+            ));
+        }
+        let issuer = claim("iss");
+        if !issuer.ends_with(&format!("/{}/", tenant.id))
+            && !issuer.ends_with(&format!("/{}/v2.0", tenant.id))
+        {
+            return Err(EngineError::InvalidAccessToken(
+                "the token's issuer is not this tenant".to_string(),
+            ));
+        }
+        let audience = claim("aud");
+        if !accepted(&normalize_resource(audience)) {
+            return Err(EngineError::InvalidAccessToken(format!(
+                "the token's audience '{audience}' is not accepted here"
+            )));
+        }
+        let object_id = claim("oid").parse().map_err(|_| {
+            EngineError::InvalidAccessToken("the token has no valid oid".to_string())
+        })?;
+        Ok(Caller {
+            object_id,
+            tenant_id: tenant.id,
+            client_id: claim("appid").to_string(),
+            is_user: claim("idtyp") == "user",
+            expires_at: verified
+                .claims
+                .get("exp")
+                .and_then(|value| value.as_i64())
+                .unwrap_or(now),
+        })
+    }
+
+    /// Whether `resource` is ARM's, Graph's or this server's own identifier (normalised form).
+    pub fn is_management_audience(&self, normalized: &str) -> bool {
+        self.is_known_resource(normalized)
+    }
+
+    /// Directory writes need Owner on the subscription until RBAC enforcement arrives (issue 5).
+    async fn require_directory_writer(&self, caller: &Caller) -> Result<(), EngineError> {
+        let assignments = self.store().role_assignments_of(caller.object_id).await?;
+        if assignments.iter().any(|assignment| {
+            assignment
+                .role_definition_id
+                .to_ascii_lowercase()
+                .ends_with(OWNER_ROLE_ID)
+        }) {
+            Ok(())
+        } else {
+            Err(EngineError::Forbidden)
+        }
+    }
+
+    /// Creates an application and its service principal, with a secret and/or certificate.
+    pub async fn create_application(
+        &self,
+        caller: &Caller,
+        new: NewApplication,
+    ) -> Result<NewApplicationResult, EngineError> {
+        self.require_directory_writer(caller).await?;
+        if new.display_name.trim().is_empty() || new.display_name.len() > 256 {
+            return Err(EngineError::BadRequest(
+                "displayName must have 1 to 256 characters".to_string(),
+            ));
+        }
+        let now = self.now();
+        let principal = Principal {
+            object_id: ObjectId::new_random(),
+            tenant_id: caller.tenant_id,
+            kind: PrincipalKind::ServicePrincipal,
+            client_id: Some(ClientId::new_random()),
+            display_name: new.display_name.clone(),
+            user_principal_name: None,
+            application_object_id: Some(ObjectId::new_random()),
+            managed_by: None,
+            created_at: now,
+        };
+        let mut credentials = Vec::new();
+        let mut secret = None;
+        if new.with_secret {
+            let text = random_secret()?;
+            let credential = secret_credential(
+                &self.inner.kek,
+                principal.object_id,
+                &text,
+                "rbac",
+                now,
+                now + SECRET_LIFETIME,
+            );
+            credentials.push(credential.clone());
+            secret = Some((credential, text));
+        }
+        if let Some(cert_der) = &new.certificate_der {
+            credentials.push(certificate_credential(principal.object_id, cert_der, now)?);
+        }
+        self.store()
+            .create_service_principal(&NewServicePrincipal {
+                principal: principal.clone(),
+                credentials: credentials.clone(),
+            })
+            .await?;
+        Ok(NewApplicationResult {
+            principal,
+            secret,
+            credentials,
+        })
+    }
+
+    /// The service principal of an application object id.
+    pub async fn application(
+        &self,
+        application_object_id: ObjectId,
+    ) -> Result<Principal, EngineError> {
+        self.store()
+            .principal_by_application_object_id(application_object_id)
+            .await?
+            .ok_or(EngineError::NotFound)
+    }
+
+    /// The service principal of an app id.
+    pub async fn service_principal_by_app_id(
+        &self,
+        client_id: &str,
+    ) -> Result<Principal, EngineError> {
+        let parsed: ClientId = client_id.parse().map_err(|_| EngineError::NotFound)?;
+        self.store()
+            .principal_by_client_id(self.tenant().id, parsed)
+            .await?
+            .ok_or(EngineError::NotFound)
+    }
+
+    /// Applications with this display name.
+    pub async fn applications_named(
+        &self,
+        display_name: &str,
+    ) -> Result<Vec<Principal>, EngineError> {
+        Ok(self
+            .store()
+            .service_principals_by_display_name(self.tenant().id, display_name)
+            .await?)
+    }
+
+    /// Credentials of a principal (secrets only as hints).
+    pub async fn credentials_of(
+        &self,
+        object_id: ObjectId,
+    ) -> Result<Vec<ClientCredential>, EngineError> {
+        Ok(self.store().credentials(object_id).await?)
+    }
+
+    /// Adds a generated secret to an application; returns it once.
+    pub async fn add_password(
+        &self,
+        caller: &Caller,
+        application_object_id: ObjectId,
+        display_name: &str,
+    ) -> Result<(ClientCredential, String), EngineError> {
+        self.require_directory_writer(caller).await?;
+        let principal = self.application(application_object_id).await?;
+        let now = self.now();
+        let text = random_secret()?;
+        let credential = secret_credential(
+            &self.inner.kek,
+            principal.object_id,
+            &text,
+            display_name,
+            now,
+            now + SECRET_LIFETIME,
+        );
+        self.store().add_credential(&credential).await?;
+        Ok((credential, text))
+    }
+
+    /// Registers a certificate on an application.
+    pub async fn add_certificate(
+        &self,
+        caller: &Caller,
+        application_object_id: ObjectId,
+        cert_der: &[u8],
+    ) -> Result<ClientCredential, EngineError> {
+        self.require_directory_writer(caller).await?;
+        let principal = self.application(application_object_id).await?;
+        let credential = certificate_credential(principal.object_id, cert_der, self.now())?;
+        self.store().add_credential(&credential).await?;
+        Ok(credential)
+    }
+}
+
+fn certificate_credential(
+    object_id: ObjectId,
+    cert_der: &[u8],
+    now: i64,
+) -> Result<ClientCredential, EngineError> {
+    let key = ExternalKey::from_certificate_der(cert_der).map_err(|_| {
+        EngineError::BadRequest(
+            "the certificate is not an X.509 certificate with an RSA key".to_string(),
+        )
+    })?;
+    Ok(ClientCredential {
+        key_id: uuid::Uuid::new_v4().to_string(),
+        object_id,
+        display_name: "certificate".to_string(),
+        kind: CredentialKind::Certificate {
+            cert_der: cert_der.to_vec(),
+            thumbprint: key.x5t.clone(),
+        },
+        start_at: now,
+        end_at: key.not_after,
+    })
+}
