@@ -1,1 +1,347 @@
-//! openmi-server.
+//! The openmi server: HTTPS listener, routers for the token service, the Graph-shaped directory
+//! API and ARM, and the start-up sequence (data dir, TLS, store, bootstrap, key reload).
+//!
+//! **Architecture invariant:** handlers are thin: they parse the request, call one engine method
+//! and map the result or `EngineError` to Azure's wire shapes. No SQL and no claim-building here.
+
+mod arm;
+mod auth;
+pub mod config;
+mod context;
+mod entra;
+mod error;
+mod files;
+mod graph;
+mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use openmi_engine::{Engine, EngineConfig, EngineError, SystemClock};
+use openmi_store::{Store, StoreError};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use config::{prepare_data_dir, save_kek, ServerConfig};
+pub use config::{RotateArgs, ServerArgs, StoreArgs};
+use context::RequestContext;
+use error::ArmError;
+
+/// Shared state of the request handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    // Invariant: not empty; the first entry is the primary URL.
+    base_urls: Arc<Vec<String>>,
+}
+
+impl AppState {
+    /// The `https://host:port` this request came in on, if it is one of the server's own names;
+    /// otherwise the primary URL. Token issuers and discovery documents use it.
+    pub fn base_url(&self, context: &RequestContext) -> &str {
+        if let Some(host) = &context.host {
+            let candidate = format!("https://{}", host.to_ascii_lowercase());
+            if let Some(found) = self.base_urls.iter().find(|url| **url == candidate) {
+                return found;
+            }
+        }
+        self.base_urls
+            .first()
+            .map(String::as_str)
+            .unwrap_or("https://127.0.0.1:8443")
+    }
+}
+
+/// The whole HTTP application; tests can serve it on any listener.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { (StatusCode::OK, "ok") }))
+        .merge(entra::router())
+        .merge(graph::router())
+        .merge(arm::router())
+        .fallback(|| async {
+            ArmError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "The requested path is not served by openmi.",
+            )
+            .into_response()
+        })
+        .layer(axum::middleware::from_fn(context::track))
+        .with_state(state)
+}
+
+fn store_error(error: StoreError, url: &str) -> anyhow::Error {
+    let shown = redact_url(url);
+    match error {
+        StoreError::NewerSchema { found, known } => anyhow!(
+            "the database at {shown} was written by a newer openmi (schema {found}, this build knows {known}); refusing to touch it"
+        ),
+        other => anyhow!("cannot open the database at {shown}: {other}"),
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn open_store(url: &str) -> anyhow::Result<Store> {
+    match tokio::time::timeout(Duration::from_secs(30), Store::open(url)).await {
+        Ok(result) => result.map_err(|error| store_error(error, url)),
+        Err(_) => Err(anyhow!(
+            "cannot open the database at {}: no answer within 30 s",
+            redact_url(url)
+        )),
+    }
+}
+
+fn engine_error(error: EngineError) -> anyhow::Error {
+    match error {
+        EngineError::KekMismatch => anyhow!(
+            "the key-encryption key does not match the one this database was bootstrapped with; start every server of this database with the same --key-encryption-key-file (or OPENMI_KEY_ENCRYPTION_KEY)"
+        ),
+        other => anyhow!("start-up failed: {other}"),
+    }
+}
+
+/// `openmi server`: runs until SIGTERM or Ctrl-C.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = ServerConfig::resolve(&args)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::AddrInUse => anyhow!(
+                "cannot listen on {}: the address is already in use",
+                config.listen
+            ),
+            _ => anyhow!("cannot listen on {}: {error}", config.listen),
+        })?;
+    let tls_config = tls::server_config(&config.tls)?;
+    let store = open_store(&config.database_url).await?;
+    let engine_config = EngineConfig {
+        app_token_lifetime: config.app_token_lifetime,
+        user_token_lifetime: config.user_token_lifetime,
+        own_resources: config.base_urls.clone(),
+        ..EngineConfig::default()
+    };
+    let ServerConfig {
+        data_dir,
+        kek,
+        kek_to_save,
+        tls: tls_files,
+        base_urls,
+        key_reload_interval,
+        listen,
+        ..
+    } = config;
+    let (engine, outcome) = Engine::start(store, kek, Arc::new(SystemClock), engine_config)
+        .await
+        .map_err(engine_error)?;
+    if let Some((path, hex)) = kek_to_save {
+        save_kek(&path, &hex)?;
+    }
+    let url = base_urls.first().cloned().unwrap_or_default();
+    let ca_cert_path = tls_files
+        .ca_cert_path
+        .as_ref()
+        .map(|path| path.display().to_string());
+    let bootstrap_path = data_dir.join("bootstrap.json");
+    if !bootstrap_path.exists() {
+        let secrets = outcome.secrets.as_ref();
+        let document = json!({
+            "url": url,
+            "tenantId": outcome.tenant_id.to_string(),
+            "subscriptionId": outcome.subscription_id.to_string(),
+            "subscriptionName": outcome.subscription_name,
+            "adminUsername": secrets.map(|secrets| secrets.admin_username.clone()),
+            "adminPassword": secrets.map(|secrets| secrets.admin_password.clone()),
+            "clientId": secrets.map(|secrets| secrets.client_id.to_string()),
+            "clientSecret": secrets.map(|secrets| secrets.client_secret.clone()),
+            "caCertPath": ca_cert_path,
+        });
+        let text =
+            serde_json::to_string_pretty(&document).context("cannot encode bootstrap.json")?;
+        files::write_private_file(&bootstrap_path, text.as_bytes())?;
+    }
+    print_banner(&url, &outcome, ca_cert_path.as_deref(), &bootstrap_path);
+    tracing::info!(listen = %listen, url = %url, tenant = %outcome.tenant_id, backend = ?engine.store().backend(), "openmi server ready");
+
+    let reload_engine = engine.clone();
+    let reload_task = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(key_reload_interval);
+        loop {
+            interval.tick().await;
+            if let Err(error) = reload_engine.reload_keys().await {
+                tracing::warn!(error = %error, "signing key reload failed");
+            }
+        }
+    });
+    let state = AppState {
+        engine: engine.clone(),
+        base_urls: Arc::new(base_urls),
+    };
+    serve(listener, tls_config, router(state)).await;
+    reload_task.abort();
+    engine.store().close().await;
+    tracing::info!("openmi server stopped");
+    Ok(())
+}
+
+fn print_banner(
+    url: &str,
+    outcome: &openmi_engine::BootstrapOutcome,
+    ca_cert_path: Option<&str>,
+    bootstrap_path: &std::path::Path,
+) {
+    println!("openmi server listening on {url}");
+    println!("  tenant:        {}", outcome.tenant_id);
+    println!(
+        "  subscription:  {} ({})",
+        outcome.subscription_id, outcome.subscription_name
+    );
+    match &outcome.secrets {
+        Some(secrets) => {
+            println!("  admin user:    {}", secrets.admin_username);
+            println!("  admin password: {}", secrets.admin_password);
+            println!(
+                "  bootstrap service principal: {} (secret: {})",
+                secrets.client_id, secrets.client_secret
+            );
+            println!("  (shown once; also in {})", bootstrap_path.display());
+        }
+        None => println!("  credentials:   see {}", bootstrap_path.display()),
+    }
+    if let Some(path) = ca_cert_path {
+        println!("  CA certificate: {path}  (export REQUESTS_CA_BUNDLE={path})");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+/// Accepts TLS connections until a shutdown signal, then lets open requests finish (10 s at most).
+async fn serve(listener: TcpListener, tls_config: Arc<rustls::ServerConfig>, app: Router) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, _peer) = match accepted {
+                    Ok(connection) => connection,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        _ => return,
+                    };
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
+                    let _ = watcher.watch(connection).await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for open requests");
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+/// `openmi server keys rotate`: adds a signing key through the store; running servers pick it up.
+pub async fn rotate_keys(args: RotateArgs) -> anyhow::Result<()> {
+    let data_dir = prepare_data_dir(&args.store.data_dir)?;
+    let url = args.store.database_url(&data_dir);
+    let (kek, generated) = args.store.load_kek(&data_dir)?;
+    if generated.is_some() {
+        return Err(anyhow!("no key-encryption key found: pass --key-encryption-key-file or run from the server's data directory"));
+    }
+    let store = open_store(&url).await?;
+    if store
+        .meta("bootstrap")
+        .await
+        .map_err(|error| store_error(error, &url))?
+        .is_none()
+    {
+        return Err(anyhow!(
+            "the database at {} has not been bootstrapped; start `openmi server` first",
+            redact_url(&url)
+        ));
+    }
+    let now = openmi_engine::Clock::now(&SystemClock);
+    let kid = openmi_engine::rotate_signing_key(
+        &store,
+        &kek,
+        now,
+        args.publish_delay,
+        EngineConfig::default().max_token_lifetime,
+    )
+    .await
+    .map_err(engine_error)?;
+    store.close().await;
+    println!(
+        "{}",
+        json!({"kid": kid, "activatesAt": now + args.publish_delay})
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite:///x?mode=rwc"), "sqlite:///x?mode=rwc");
+    }
+}

@@ -1,0 +1,49 @@
+//! The `AuthenticatedCaller` extractor: a bearer token from this token service, validated by the engine.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use openmi_engine::Caller;
+
+use crate::context::RequestContext;
+use crate::error::ArmError;
+use crate::AppState;
+
+/// The caller of an ARM or Graph request.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedCaller(pub Caller);
+
+impl FromRequestParts<AppState> for AuthenticatedCaller {
+    type Rejection = ArmError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let context = RequestContext::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(ArmError::missing_authorization)?;
+        let text = value.to_str().map_err(|_| invalid_format())?;
+        let token = text
+            .strip_prefix("Bearer ")
+            .or_else(|| text.strip_prefix("bearer "))
+            .ok_or_else(invalid_format)?;
+        let engine = &state.engine;
+        let caller = engine
+            .authenticate(token.trim(), &|audience| engine.is_known_resource(audience))
+            .map_err(|error| ArmError::from_engine(error, &context))?;
+        Ok(AuthenticatedCaller(caller))
+    }
+}
+
+fn invalid_format() -> ArmError {
+    ArmError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "AuthenticationFailed",
+        "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+    )
+}

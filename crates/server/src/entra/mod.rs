@@ -1,0 +1,31 @@
+//! The Entra-shaped token service: OIDC discovery, JWKS, instance discovery and the token endpoints.
+
+pub mod discovery;
+pub mod token;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::AppState;
+
+/// Routes of the token service (paths as Entra's `login.microsoftonline.com`).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/common/discovery/instance",
+            get(discovery::instance_discovery),
+        )
+        .route("/common/userrealm/{user}", get(discovery::user_realm))
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            get(discovery::openid_configuration_v1),
+        )
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(discovery::openid_configuration_v2),
+        )
+        .route("/{tenant}/discovery/keys", get(discovery::keys_v1))
+        .route("/{tenant}/discovery/v2.0/keys", get(discovery::keys_v2))
+        .route("/{tenant}/oauth2/token", post(token::token_v1))
+        .route("/{tenant}/oauth2/v2.0/token", post(token::token_v2))
+}

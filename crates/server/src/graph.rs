@@ -1,0 +1,395 @@
+//! A Graph-shaped subset for applications and service principals (`/v1.0/...`): what
+//! `openmi ad sp create-for-rbac` and `az ad sp create-for-rbac` need. In openmi an application
+//! and its service principal are one directory object with two ids (`applications/{id}` and the
+//! service principal's object id, which is the `oid` of its tokens).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use openmi_engine::NewApplication;
+use openmi_model::directory::{ClientCredential, CredentialKind};
+use openmi_model::{ObjectId, Principal};
+use openmi_token::ExternalKey;
+use serde_json::{json, Value};
+
+use crate::auth::AuthenticatedCaller;
+use crate::context::{CallerObjectId, RequestContext};
+use crate::error::ArmError;
+use crate::AppState;
+
+/// Routes under `/v1.0`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1.0/applications",
+            post(application_create).get(application_list),
+        )
+        .route(
+            "/v1.0/applications/{id}",
+            get(application_get).patch(application_patch),
+        )
+        .route(
+            "/v1.0/applications/{id}/addPassword",
+            post(application_add_password),
+        )
+        .route(
+            "/v1.0/servicePrincipals",
+            post(service_principal_create).get(service_principal_list),
+        )
+}
+
+fn iso(epoch: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(epoch)
+        .ok()
+        .and_then(|time| {
+            time.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn not_found(id: &str) -> ArmError {
+    ArmError::new(StatusCode::NOT_FOUND, "Request_ResourceNotFound", format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."))
+}
+
+fn bad_request(message: impl Into<String>) -> ArmError {
+    ArmError::new(StatusCode::BAD_REQUEST, "Request_BadRequest", message)
+}
+
+fn graph_error(error: openmi_engine::EngineError, context: &RequestContext) -> ArmError {
+    match error {
+        openmi_engine::EngineError::Forbidden => ArmError::new(
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        ),
+        openmi_engine::EngineError::NotFound => not_found(""),
+        openmi_engine::EngineError::BadRequest(message) => bad_request(message),
+        other => ArmError::from_engine(other, context),
+    }
+}
+
+fn credential_json(credential: &ClientCredential) -> (Option<Value>, Option<Value>) {
+    match &credential.kind {
+        CredentialKind::Secret { hint, .. } => (
+            Some(
+                json!({"customKeyIdentifier": null, "displayName": credential.display_name, "endDateTime": iso(credential.end_at),
+                "hint": hint, "keyId": credential.key_id, "secretText": null, "startDateTime": iso(credential.start_at)}),
+            ),
+            None,
+        ),
+        CredentialKind::Certificate { thumbprint, .. } => (
+            None,
+            Some(
+                json!({"customKeyIdentifier": thumbprint, "displayName": credential.display_name, "endDateTime": iso(credential.end_at),
+                "key": null, "keyId": credential.key_id, "startDateTime": iso(credential.start_at), "type": "AsymmetricX509Cert", "usage": "Verify"}),
+            ),
+        ),
+    }
+}
+
+fn application_json(principal: &Principal, credentials: &[ClientCredential]) -> Value {
+    let (passwords, keys): (Vec<_>, Vec<_>) = credentials.iter().map(credential_json).unzip();
+    json!({
+        "id": principal.application_object_id.map(|id| id.to_string()),
+        "appId": principal.client_id.map(|id| id.to_string()),
+        "displayName": principal.display_name,
+        "createdDateTime": iso(principal.created_at),
+        "signInAudience": "AzureADMyOrg",
+        "passwordCredentials": passwords.into_iter().flatten().collect::<Vec<_>>(),
+        "keyCredentials": keys.into_iter().flatten().collect::<Vec<_>>(),
+    })
+}
+
+fn service_principal_json(principal: &Principal) -> Value {
+    json!({
+        "id": principal.object_id.to_string(),
+        "appId": principal.client_id.map(|id| id.to_string()),
+        "displayName": principal.display_name,
+        "appDisplayName": principal.display_name,
+        "servicePrincipalType": if principal.managed_by.is_some() { "ManagedIdentity" } else { "Application" },
+        "accountEnabled": true,
+        "appOwnerOrganizationId": principal.tenant_id.to_string(),
+        "servicePrincipalNames": [principal.client_id.map(|id| id.to_string())],
+    })
+}
+
+/// Certificates given as Graph `keyCredentials` (`key` is base64 DER, or PEM).
+fn certificates_from(body: &Value) -> Result<Vec<Vec<u8>>, ArmError> {
+    let Some(list) = body.get("keyCredentials") else {
+        return Ok(Vec::new());
+    };
+    let list = list
+        .as_array()
+        .ok_or_else(|| bad_request("keyCredentials must be an array"))?;
+    list.iter()
+        .map(|item| {
+            let key = item
+                .get("key")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad_request("keyCredentials[].key is required"))?;
+            ExternalKey::certificate_der_from_text(key)
+                .map_err(|_| bad_request("keyCredentials[].key is not a base64 certificate"))
+        })
+        .collect()
+}
+
+/// Graph `$filter` of the form `<field> eq '<value>'`.
+#[derive(Debug, serde::Deserialize)]
+pub struct FilterQuery {
+    #[serde(rename = "$filter")]
+    filter: Option<String>,
+}
+
+fn filter_value<'a>(filter: &'a str, field: &str) -> Option<&'a str> {
+    let rest = filter
+        .trim()
+        .strip_prefix(field)?
+        .trim_start()
+        .strip_prefix("eq")?
+        .trim();
+    rest.strip_prefix('\'')?.strip_suffix('\'')
+}
+
+fn respond(status: StatusCode, caller: &AuthenticatedCaller, body: Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response
+        .extensions_mut()
+        .insert(CallerObjectId(caller.0.object_id.to_string()));
+    response
+}
+
+fn json_body(body: &axum::body::Bytes) -> Result<Value, ArmError> {
+    serde_json::from_slice(body)
+        .map_err(|error| bad_request(format!("The request body is not valid JSON: {error}")))
+}
+
+/// `POST /v1.0/applications`
+pub async fn application_create(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    body: axum::body::Bytes,
+) -> Result<Response, ArmError> {
+    let body = json_body(&body)?;
+    let display_name = body
+        .get("displayName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_request("displayName is required"))?
+        .to_string();
+    let mut certificates = certificates_from(&body)?;
+    let new = NewApplication {
+        display_name,
+        certificate_der: certificates.pop(),
+        with_secret: false,
+    };
+    let created = state
+        .engine
+        .create_application(&caller.0, new)
+        .await
+        .map_err(|error| graph_error(error, &context))?;
+    Ok(respond(
+        StatusCode::CREATED,
+        &caller,
+        application_json(&created.principal, &created.credentials),
+    ))
+}
+
+/// `GET /v1.0/applications?$filter=displayName eq '...'`
+pub async fn application_list(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    Query(query): Query<FilterQuery>,
+) -> Result<Response, ArmError> {
+    let name = query
+        .filter
+        .as_deref()
+        .and_then(|filter| filter_value(filter, "displayName"))
+        .ok_or_else(|| bad_request("only $filter=displayName eq '<name>' is supported"))?;
+    let mut value = Vec::new();
+    for principal in state
+        .engine
+        .applications_named(name)
+        .await
+        .map_err(|error| graph_error(error, &context))?
+    {
+        let credentials = state
+            .engine
+            .credentials_of(principal.object_id)
+            .await
+            .map_err(|error| graph_error(error, &context))?;
+        value.push(application_json(&principal, &credentials));
+    }
+    Ok(respond(StatusCode::OK, &caller, json!({"value": value})))
+}
+
+async fn find_application(
+    state: &AppState,
+    context: &RequestContext,
+    id: &str,
+) -> Result<Principal, ArmError> {
+    let object_id: ObjectId = id.parse().map_err(|_| not_found(id))?;
+    state
+        .engine
+        .application(object_id)
+        .await
+        .map_err(|error| match error {
+            openmi_engine::EngineError::NotFound => not_found(id),
+            other => graph_error(other, context),
+        })
+}
+
+/// `GET /v1.0/applications/{id}`
+pub async fn application_get(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ArmError> {
+    let principal = find_application(&state, &context, &id).await?;
+    let credentials = state
+        .engine
+        .credentials_of(principal.object_id)
+        .await
+        .map_err(|error| graph_error(error, &context))?;
+    Ok(respond(
+        StatusCode::OK,
+        &caller,
+        application_json(&principal, &credentials),
+    ))
+}
+
+/// `PATCH /v1.0/applications/{id}` with `keyCredentials`: registers the certificates not yet present.
+pub async fn application_patch(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ArmError> {
+    let body = json_body(&body)?;
+    let principal = find_application(&state, &context, &id).await?;
+    let existing = state
+        .engine
+        .credentials_of(principal.object_id)
+        .await
+        .map_err(|error| graph_error(error, &context))?;
+    for cert_der in certificates_from(&body)? {
+        let present = existing.iter().any(|credential| matches!(&credential.kind, CredentialKind::Certificate { cert_der: stored, .. } if *stored == cert_der));
+        if !present {
+            let application_id = principal
+                .application_object_id
+                .ok_or_else(|| not_found(&id))?;
+            state
+                .engine
+                .add_certificate(&caller.0, application_id, &cert_der)
+                .await
+                .map_err(|error| graph_error(error, &context))?;
+        }
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .extensions_mut()
+        .insert(CallerObjectId(caller.0.object_id.to_string()));
+    Ok(response)
+}
+
+/// `POST /v1.0/applications/{id}/addPassword`: the secret is in this response only.
+pub async fn application_add_password(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ArmError> {
+    let body = if body.is_empty() {
+        json!({})
+    } else {
+        json_body(&body)?
+    };
+    let display_name = body
+        .pointer("/passwordCredential/displayName")
+        .and_then(Value::as_str)
+        .unwrap_or("secret")
+        .to_string();
+    let principal = find_application(&state, &context, &id).await?;
+    let application_id = principal
+        .application_object_id
+        .ok_or_else(|| not_found(&id))?;
+    let (credential, secret) = state
+        .engine
+        .add_password(&caller.0, application_id, &display_name)
+        .await
+        .map_err(|error| graph_error(error, &context))?;
+    let (password, _) = credential_json(&credential);
+    let mut password = password.unwrap_or_default();
+    if let Some(object) = password.as_object_mut() {
+        object.insert("secretText".into(), json!(secret));
+    }
+    Ok(respond(StatusCode::OK, &caller, password))
+}
+
+/// `POST /v1.0/servicePrincipals` `{"appId"}`: the application's service principal.
+pub async fn service_principal_create(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    body: axum::body::Bytes,
+) -> Result<Response, ArmError> {
+    let body = json_body(&body)?;
+    let app_id = body
+        .get("appId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_request("appId is required"))?;
+    let principal = state
+        .engine
+        .service_principal_by_app_id(app_id)
+        .await
+        .map_err(|error| match error {
+            openmi_engine::EngineError::NotFound => not_found(app_id),
+            other => graph_error(other, &context),
+        })?;
+    Ok(respond(
+        StatusCode::CREATED,
+        &caller,
+        service_principal_json(&principal),
+    ))
+}
+
+/// `GET /v1.0/servicePrincipals?$filter=appId eq '...'`
+pub async fn service_principal_list(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    Query(query): Query<FilterQuery>,
+) -> Result<Response, ArmError> {
+    let app_id = query
+        .filter
+        .as_deref()
+        .and_then(|filter| filter_value(filter, "appId"))
+        .ok_or_else(|| bad_request("only $filter=appId eq '<id>' is supported"))?;
+    let value = match state.engine.service_principal_by_app_id(app_id).await {
+        Ok(principal) => vec![service_principal_json(&principal)],
+        Err(openmi_engine::EngineError::NotFound) => Vec::new(),
+        Err(other) => return Err(graph_error(other, &context)),
+    };
+    Ok(respond(StatusCode::OK, &caller, json!({"value": value})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_value;
+
+    #[test]
+    fn parses_eq_filters() {
+        assert_eq!(
+            filter_value("displayName eq 'my app'", "displayName"),
+            Some("my app")
+        );
+        assert_eq!(filter_value("appId eq 'x'", "displayName"), None);
+        assert_eq!(filter_value("displayName eq my", "displayName"), None);
+    }
+}
