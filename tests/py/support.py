@@ -39,16 +39,16 @@ HTTP_TIMEOUT = 30
 START_TIMEOUT = 60
 STOP_TIMEOUT = 10
 
-# Where each field of the `Server` object is read from in bootstrap.json (first key present wins).
+# The keys of bootstrap.json that each field of `Server` is read from.
 BOOTSTRAP_KEYS = {
-    "url": ("url", "serverUrl", "endpoint"),
-    "tenant_id": ("tenantId",),
-    "subscription_id": ("subscriptionId",),
-    "admin_username": ("adminUsername",),
-    "admin_password": ("adminPassword",),
-    "client_id": ("clientId",),
-    "client_secret": ("clientSecret",),
-    "ca_cert_path": ("caCertPath", "caCert", "caCertificatePath", "caFile"),
+    "url": "url",
+    "tenant_id": "tenantId",
+    "subscription_id": "subscriptionId",
+    "admin_username": "adminUsername",
+    "admin_password": "adminPassword",
+    "client_id": "clientId",
+    "client_secret": "clientSecret",
+    "ca_cert_path": "caCertPath",
 }
 
 
@@ -198,10 +198,10 @@ def read_bootstrap(data_dir: Path) -> dict:
 
 
 def bootstrap_value(bootstrap: dict, name: str) -> str:
-    for key in BOOTSTRAP_KEYS[name]:
-        if key in bootstrap:
-            return bootstrap[key]
-    raise KeyError(f"bootstrap.json has none of {BOOTSTRAP_KEYS[name]} (keys: {sorted(bootstrap)})")
+    key = BOOTSTRAP_KEYS[name]
+    if key not in bootstrap:
+        raise KeyError(f"bootstrap.json has no {key!r} (keys: {sorted(bootstrap)})")
+    return bootstrap[key]
 
 
 def start_server(

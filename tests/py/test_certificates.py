@@ -3,6 +3,8 @@ authenticated by azure-identity (RS256 + x5t), by msal (PS256 + x5t#S256 + x5c) 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 import uuid
 
@@ -33,10 +35,10 @@ def cert_sp(server, tmp_path):
     return sp, cert
 
 
-def _assertion(server, client_id, cert, *, lifetime=600, now=None, aud=None, headers=None):
+def _assertion(server, client_id, cert, *, lifetime=600, now=None, algorithm="RS256", headers=None):
     now = int(time.time() if now is None else now)
     claims = {
-        "aud": aud or support.token_url(server),
+        "aud": support.token_url(server),
         "iss": client_id,
         "sub": client_id,
         "jti": str(uuid.uuid4()),
@@ -44,7 +46,7 @@ def _assertion(server, client_id, cert, *, lifetime=600, now=None, aud=None, hea
         "iat": now,
         "exp": now + lifetime,
     }
-    return jwt.encode(claims, cert.key, algorithm="RS256", headers=headers or {"x5t": cert.x5t})
+    return jwt.encode(claims, cert.key, algorithm=algorithm, headers=headers or {"x5t": cert.x5t})
 
 
 def _assertion_grant(client_id, assertion):
@@ -116,11 +118,26 @@ def test_msal_certificate_thumbprint_rs256(server, cert_sp):
     assert "access_token" in result, result
 
 
-def test_hand_made_assertion_accepted(server, cert_sp):
+@pytest.mark.parametrize(
+    "algorithm,thumbprint_header,padded",
+    [
+        ("RS256", "x5t", False),
+        ("RS256", "x5t", True),  # msal's _encode_thumbprint keeps base64url padding ("=")
+        ("PS256", "x5t#S256", False),
+        ("PS256", "x5t#S256", True),  # what msal sends when it has the certificate
+    ],
+)
+def test_hand_made_assertion_accepted(server, cert_sp, algorithm, thumbprint_header, padded):
     sp, cert = cert_sp
-    res = support.post_token(server, _assertion_grant(sp["appId"], _assertion(server, sp["appId"], cert)))
+    digest = hashlib.sha1(cert.der).digest() if thumbprint_header == "x5t" else hashlib.sha256(cert.der).digest()
+    thumbprint = base64.urlsafe_b64encode(digest).decode()
+    if not padded:
+        thumbprint = thumbprint.rstrip("=")
+    assertion = _assertion(server, sp["appId"], cert, algorithm=algorithm, headers={thumbprint_header: thumbprint})
+    res = support.post_token(server, _assertion_grant(sp["appId"], assertion))
     assert res.status_code == 200, res.text
-    support.verify_token(server, res.json()["access_token"], audience=ARM)
+    claims = support.verify_token(server, res.json()["access_token"], audience=ARM)
+    assert claims["appid"] == sp["appId"]
 
 
 def test_expired_assertion_rejected(server, cert_sp):

@@ -1,1 +1,0 @@
-//! openmi-proto.
