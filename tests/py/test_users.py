@@ -133,6 +133,12 @@ def test_ropc_on_organizations_authority(server):
     claims = support.verify_token(server, result["access_token"], audience=ARM)
     assert claims["tid"] == server.tenant_id
 
+    # az then redeems the same refresh token at the tenant's own authority.
+    tenant_app = _public_app(server)
+    refreshed = tenant_app.acquire_token_by_refresh_token(result["refresh_token"], scopes=[ARM_SCOPE])
+    assert "access_token" in refreshed, refreshed
+    assert support.verify_token(server, refreshed["access_token"], audience=ARM)["oid"] == claims["oid"]
+
 
 def test_user_realm_answer(server):
     """MSAL asks /common/userrealm/{user} before ROPC: a 404 or a `Managed` account both mean plain ROPC."""

@@ -169,6 +169,7 @@ impl Engine {
                 config,
                 key_ring: RwLock::new(Arc::new(ring)),
                 tenant: tenant.clone(),
+                clients: Default::default(),
             }),
         };
         let outcome = BootstrapOutcome {

@@ -248,6 +248,7 @@ impl Engine {
             now + SECRET_LIFETIME,
         );
         self.store().add_credential(&credential).await?;
+        self.inner.clients.forget(principal.client_id);
         Ok((credential, text))
     }
 
@@ -262,6 +263,7 @@ impl Engine {
         let principal = self.application(application_object_id).await?;
         let credential = certificate_credential(principal.object_id, cert_der, self.now())?;
         self.store().add_credential(&credential).await?;
+        self.inner.clients.forget(principal.client_id);
         Ok(credential)
     }
 }

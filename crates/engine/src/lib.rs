@@ -5,6 +5,7 @@
 //! the server crate turns requests into engine calls and engine errors into Azure's envelopes.
 
 mod bootstrap;
+mod clients;
 mod directory;
 mod keys;
 mod tokens;
@@ -145,6 +146,7 @@ struct Inner {
     key_ring: RwLock<Arc<KeyRing>>,
     // The tenant served; fixed after bootstrap.
     tenant: openmi_model::directory::Tenant,
+    clients: clients::ClientCache,
 }
 
 impl Engine {

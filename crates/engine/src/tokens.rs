@@ -8,12 +8,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use openmi_model::audience::{normalize_resource, resource_from_scopes};
 use openmi_model::directory::{CredentialKind, RefreshGrant, Tenant};
-use openmi_model::{ClientId, Principal, PrincipalKind};
+use openmi_model::{Principal, PrincipalKind};
 use openmi_token::jwt::{self, TokenFormat};
-use openmi_token::{AccessTokenClaims, ExternalKey, TokenError};
+use openmi_token::{AccessTokenClaims, TokenError};
 use serde_json::json;
 
 use crate::bootstrap::random_secret;
+use crate::clients::ClientEntry;
 use crate::{Engine, EngineError};
 
 /// The JWT-bearer client assertion type (RFC 7523).
@@ -216,21 +217,10 @@ impl Engine {
         }
     }
 
-    async fn client(&self, tenant: &Tenant, client_id: &str) -> Result<Principal, EngineError> {
-        let not_found = || EngineError::ApplicationNotFound {
-            client_id: client_id.to_string(),
-        };
-        let parsed: ClientId = client_id.parse().map_err(|_| not_found())?;
-        self.store()
-            .principal_by_client_id(tenant.id, parsed)
-            .await?
-            .ok_or_else(not_found)
-    }
-
     /// Checks the client's credential; returns the `appidacr` value ("1" secret, "2" certificate).
     async fn authenticate_client(
         &self,
-        client: &Principal,
+        client: &ClientEntry,
         auth: &ClientAuth,
         client_id: &str,
     ) -> Result<&'static str, EngineError> {
@@ -240,15 +230,17 @@ impl Engine {
                 client_id.to_string(),
             )),
             ClientAuth::Secret(secret) => {
-                let credentials = self.store().credentials(client.object_id).await?;
-                let matches = credentials.iter().any(|credential| match &credential.kind {
-                    CredentialKind::Secret { hash, .. } => {
-                        credential.start_at <= now + 300
-                            && now < credential.end_at
-                            && self.inner.kek.verify_client_secret(secret, hash)
-                    }
-                    CredentialKind::Certificate { .. } => false,
-                });
+                let matches = client
+                    .credentials
+                    .iter()
+                    .any(|credential| match &credential.kind {
+                        CredentialKind::Secret { hash, .. } => {
+                            credential.start_at <= now + 300
+                                && now < credential.end_at
+                                && self.inner.kek.verify_client_secret(secret, hash)
+                        }
+                        CredentialKind::Certificate { .. } => false,
+                    });
                 if matches {
                     Ok("1")
                 } else {
@@ -264,16 +256,15 @@ impl Engine {
                         "client_assertion_type must be '{JWT_BEARER}'"
                     )));
                 }
-                self.check_client_assertion(client, assertion, client_id, now)
-                    .await?;
+                self.check_client_assertion(client, assertion, client_id, now)?;
                 Ok("2")
             }
         }
     }
 
-    async fn check_client_assertion(
+    fn check_client_assertion(
         &self,
-        client: &Principal,
+        client: &ClientEntry,
         assertion: &str,
         client_id: &str,
         now: i64,
@@ -283,15 +274,9 @@ impl Engine {
         let x5t = unverified.header_str("x5t").map(str::to_string);
         let x5t_s256 = unverified.header_str("x5t#S256").map(str::to_string);
         let thumbprint = x5t.clone().or(x5t_s256.clone()).unwrap_or_default();
-        let credentials = self.store().credentials(client.object_id).await?;
-        let key = credentials
+        let key = client
+            .certificates
             .iter()
-            .filter_map(|credential| match &credential.kind {
-                CredentialKind::Certificate { cert_der, .. } => {
-                    ExternalKey::from_certificate_der(cert_der).ok()
-                }
-                CredentialKind::Secret { .. } => None,
-            })
             .find(|key| Some(&key.x5t) == x5t.as_ref() || Some(&key.x5t_s256) == x5t_s256.as_ref())
             .ok_or_else(|| EngineError::CertificateNotRegistered {
                 client_id: client_id.to_string(),
@@ -337,10 +322,11 @@ impl Engine {
     ) -> Result<IssuedTokens, EngineError> {
         let client_id = required(&request.client_id, "client_id")?;
         let resource = self.resolve_resource(&request.resource, false)?;
-        let client = self.client(tenant, &client_id).await?;
+        let entry = self.client_entry(tenant, &client_id).await?;
         let appidacr = self
-            .authenticate_client(&client, &request.client_auth, &client_id)
+            .authenticate_client(&entry, &request.client_auth, &client_id)
             .await?;
+        let client = &entry.principal;
         let now = self.now();
         let lifetime = self.config().app_token_lifetime;
         let issuer = format!("{}/{}/", request.issuer_base, tenant.id);
@@ -392,8 +378,8 @@ impl Engine {
         request: &GrantRequest,
     ) -> Result<String, EngineError> {
         let client_id = required(&request.client_id, "client_id")?;
-        let client = self.client(tenant, &client_id).await?;
-        let is_public = client.application_object_id.is_none();
+        let client = self.client_entry(tenant, &client_id).await?;
+        let is_public = client.principal.application_object_id.is_none();
         if !is_public || !matches!(request.client_auth, ClientAuth::None) {
             self.authenticate_client(&client, &request.client_auth, &client_id)
                 .await?;

@@ -1,0 +1,106 @@
+//! A short-lived cache of token clients (principal, credentials, parsed certificates).
+//!
+//! The client-credentials grant is the hot path of the token service; reading the principal and
+//! its credentials from the store on every request costs more than signing. Entries live for
+//! `CLIENT_CACHE_TTL`, and local writes drop the entry at once, so a credential change reaches
+//! this server immediately and other servers sharing the database within that TTL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openmi_model::directory::{ClientCredential, CredentialKind};
+use openmi_model::{ClientId, Principal};
+use openmi_token::ExternalKey;
+
+use crate::{Engine, EngineError};
+
+/// How long a cached client stays valid.
+pub(crate) const CLIENT_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Beyond this many entries the cache starts over (bounded memory under a flood of client ids).
+const CLIENT_CACHE_CAPACITY: usize = 100_000;
+
+/// A client as the token grants need it.
+pub(crate) struct ClientEntry {
+    pub(crate) principal: Principal,
+    pub(crate) credentials: Vec<ClientCredential>,
+    /// Parsed certificates of the certificate credentials (same order, certificates only).
+    pub(crate) certificates: Vec<ExternalKey>,
+}
+
+/// The cache itself.
+#[derive(Debug, Default)]
+pub(crate) struct ClientCache {
+    entries: Mutex<HashMap<ClientId, (Instant, Arc<ClientEntry>)>>,
+}
+
+impl std::fmt::Debug for ClientEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientEntry")
+            .field("principal", &self.principal.object_id)
+            .finish()
+    }
+}
+
+impl ClientCache {
+    fn get(&self, client_id: ClientId) -> Option<Arc<ClientEntry>> {
+        let entries = self.entries.lock().ok()?;
+        let (loaded, entry) = entries.get(&client_id)?;
+        (loaded.elapsed() < CLIENT_CACHE_TTL).then(|| entry.clone())
+    }
+
+    fn put(&self, client_id: ClientId, entry: Arc<ClientEntry>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= CLIENT_CACHE_CAPACITY {
+                entries.clear();
+            }
+            entries.insert(client_id, (Instant::now(), entry));
+        }
+    }
+
+    /// Drops a client after a local write.
+    pub(crate) fn forget(&self, client_id: Option<ClientId>) {
+        if let (Some(client_id), Ok(mut entries)) = (client_id, self.entries.lock()) {
+            entries.remove(&client_id);
+        }
+    }
+}
+
+impl Engine {
+    /// The client `client_id` of `tenant`, from the cache or the store.
+    pub(crate) async fn client_entry(
+        &self,
+        tenant: &openmi_model::directory::Tenant,
+        client_id: &str,
+    ) -> Result<Arc<ClientEntry>, EngineError> {
+        let not_found = || EngineError::ApplicationNotFound {
+            client_id: client_id.to_string(),
+        };
+        let parsed: ClientId = client_id.parse().map_err(|_| not_found())?;
+        if let Some(entry) = self.inner.clients.get(parsed) {
+            return Ok(entry);
+        }
+        let principal = self
+            .store()
+            .principal_by_client_id(tenant.id, parsed)
+            .await?
+            .ok_or_else(not_found)?;
+        let credentials = self.store().credentials(principal.object_id).await?;
+        let certificates = credentials
+            .iter()
+            .filter_map(|credential| match &credential.kind {
+                CredentialKind::Certificate { cert_der, .. } => {
+                    ExternalKey::from_certificate_der(cert_der).ok()
+                }
+                CredentialKind::Secret { .. } => None,
+            })
+            .collect();
+        let entry = Arc::new(ClientEntry {
+            principal,
+            credentials,
+            certificates,
+        });
+        self.inner.clients.put(parsed, entry.clone());
+        Ok(entry)
+    }
+}
