@@ -10,6 +10,9 @@ mod directory;
 mod keys;
 mod tokens;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::{Arc, RwLock};
 
 use openmi_store::{Store, StoreError};

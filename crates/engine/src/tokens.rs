@@ -271,8 +271,14 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let unverified = jwt::decode_unverified(assertion)
             .map_err(|_| EngineError::InvalidAssertion("the assertion is not a JWT".to_string()))?;
-        let x5t = unverified.header_str("x5t").map(str::to_string);
-        let x5t_s256 = unverified.header_str("x5t#S256").map(str::to_string);
+        // MSAL sends thumbprints base64url-encoded with `=` padding; the padding carries nothing.
+        let thumbprint_of = |name: &str| {
+            unverified
+                .header_str(name)
+                .map(|value| value.trim_end_matches('=').to_string())
+        };
+        let x5t = thumbprint_of("x5t");
+        let x5t_s256 = thumbprint_of("x5t#S256");
         let thumbprint = x5t.clone().or(x5t_s256.clone()).unwrap_or_default();
         let key = client
             .certificates
@@ -284,7 +290,7 @@ impl Engine {
             })?;
         // Entra allows five minutes of clock skew on assertions.
         let verified = unverified
-            .verify_with_key(&key, now, 300)
+            .verify_with_key(key, now, 300)
             .map_err(|error| match error {
                 TokenError::Expired { .. } | TokenError::NotYetValid { .. } => {
                     EngineError::AssertionExpired

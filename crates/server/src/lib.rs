@@ -217,13 +217,24 @@ fn print_banner(
     );
     match &outcome.secrets {
         Some(secrets) => {
+            // Secrets go to an interactive terminal only; redirected output (a log file) never
+            // holds them. bootstrap.json (0600) always does.
+            let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout());
             println!("  admin user:    {}", secrets.admin_username);
-            println!("  admin password: {}", secrets.admin_password);
-            println!(
-                "  bootstrap service principal: {} (secret: {})",
-                secrets.client_id, secrets.client_secret
-            );
-            println!("  (shown once; also in {})", bootstrap_path.display());
+            if interactive {
+                println!("  admin password: {}", secrets.admin_password);
+                println!(
+                    "  bootstrap service principal: {} (secret: {})",
+                    secrets.client_id, secrets.client_secret
+                );
+                println!("  (shown once; also in {})", bootstrap_path.display());
+            } else {
+                println!("  bootstrap service principal: {}", secrets.client_id);
+                println!(
+                    "  admin password and client secret: in {}",
+                    bootstrap_path.display()
+                );
+            }
         }
         None => println!("  credentials:   see {}", bootstrap_path.display()),
     }

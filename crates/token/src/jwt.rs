@@ -94,20 +94,27 @@ impl UnverifiedJwt<'_> {
     }
 
     fn check_time(&self, now: i64, leeway: i64) -> Result<(), TokenError> {
-        let exp = self
-            .claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .ok_or(TokenError::Malformed)?;
+        let exp = self.numeric_date("exp").ok_or(TokenError::Malformed)?;
         if now > exp + leeway {
             return Err(TokenError::Expired { exp });
         }
-        if let Some(nbf) = self.claims.get("nbf").and_then(Value::as_i64) {
+        if let Some(nbf) = self.numeric_date("nbf") {
             if now + leeway < nbf {
                 return Err(TokenError::NotYetValid { nbf });
             }
         }
         Ok(())
+    }
+
+    /// A NumericDate claim (RFC 7519 §2): seconds, possibly with a fraction (MSAL sends floats).
+    fn numeric_date(&self, name: &str) -> Option<i64> {
+        let value = self.claims.get(name)?;
+        value.as_i64().or_else(|| {
+            value
+                .as_f64()
+                .filter(|seconds| seconds.is_finite())
+                .map(|seconds| seconds.floor() as i64)
+        })
     }
 
     fn into_verified(self) -> VerifiedJwt {
@@ -300,5 +307,19 @@ mod tests {
             Err(TokenError::UnknownKey(_))
         ));
         assert!(matches!(check("a.b", 1_500), Err(TokenError::Malformed)));
+        let fractional = encode(
+            key,
+            TokenFormat::V1,
+            &json!({"exp": 2_000.5, "nbf": 1_000.25}),
+        )
+        .unwrap();
+        assert!(
+            check(&fractional, 1_500).is_ok(),
+            "fractional NumericDates are valid"
+        );
+        assert!(matches!(
+            check(&fractional, 2_001),
+            Err(TokenError::Expired { exp: 2_000 })
+        ));
     }
 }

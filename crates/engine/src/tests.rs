@@ -1,0 +1,314 @@
+//! Engine tests on a temporary SQLite store with a fake clock: bootstrap, claims, grants, rotation.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use openmi_store::Store;
+use openmi_token::{jwt, Kek};
+use serde_json::Value;
+
+use crate::{
+    rotate_signing_key, BootstrapSecrets, ClientAuth, Clock, Engine, EngineConfig, EngineError,
+    GrantRequest, ResourceRequest,
+};
+
+#[derive(Debug)]
+struct FakeClock(AtomicI64);
+
+impl Clock for FakeClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+const START: i64 = 1_800_000_000;
+
+struct Fixture {
+    engine: Engine,
+    secrets: BootstrapSecrets,
+    clock: Arc<FakeClock>,
+    url: String,
+    kek_hex: String,
+    _directory: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let directory = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        directory.path().join("openmi.db").display()
+    );
+    let (kek, kek_hex) = Kek::generate().unwrap();
+    let clock = Arc::new(FakeClock(AtomicI64::new(START)));
+    let config = EngineConfig {
+        own_resources: vec!["https://127.0.0.1:8443".to_string()],
+        ..EngineConfig::default()
+    };
+    let (engine, outcome) =
+        Engine::start(Store::open(&url).await.unwrap(), kek, clock.clone(), config)
+            .await
+            .unwrap();
+    Fixture {
+        engine,
+        secrets: outcome.secrets.unwrap(),
+        clock,
+        url,
+        kek_hex,
+        _directory: directory,
+    }
+}
+
+fn client_credentials(fixture: &Fixture, secret: &str, scope: &str) -> GrantRequest {
+    GrantRequest {
+        tenant: fixture.engine.tenant().id.to_string(),
+        grant_type: Some("client_credentials".to_string()),
+        client_id: Some(fixture.secrets.client_id.to_string()),
+        client_auth: ClientAuth::Secret(secret.to_string()),
+        resource: ResourceRequest::V2Scope(Some(scope.to_string())),
+        username: None,
+        password: None,
+        refresh_token: None,
+        client_info: false,
+        issuer_base: "https://127.0.0.1:8443".to_string(),
+    }
+}
+
+fn claims_of(engine: &Engine, token: &str) -> serde_json::Map<String, Value> {
+    jwt::decode_unverified(token)
+        .unwrap()
+        .verify_with_ring(&engine.key_ring(), engine.now(), 0)
+        .unwrap()
+        .claims
+}
+
+#[tokio::test]
+async fn client_credentials_token_carries_entra_v1_claims() {
+    let fixture = fixture().await;
+    let secret = fixture.secrets.client_secret.clone();
+    let issued = fixture
+        .engine
+        .grant(client_credentials(
+            &fixture,
+            &secret,
+            "https://management.azure.com/.default",
+        ))
+        .await
+        .unwrap();
+    let claims = claims_of(&fixture.engine, &issued.access_token);
+    let tenant = fixture.engine.tenant().id.to_string();
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(text("aud"), "https://management.azure.com");
+    assert_eq!(text("iss"), format!("https://127.0.0.1:8443/{tenant}/"));
+    assert_eq!(text("tid"), tenant);
+    assert_eq!(text("appid"), fixture.secrets.client_id.to_string());
+    assert_eq!(text("appidacr"), "1");
+    assert_eq!(text("idtyp"), "app");
+    assert_eq!(text("ver"), "1.0");
+    assert_eq!(text("sub"), text("oid"));
+    assert_eq!(text("uti").len(), 22);
+    assert_eq!(claims.get("iat").and_then(Value::as_i64), Some(START));
+    assert_eq!(
+        claims.get("exp").and_then(Value::as_i64),
+        Some(START + 3600)
+    );
+    assert_eq!(issued.expires_on, START + 3600);
+}
+
+#[tokio::test]
+async fn wrong_secret_unknown_resource_and_bad_scope_fail_as_entra_does() {
+    let fixture = fixture().await;
+    let engine = &fixture.engine;
+    let wrong = engine
+        .grant(client_credentials(
+            &fixture,
+            "nope",
+            "https://management.azure.com/.default",
+        ))
+        .await;
+    assert!(
+        matches!(wrong, Err(EngineError::InvalidClientSecret)),
+        "{wrong:?}"
+    );
+    let secret = fixture.secrets.client_secret.clone();
+    let unknown = engine
+        .grant(client_credentials(
+            &fixture,
+            &secret,
+            "https://unknown.example/.default",
+        ))
+        .await;
+    assert!(
+        matches!(unknown, Err(EngineError::ResourceNotFound { .. })),
+        "{unknown:?}"
+    );
+    let bad_scope = engine
+        .grant(client_credentials(
+            &fixture,
+            &secret,
+            "https://management.azure.com/user_impersonation",
+        ))
+        .await;
+    assert!(
+        matches!(bad_scope, Err(EngineError::InvalidScope(_))),
+        "{bad_scope:?}"
+    );
+    let mut other_tenant =
+        client_credentials(&fixture, &secret, "https://management.azure.com/.default");
+    other_tenant.tenant = "00000000-0000-0000-0000-000000000001".to_string();
+    assert!(matches!(
+        engine.grant(other_tenant).await,
+        Err(EngineError::TenantNotFound(_))
+    ));
+    // The az CLI's custom-cloud form: the server URL with a trailing slash, then `/.default`.
+    let own = engine
+        .grant(client_credentials(
+            &fixture,
+            &secret,
+            "https://127.0.0.1:8443//.default",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        claims_of(engine, &own.access_token)
+            .get("aud")
+            .and_then(Value::as_str),
+        Some("https://127.0.0.1:8443/")
+    );
+}
+
+#[tokio::test]
+async fn password_and_refresh_grants_issue_user_tokens() {
+    let fixture = fixture().await;
+    let mut request = client_credentials(
+        &fixture,
+        "",
+        "https://management.azure.com/.default offline_access openid",
+    );
+    request.grant_type = Some("password".to_string());
+    request.client_id = Some(crate::AZURE_CLI_CLIENT_ID.to_string());
+    request.client_auth = ClientAuth::None;
+    request.username = Some(fixture.secrets.admin_username.to_uppercase());
+    request.password = Some(fixture.secrets.admin_password.clone());
+    let issued = fixture.engine.grant(request.clone()).await.unwrap();
+    let claims = claims_of(&fixture.engine, &issued.access_token);
+    assert_eq!(claims.get("idtyp").and_then(Value::as_str), Some("user"));
+    assert_eq!(
+        claims.get("upn").and_then(Value::as_str),
+        Some(fixture.secrets.admin_username.as_str())
+    );
+    let refresh_token = issued.refresh_token.unwrap();
+
+    let mut refresh = request.clone();
+    refresh.grant_type = Some("refresh_token".to_string());
+    refresh.username = None;
+    refresh.password = None;
+    refresh.refresh_token = Some(refresh_token.clone());
+    assert!(fixture.engine.grant(refresh.clone()).await.is_ok());
+    refresh.refresh_token = Some("garbage".to_string());
+    assert!(matches!(
+        fixture.engine.grant(refresh.clone()).await,
+        Err(EngineError::InvalidRefreshToken)
+    ));
+    // Refresh tokens expire.
+    fixture.clock.0.fetch_add(91 * 86400, Ordering::SeqCst);
+    refresh.refresh_token = Some(refresh_token);
+    assert!(matches!(
+        fixture.engine.grant(refresh).await,
+        Err(EngineError::InvalidRefreshToken)
+    ));
+
+    request.password = Some("wrong".to_string());
+    assert!(matches!(
+        fixture.engine.grant(request).await,
+        Err(EngineError::InvalidUserCredentials)
+    ));
+}
+
+#[tokio::test]
+async fn rotation_keeps_old_tokens_valid_and_switches_after_the_delay() {
+    let fixture = fixture().await;
+    let secret = fixture.secrets.client_secret.clone();
+    let before = fixture
+        .engine
+        .grant(client_credentials(
+            &fixture,
+            &secret,
+            "https://management.azure.com/.default",
+        ))
+        .await
+        .unwrap();
+    let kek = Kek::from_hex(&fixture.kek_hex).unwrap();
+    let new_kid = rotate_signing_key(fixture.engine.store(), &kek, START, 600, 86700)
+        .await
+        .unwrap();
+    fixture.engine.reload_keys().await.unwrap();
+    let kid_of = |token: &str| {
+        jwt::decode_unverified(token)
+            .unwrap()
+            .header_str("kid")
+            .unwrap()
+            .to_string()
+    };
+    let still_old = fixture
+        .engine
+        .grant(client_credentials(
+            &fixture,
+            &secret,
+            "https://management.azure.com/.default",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        kid_of(&still_old.access_token),
+        kid_of(&before.access_token),
+        "signing must wait for the publish delay"
+    );
+    fixture.clock.0.fetch_add(600, Ordering::SeqCst);
+    let after = fixture
+        .engine
+        .grant(client_credentials(
+            &fixture,
+            &secret,
+            "https://management.azure.com/.default",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(kid_of(&after.access_token), new_kid);
+    claims_of(&fixture.engine, &before.access_token);
+    let published: Vec<String> = fixture
+        .engine
+        .key_ring()
+        .published(fixture.engine.now())
+        .iter()
+        .map(|key| key.kid.clone())
+        .collect();
+    assert_eq!(published.len(), 2);
+
+    // Another KEK opens nothing and writes nothing.
+    let (other, _) = Kek::generate().unwrap();
+    assert!(matches!(
+        rotate_signing_key(fixture.engine.store(), &other, START, 0, 86700).await,
+        Err(EngineError::KekMismatch)
+    ));
+    assert_eq!(
+        fixture.engine.store().signing_keys().await.unwrap().len(),
+        2
+    );
+    let (_, rejoined) = (
+        fixture.url.clone(),
+        Engine::start(
+            Store::open(&fixture.url).await.unwrap(),
+            other,
+            fixture.clock.clone(),
+            EngineConfig::default(),
+        )
+        .await,
+    );
+    assert!(matches!(rejoined, Err(EngineError::KekMismatch)));
+}
