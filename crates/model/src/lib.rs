@@ -3,6 +3,7 @@
 //! This crate performs no I/O, has no async code, never reads the system clock and does not know
 //! the wire format (that is `openmi-proto`). Time arrives as `UnixTime` values from the caller.
 
+pub mod arm;
 pub mod audience;
 pub mod directory;
 pub mod ids;

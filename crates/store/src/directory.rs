@@ -101,7 +101,7 @@ fn credential_from_row(row: &AnyRow) -> Result<ClientCredential, StoreError> {
     })
 }
 
-async fn insert_principal(
+pub(crate) async fn insert_principal(
     transaction: &mut Transaction<'_, Any>,
     principal: &Principal,
     password_hash: Option<&str>,

@@ -8,6 +8,7 @@
 mod directory;
 mod keys;
 mod migrations;
+mod resources;
 pub mod testsuite;
 
 use std::str::FromStr;
@@ -18,6 +19,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use directory::{BootstrapRecord, NewServicePrincipal};
 pub use keys::StoredSigningKey;
+pub use resources::{ResourceChange, ResourceRecord};
 
 /// Failures a caller can act on; backend errors are classified here and kept only as text for logs.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +28,8 @@ pub enum StoreError {
     NotFound,
     #[error("already exists")]
     AlreadyExists,
+    #[error("the stored version changed since it was read")]
+    PreconditionFailed,
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     #[error("the database was written by a newer openmi (schema version {found}, this build knows {known})")]

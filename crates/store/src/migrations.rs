@@ -7,7 +7,10 @@ use sqlx::Executor;
 use crate::{Backend, Store, StoreError};
 
 /// `(version, sql)` in order; append only.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_directory.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_directory.sql")),
+    (2, include_str!("../migrations/0002_resources.sql")),
+];
 
 pub(crate) async fn apply(store: &Store) -> Result<(), StoreError> {
     let known = MIGRATIONS.last().map(|(version, _)| *version).unwrap_or(0);

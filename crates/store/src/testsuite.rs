@@ -9,7 +9,10 @@ use openmi_model::directory::{
 };
 use openmi_model::{ClientId, ObjectId, Principal, PrincipalKind, SubscriptionId, TenantId};
 
-use crate::{BootstrapRecord, NewServicePrincipal, Store, StoreError, StoredSigningKey};
+use crate::{
+    BootstrapRecord, NewServicePrincipal, ResourceChange, ResourceRecord, Store, StoreError,
+    StoredSigningKey,
+};
 
 /// A bootstrap record with a user and one service principal holding a secret.
 pub fn sample_bootstrap() -> BootstrapRecord {
@@ -235,6 +238,155 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
     assert_eq!(store.signing_keys().await?.len(), 2);
     store.delete_signing_keys(&["kid-1".to_string()]).await?;
     assert_eq!(store.signing_keys().await?, vec![next_key]);
+
+    resources(store, &record).await
+}
+
+fn record(id: &str, group: &str, parent: Option<&str>, type_key: &str) -> ResourceRecord {
+    ResourceRecord {
+        key: id.to_lowercase(),
+        id: id.to_string(),
+        subscription_id: "s".to_string(),
+        group_key: Some(group.to_lowercase()),
+        parent_key: parent.map(str::to_lowercase),
+        type_key: type_key.to_string(),
+        name: id.rsplit('/').next().unwrap_or_default().to_string(),
+        body: format!("{{\"id\":\"{id}\"}}"),
+        version: 0,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+async fn resources(store: &Store, bootstrap: &BootstrapRecord) -> Result<(), StoreError> {
+    let group = "/subscriptions/s/resourceGroups/G1";
+    let vm_id = format!("{group}/providers/Microsoft.Compute/virtualMachines/Vm1");
+    let extension_id = format!("{vm_id}/extensions/ext");
+    let other_group = "/subscriptions/s/resourceGroups/G2";
+    let other_vm = format!("{other_group}/providers/Microsoft.Compute/virtualMachines/Vm2");
+    let mut system_identity = bootstrap.principals[1].0.clone();
+    system_identity.object_id = ObjectId::new_random();
+    system_identity.client_id = Some(ClientId::new_random());
+    system_identity.application_object_id = None;
+    system_identity.kind = PrincipalKind::ManagedIdentity;
+    system_identity.managed_by = Some(vm_id.clone());
+    store
+        .apply(&ResourceChange {
+            upserts: vec![
+                record(group, group, None, "microsoft.resources/resourcegroups"),
+                record(&vm_id, group, None, "microsoft.compute/virtualmachines"),
+                record(
+                    &extension_id,
+                    group,
+                    Some(&vm_id),
+                    "microsoft.compute/virtualmachines/extensions",
+                ),
+                record(
+                    other_group,
+                    other_group,
+                    None,
+                    "microsoft.resources/resourcegroups",
+                ),
+                record(
+                    &other_vm,
+                    other_group,
+                    None,
+                    "microsoft.compute/virtualmachines",
+                ),
+            ],
+            new_principals: vec![system_identity.clone()],
+            ..ResourceChange::default()
+        })
+        .await?;
+    let stored = store
+        .resource(&vm_id.to_uppercase().to_lowercase())
+        .await?
+        .expect("vm stored");
+    assert_eq!((stored.version, stored.id.as_str()), (1, vm_id.as_str()));
+    assert_eq!(
+        store
+            .resources_in_group(&group.to_lowercase(), None)
+            .await?
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .resources_in_group(
+                &group.to_lowercase(),
+                Some("microsoft.compute/virtualmachines")
+            )
+            .await?
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .resources_of_type("S", "microsoft.compute/virtualmachines")
+            .await?
+            .len(),
+        2
+    );
+    assert_eq!(
+        store.resource_children(&vm_id.to_lowercase()).await?.len(),
+        1
+    );
+
+    // Optimistic concurrency: a stale version or a second insert fails the whole change.
+    let mut update = stored.clone();
+    update.body = "{\"changed\":true}".to_string();
+    store
+        .apply(&ResourceChange {
+            upserts: vec![update.clone()],
+            ..ResourceChange::default()
+        })
+        .await?;
+    let stale = store
+        .apply(&ResourceChange {
+            upserts: vec![update.clone()],
+            ..ResourceChange::default()
+        })
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::PreconditionFailed)),
+        "{stale:?}"
+    );
+    let duplicate = store
+        .apply(&ResourceChange {
+            upserts: vec![record(&vm_id, group, None, "x")],
+            ..ResourceChange::default()
+        })
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::PreconditionFailed)),
+        "{duplicate:?}"
+    );
+    assert_eq!(
+        store
+            .resource(&vm_id.to_lowercase())
+            .await?
+            .expect("vm")
+            .version,
+        2
+    );
+
+    // Deleting the group cascades to its resources, their children and their identities only.
+    let deleted = store
+        .apply(&ResourceChange {
+            deletes: vec![group.to_lowercase()],
+            ..ResourceChange::default()
+        })
+        .await?;
+    assert_eq!(deleted.len(), 3);
+    assert!(store
+        .resource(&extension_id.to_lowercase())
+        .await?
+        .is_none());
+    assert!(
+        store.principal(system_identity.object_id).await?.is_none(),
+        "the VM's identity must go with it"
+    );
+    assert!(store.resource(&other_vm.to_lowercase()).await?.is_some());
     Ok(())
 }
 

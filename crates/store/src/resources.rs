@@ -1,0 +1,222 @@
+//! ARM resources: rows of the `resources` table, read by key, group, parent or type, and changed
+//! only through `ResourceChange`, which applies upserts, cascading deletes and the managed
+//! identities' service principals in one transaction.
+
+use openmi_model::{ObjectId, Principal};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::directory::insert_principal;
+use crate::{Store, StoreError};
+
+/// One stored resource. `body` is the JSON document as ARM returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceRecord {
+    /// Lower-cased id.
+    pub key: String,
+    /// Id in canonical casing.
+    pub id: String,
+    pub subscription_id: String,
+    /// Key of the resource group the resource is in (the group's own key for a group).
+    pub group_key: Option<String>,
+    /// Key of the parent resource of a child resource.
+    pub parent_key: Option<String>,
+    /// Lower-cased type (`microsoft.compute/virtualmachines`).
+    pub type_key: String,
+    pub name: String,
+    pub body: String,
+    /// Optimistic-concurrency version; 0 means "not stored yet".
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A write of the control plane, applied atomically.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceChange {
+    /// Rows to insert (`version` 0) or update (`version` = the version read). A row whose stored
+    /// version differs fails the whole change with `PreconditionFailed`.
+    pub upserts: Vec<ResourceRecord>,
+    /// Keys to delete together with their children (by `parent_key`) and, for groups, everything
+    /// in the group. Service principals managed by any deleted resource go too.
+    pub deletes: Vec<String>,
+    /// Service principals of managed identities to create.
+    pub new_principals: Vec<Principal>,
+    /// Service principals to delete (a system identity switched off).
+    pub deleted_principals: Vec<ObjectId>,
+}
+
+const COLUMNS: &str = "key, id, subscription_id, group_key, parent_key, type_key, name, body, version, created_at, updated_at";
+
+fn record_from_row(row: &AnyRow) -> Result<ResourceRecord, StoreError> {
+    Ok(ResourceRecord {
+        key: row.try_get("key")?,
+        id: row.try_get("id")?,
+        subscription_id: row.try_get("subscription_id")?,
+        group_key: row.try_get("group_key")?,
+        parent_key: row.try_get("parent_key")?,
+        type_key: row.try_get("type_key")?,
+        name: row.try_get("name")?,
+        body: row.try_get("body")?,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+async fn upsert(
+    transaction: &mut Transaction<'_, Any>,
+    record: &ResourceRecord,
+) -> Result<(), StoreError> {
+    if record.version == 0 {
+        sqlx::query(&format!(
+            "INSERT INTO resources ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10)"
+        ))
+        .bind(record.key.clone())
+        .bind(record.id.clone())
+        .bind(record.subscription_id.clone())
+        .bind(record.group_key.clone())
+        .bind(record.parent_key.clone())
+        .bind(record.type_key.clone())
+        .bind(record.name.clone())
+        .bind(record.body.clone())
+        .bind(record.created_at)
+        .bind(record.updated_at)
+        .execute(&mut **transaction)
+        .await
+        .map_err(|error| match StoreError::from(error) {
+            StoreError::AlreadyExists => StoreError::PreconditionFailed,
+            other => other,
+        })?;
+    } else {
+        let updated = sqlx::query("UPDATE resources SET body = $1, version = version + 1, updated_at = $2 WHERE key = $3 AND version = $4")
+            .bind(record.body.clone())
+            .bind(record.updated_at)
+            .bind(record.key.clone())
+            .bind(record.version)
+            .execute(&mut **transaction)
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::PreconditionFailed);
+        }
+    }
+    Ok(())
+}
+
+/// Deletes `key`, everything below it, and the principals they managed; returns the deleted rows.
+async fn delete_tree(
+    transaction: &mut Transaction<'_, Any>,
+    key: &str,
+) -> Result<Vec<ResourceRecord>, StoreError> {
+    let mut deleted = Vec::new();
+    let mut pending = vec![key.to_string()];
+    while let Some(current) = pending.pop() {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM resources WHERE key = $1 OR parent_key = $1 OR group_key = $1"
+        ))
+        .bind(current.clone())
+        .fetch_all(&mut **transaction)
+        .await?;
+        for row in &rows {
+            let record = record_from_row(row)?;
+            if record.key != current
+                && !deleted
+                    .iter()
+                    .any(|done: &ResourceRecord| done.key == record.key)
+            {
+                pending.push(record.key.clone());
+            }
+            if record.key == current {
+                deleted.push(record);
+            }
+        }
+        sqlx::query("DELETE FROM resources WHERE key = $1")
+            .bind(current.clone())
+            .execute(&mut **transaction)
+            .await?;
+        sqlx::query("DELETE FROM principals WHERE lower(managed_by) = $1")
+            .bind(current)
+            .execute(&mut **transaction)
+            .await?;
+    }
+    Ok(deleted)
+}
+
+impl Store {
+    /// The resource with this key.
+    pub async fn resource(&self, key: &str) -> Result<Option<ResourceRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM resources WHERE key = $1"))
+            .bind(key.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    /// Resources in a group (the group itself excluded), optionally of one type.
+    pub async fn resources_in_group(
+        &self,
+        group_key: &str,
+        type_key: Option<&str>,
+    ) -> Result<Vec<ResourceRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM resources WHERE group_key = $1 AND key <> $1 AND ($2 = '' OR type_key = $2) ORDER BY created_at, key"
+        ))
+        .bind(group_key.to_string())
+        .bind(type_key.unwrap_or_default().to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Resources of one type in a subscription.
+    pub async fn resources_of_type(
+        &self,
+        subscription_id: &str,
+        type_key: &str,
+    ) -> Result<Vec<ResourceRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM resources WHERE subscription_id = $1 AND type_key = $2 ORDER BY created_at, key"))
+            .bind(subscription_id.to_lowercase())
+            .bind(type_key.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Child resources of a resource.
+    pub async fn resource_children(
+        &self,
+        parent_key: &str,
+    ) -> Result<Vec<ResourceRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM resources WHERE parent_key = $1 ORDER BY created_at, key"
+        ))
+        .bind(parent_key.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Applies a change atomically; returns the rows deleted (cascades included).
+    pub async fn apply(&self, change: &ResourceChange) -> Result<Vec<ResourceRecord>, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let mut deleted = Vec::new();
+        for key in &change.deletes {
+            deleted.extend(delete_tree(&mut transaction, key).await?);
+        }
+        for object_id in &change.deleted_principals {
+            sqlx::query("DELETE FROM principals WHERE object_id = $1")
+                .bind(object_id.to_string())
+                .execute(&mut *transaction)
+                .await?;
+        }
+        for principal in &change.new_principals {
+            insert_principal(&mut transaction, principal, None).await?;
+        }
+        for record in &change.upserts {
+            upsert(&mut transaction, record).await?;
+        }
+        transaction.commit().await?;
+        Ok(deleted)
+    }
+}
