@@ -4,6 +4,7 @@
 //! decides who may do what. **Architecture invariant:** the engine knows no HTTP and no wire JSON;
 //! the server crate turns requests into engine calls and engine errors into Azure's envelopes.
 
+mod arm;
 mod bootstrap;
 mod clients;
 mod directory;
@@ -18,6 +19,7 @@ use std::sync::{Arc, RwLock};
 use openmi_store::{Store, StoreError};
 use openmi_token::{Kek, KeyRing, TokenError};
 
+pub use arm::Written;
 pub use bootstrap::{BootstrapOutcome, BootstrapSecrets};
 pub use directory::{Caller, NewApplication, NewApplicationResult};
 pub use keys::rotate_signing_key;
@@ -102,7 +104,7 @@ pub enum EngineError {
     #[error("invalid scope '{0}'")]
     InvalidScope(String),
     #[error("resource '{resource}' not found in tenant '{tenant}'")]
-    ResourceNotFound { resource: String, tenant: String },
+    ResourcePrincipalNotFound { resource: String, tenant: String },
     #[error("the refresh token is invalid or expired")]
     InvalidRefreshToken,
     #[error("the application '{0}' is a confidential client and must authenticate")]
@@ -119,6 +121,32 @@ pub enum EngineError {
     NotFound,
     #[error("the key-encryption key does not match the one this database was bootstrapped with")]
     KekMismatch,
+    #[error("subscription '{0}' could not be found")]
+    SubscriptionNotFound(String),
+    #[error("resource group '{0}' could not be found")]
+    ResourceGroupNotFound(String),
+    #[error("resource '{type_name}/{name}' under resource group '{group}' was not found")]
+    ResourceNotFound {
+        type_name: String,
+        name: String,
+        group: String,
+    },
+    #[error("parent resource '{0}' not found")]
+    ParentResourceNotFound(String),
+    #[error("{message}")]
+    InvalidName { code: &'static str, message: String },
+    #[error("invalid request content: {0}")]
+    InvalidRequestContent(String),
+    #[error("resource group '{name}' already exists in location '{existing}', not '{requested}'")]
+    InvalidResourceGroupLocation {
+        name: String,
+        existing: String,
+        requested: String,
+    },
+    #[error("user-assigned identity '{0}' was not found")]
+    UserAssignedIdentityNotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("token: {0}")]
@@ -150,6 +178,8 @@ struct Inner {
     // The tenant served; fixed after bootstrap.
     tenant: openmi_model::directory::Tenant,
     clients: clients::ClientCache,
+    // The subscription served; fixed after bootstrap.
+    subscription_id: String,
 }
 
 impl Engine {

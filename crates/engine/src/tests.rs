@@ -144,7 +144,7 @@ async fn wrong_secret_unknown_resource_and_bad_scope_fail_as_entra_does() {
         ))
         .await;
     assert!(
-        matches!(unknown, Err(EngineError::ResourceNotFound { .. })),
+        matches!(unknown, Err(EngineError::ResourcePrincipalNotFound { .. })),
         "{unknown:?}"
     );
     let bad_scope = engine

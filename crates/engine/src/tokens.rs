@@ -197,7 +197,7 @@ impl Engine {
             return Err(EngineError::InvalidScope(resolved.requested));
         }
         if !self.is_known_resource(&resolved.requested) {
-            return Err(EngineError::ResourceNotFound {
+            return Err(EngineError::ResourcePrincipalNotFound {
                 resource: resolved.requested,
                 tenant,
             });

@@ -1,47 +1,530 @@
-//! The start of the ARM surface: tenants and subscriptions (what `az login` and `openmi account
-//! show` read). Resource groups, identities and VMs arrive with the control-plane issue (#4).
+//! The ARM surface: one dispatcher for every `/subscriptions/...` path (segments matched
+//! case-insensitively, as ARM does), `/tenants`, and the cloud metadata document.
+//!
+//! Writes finish synchronously: PUT answers 201/200 with `provisioningState: Succeeded` and no
+//! async-operation headers, DELETE answers 200/204, so azure-mgmt-core's pollers finish without a
+//! single poll (protocols.md §4.6).
 
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use openmi_engine::{Caller, Written};
+use openmi_model::arm::{ArmPath, VIRTUAL_MACHINE_TYPE};
 use serde_json::{json, Value};
 
-use crate::auth::AuthenticatedCaller;
+use crate::auth::authenticate;
 use crate::context::{CallerObjectId, RequestContext};
 use crate::error::ArmError;
 use crate::AppState;
 
-/// ARM routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/tenants", get(tenant_list))
-        .route("/subscriptions", get(subscription_list))
-        .route("/subscriptions/{subscription}", get(subscription_get))
+/// Resource types openmi serves, with the api-versions current SDKs send (providers listing).
+/// `(resource type, api-versions)` of one provider namespace.
+type ResourceTypes = &'static [(&'static str, &'static [&'static str])];
+
+const PROVIDERS: &[(&str, ResourceTypes)] = &[
+    (
+        "Microsoft.Resources",
+        &[
+            (
+                "resourceGroups",
+                &[
+                    "2025-04-01",
+                    "2024-11-01",
+                    "2024-03-01",
+                    "2022-09-01",
+                    "2021-04-01",
+                ],
+            ),
+            ("deployments", &["2025-04-01", "2024-11-01", "2022-09-01"]),
+        ],
+    ),
+    (
+        "Microsoft.ManagedIdentity",
+        &[
+            (
+                "userAssignedIdentities",
+                &[
+                    "2025-05-31-preview",
+                    "2024-11-30",
+                    "2023-01-31",
+                    "2018-11-30",
+                ],
+            ),
+            ("identities", &["2024-11-30", "2023-01-31", "2018-11-30"]),
+        ],
+    ),
+    (
+        "Microsoft.Compute",
+        &[
+            (
+                "virtualMachines",
+                &[
+                    "2026-04-01",
+                    "2024-11-01",
+                    "2024-07-01",
+                    "2024-03-01",
+                    "2023-09-01",
+                ],
+            ),
+            (
+                "virtualMachines/extensions",
+                &["2026-04-01", "2024-11-01", "2024-07-01", "2023-09-01"],
+            ),
+        ],
+    ),
+    (
+        "Microsoft.Authorization",
+        &[
+            ("roleAssignments", &["2022-04-01", "2020-04-01-preview"]),
+            ("roleDefinitions", &["2022-05-01-preview", "2022-04-01"]),
+        ],
+    ),
+    (
+        "Microsoft.Network",
+        &[
+            ("virtualNetworks", &["2024-05-01", "2022-01-01"]),
+            ("networkInterfaces", &["2024-05-01", "2022-01-01"]),
+            ("publicIPAddresses", &["2024-05-01", "2022-01-01"]),
+            ("networkSecurityGroups", &["2024-05-01", "2022-01-01"]),
+        ],
+    ),
+];
+
+/// Regions offered (any location string is stored as given; this is what `locations` lists).
+const LOCATIONS: &[(&str, &str)] = &[
+    ("eastus", "East US"),
+    ("eastus2", "East US 2"),
+    ("westus", "West US"),
+    ("westus2", "West US 2"),
+    ("westus3", "West US 3"),
+    ("centralus", "Central US"),
+    ("northeurope", "North Europe"),
+    ("westeurope", "West Europe"),
+    ("uksouth", "UK South"),
+    ("germanywestcentral", "Germany West Central"),
+    ("japaneast", "Japan East"),
+    ("australiaeast", "Australia East"),
+];
+
+fn with_caller(mut response: Response, caller: &Caller) -> Response {
+    response
+        .extensions_mut()
+        .insert(CallerObjectId(caller.object_id.to_string()));
+    response
 }
 
-/// The query every ARM request carries.
-#[derive(Debug, serde::Deserialize)]
-pub struct ArmQuery {
-    #[serde(rename = "api-version")]
-    api_version: Option<String>,
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
 }
 
-impl ArmQuery {
-    fn require(&self) -> Result<(), ArmError> {
-        match self.api_version.as_deref() {
-            Some(version) if !version.is_empty() => Ok(()),
-            _ => Err(ArmError::missing_api_version()),
+fn list(values: Vec<Value>) -> Response {
+    json_response(StatusCode::OK, json!({"value": values}))
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default();
+    pairs
+        .into_iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, ArmError> {
+    if body.is_empty() {
+        return Err(ArmError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            "The request content was invalid and could not be deserialized: the body is empty.",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|error| {
+        ArmError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            format!("The request content was invalid and could not be deserialized: '{error}'."),
+        )
+    })
+}
+
+fn written(result: Written) -> Response {
+    match result {
+        Written::Created(body) => json_response(StatusCode::CREATED, body),
+        Written::Updated(body) => json_response(StatusCode::OK, body),
+    }
+}
+
+/// `GET /metadata/endpoints`: this cloud's endpoints, in the shape `az cloud register` reads.
+pub async fn metadata_endpoints(
+    State(state): State<AppState>,
+    context: RequestContext,
+) -> Response {
+    let base = state.base_url(&context).to_string();
+    Json(json!({
+        "galleryEndpoint": "",
+        "graphEndpoint": format!("{base}/"),
+        "graphAudience": format!("{base}/"),
+        "microsoftGraphResourceId": format!("{base}/"),
+        "portalEndpoint": format!("{base}/"),
+        "name": "openmi",
+        "resourceManager": format!("{base}/"),
+        "sqlManagement": "",
+        "vmImageAliasDoc": "",
+        "batch": "",
+        "media": "",
+        "authentication": {
+            "loginEndpoint": format!("{base}/"),
+            "audiences": [format!("{base}/"), "https://management.core.windows.net/", "https://management.azure.com/"],
+            "tenant": "common",
+            "identityProvider": "AAD",
+        },
+        "suffixes": {
+            "acrLoginServer": "",
+            "keyVaultDns": "",
+            "sqlServerHostname": "",
+            "storage": "",
+            "storageSyncEndpointSuffix": "",
+            "azureDataLakeStoreFileSystem": "",
+            "azureDataLakeAnalyticsCatalogAndJob": "",
+        },
+    }))
+    .into_response()
+}
+
+/// Every ARM request that is not the token service or Graph.
+pub async fn dispatch(
+    State(state): State<AppState>,
+    context: RequestContext,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let lower = path.to_lowercase();
+    let segments: Vec<&str> = lower.trim_matches('/').split('/').collect();
+    if segments
+        .first()
+        .is_none_or(|first| *first != "subscriptions" && *first != "tenants")
+    {
+        return ArmError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "The requested path is not served by openmi.",
+        )
+        .into_response();
+    }
+    let caller = match authenticate(&state, &headers, &context) {
+        Ok(caller) => caller,
+        Err(error) => return error.into_response(),
+    };
+    let query = uri.query();
+    if query_param(query, "api-version").is_none_or(|version| version.is_empty()) {
+        return with_caller(ArmError::missing_api_version().into_response(), &caller);
+    }
+    let response = match route(
+        &state, &context, &caller, &method, &path, &segments, query, &body,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    with_caller(response, &caller)
+}
+
+#[allow(clippy::too_many_arguments)] // The request taken apart once; one call site.
+async fn route(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Caller,
+    method: &Method,
+    path: &str,
+    segments: &[&str],
+    query: Option<&str>,
+    body: &Bytes,
+) -> Result<Response, ArmError> {
+    let engine = &state.engine;
+    let fail = |error| ArmError::from_engine(error, context);
+    let original: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method_not_allowed = || {
+        ArmError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("The HTTP method '{method}' is not supported at '{path}'."),
+        )
+    };
+    match (segments, method) {
+        (["tenants"], &Method::GET) => {
+            let tenant = engine.tenant();
+            Ok(list(vec![json!({
+                "id": format!("/tenants/{}", tenant.id),
+                "tenantId": tenant.id.to_string(),
+                "tenantCategory": "Home",
+                "displayName": tenant.display_name,
+                "defaultDomain": tenant.default_domain,
+                "domains": [tenant.default_domain],
+                "tenantType": "AAD",
+            })]))
+        }
+        (["subscriptions"], &Method::GET) => Ok(list(subscriptions_json(state, context).await?)),
+        ([_, subscription], &Method::GET) => {
+            let found = subscriptions_json(state, context)
+                .await?
+                .into_iter()
+                .find(|item| {
+                    item.get("subscriptionId")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| id.eq_ignore_ascii_case(subscription))
+                });
+            found
+                .map(|body| json_response(StatusCode::OK, body))
+                .ok_or_else(|| {
+                    fail(openmi_engine::EngineError::SubscriptionNotFound(
+                        original[1].to_string(),
+                    ))
+                })
+        }
+        ([_, subscription, "locations"], &Method::GET) => {
+            check_subscription(state, context, subscription)?;
+            let values = LOCATIONS
+                .iter()
+                .map(|(name, display)| json!({
+                    "id": format!("/subscriptions/{}/locations/{name}", original[1]),
+                    "name": name, "displayName": display, "regionalDisplayName": display, "type": "Region",
+                    "metadata": {"regionType": "Physical", "regionCategory": "Recommended"},
+                }))
+                .collect();
+            Ok(list(values))
+        }
+        ([_, subscription, "providers"], &Method::GET) => {
+            check_subscription(state, context, subscription)?;
+            Ok(list(
+                PROVIDERS
+                    .iter()
+                    .map(|(namespace, types)| provider_json(original[1], namespace, types))
+                    .collect(),
+            ))
+        }
+        ([_, subscription, "providers", namespace], &Method::GET)
+        | ([_, subscription, "providers", namespace, "register"], &Method::POST) => {
+            check_subscription(state, context, subscription)?;
+            match PROVIDERS
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(namespace))
+            {
+                Some((name, types)) => Ok(json_response(
+                    StatusCode::OK,
+                    provider_json(original[1], name, types),
+                )),
+                None => Err(ArmError::new(
+                    StatusCode::NOT_FOUND,
+                    "InvalidResourceNamespace",
+                    format!("The resource namespace '{}' is invalid.", original[3]),
+                )),
+            }
+        }
+        ([_, subscription, "resources"], &Method::GET) => Ok(list(
+            engine
+                .resource_list_all(caller, subscription, None)
+                .await
+                .map_err(fail)?,
+        )),
+        ([_, subscription, "resourcegroups"], &Method::GET) => Ok(list(
+            engine
+                .group_list(caller, subscription)
+                .await
+                .map_err(fail)?,
+        )),
+        ([_, subscription, "resourcegroups", _, "resources"], &Method::GET) => Ok(list(
+            engine
+                .resource_list_all(caller, subscription, Some(original[3]))
+                .await
+                .map_err(fail)?,
+        )),
+        ([_, subscription, "resourcegroups", _], method) => {
+            let name = original[3];
+            match *method {
+                Method::PUT => Ok(written(
+                    engine
+                        .group_put(caller, subscription, name, &parse_body(body)?)
+                        .await
+                        .map_err(fail)?,
+                )),
+                Method::GET => Ok(json_response(
+                    StatusCode::OK,
+                    engine
+                        .group_get(caller, subscription, name)
+                        .await
+                        .map_err(fail)?,
+                )),
+                Method::HEAD => match engine.group_get(caller, subscription, name).await {
+                    Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+                    Err(openmi_engine::EngineError::ResourceGroupNotFound(_)) => {
+                        Ok(StatusCode::NOT_FOUND.into_response())
+                    }
+                    Err(error) => Err(fail(error)),
+                },
+                Method::PATCH => Ok(json_response(
+                    StatusCode::OK,
+                    engine
+                        .group_patch(caller, subscription, name, &parse_body(body)?)
+                        .await
+                        .map_err(fail)?,
+                )),
+                Method::DELETE => {
+                    if engine
+                        .group_delete(caller, subscription, name)
+                        .await
+                        .map_err(fail)?
+                    {
+                        Ok(StatusCode::OK.into_response())
+                    } else {
+                        Err(fail(openmi_engine::EngineError::ResourceGroupNotFound(
+                            name.to_string(),
+                        )))
+                    }
+                }
+                _ => Err(method_not_allowed()),
+            }
+        }
+        _ => {
+            let arm_path = ArmPath::parse(path).map_err(|error| {
+                ArmError::new(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidResourceId",
+                    error.to_string(),
+                )
+            })?;
+            if let Some(extension) = &arm_path.extension {
+                let is_default_identity = extension
+                    .type_name()
+                    .eq_ignore_ascii_case("Microsoft.ManagedIdentity/identities")
+                    && extension
+                        .segments
+                        .last()
+                        .and_then(|(_, name)| name.as_deref())
+                        .is_some_and(|name| name.eq_ignore_ascii_case("default"));
+                return match (*method == Method::GET, is_default_identity) {
+                    (true, true) => Ok(json_response(
+                        StatusCode::OK,
+                        engine
+                            .system_identity(caller, &arm_path)
+                            .await
+                            .map_err(fail)?,
+                    )),
+                    _ => Err(ArmError::new(
+                        StatusCode::NOT_FOUND,
+                        "NoRegisteredProviderFound",
+                        format!(
+                            "No registered resource provider found for '{}'.",
+                            extension.type_name()
+                        ),
+                    )),
+                };
+            }
+            let is_resource = arm_path
+                .provider
+                .as_ref()
+                .is_some_and(|provider| provider.is_resource());
+            match (is_resource, method) {
+                (false, &Method::GET) => Ok(list(
+                    engine
+                        .resource_list(caller, &arm_path)
+                        .await
+                        .map_err(fail)?,
+                )),
+                (true, &Method::GET) => {
+                    let mut document =
+                        engine.resource_get(caller, &arm_path).await.map_err(fail)?;
+                    add_instance_view(&mut document, query);
+                    Ok(json_response(StatusCode::OK, document))
+                }
+                (true, &Method::HEAD) => match engine.resource_get(caller, &arm_path).await {
+                    Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+                    Err(openmi_engine::EngineError::ResourceNotFound { .. }) => {
+                        Ok(StatusCode::NOT_FOUND.into_response())
+                    }
+                    Err(error) => Err(fail(error)),
+                },
+                (true, &Method::PUT) => Ok(written(
+                    engine
+                        .resource_put(caller, &arm_path, &parse_body(body)?)
+                        .await
+                        .map_err(fail)?,
+                )),
+                (true, &Method::PATCH) => Ok(json_response(
+                    StatusCode::OK,
+                    engine
+                        .resource_patch(caller, &arm_path, &parse_body(body)?)
+                        .await
+                        .map_err(fail)?,
+                )),
+                (true, &Method::DELETE) => {
+                    let existed = engine
+                        .resource_delete(caller, &arm_path)
+                        .await
+                        .map_err(fail)?;
+                    Ok(if existed {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::NO_CONTENT
+                    }
+                    .into_response())
+                }
+                _ => Err(method_not_allowed()),
+            }
         }
     }
 }
 
-fn respond(caller: &AuthenticatedCaller, body: Value) -> Response {
-    let mut response = Json(body).into_response();
-    response
-        .extensions_mut()
-        .insert(CallerObjectId(caller.0.object_id.to_string()));
-    response
+/// `$expand=instanceView` on a VM: the az CLI reads the power state from it.
+fn add_instance_view(document: &mut Value, query: Option<&str>) {
+    let expand = query_param(query, "$expand").unwrap_or_default();
+    let is_vm = document
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| kind.eq_ignore_ascii_case(VIRTUAL_MACHINE_TYPE));
+    if is_vm && expand.eq_ignore_ascii_case("instanceView") {
+        if let Some(properties) = document
+            .get_mut("properties")
+            .and_then(Value::as_object_mut)
+        {
+            properties.insert(
+                "instanceView".into(),
+                json!({"statuses": [
+                    {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
+                    {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"},
+                ]}),
+            );
+        }
+    }
+}
+
+fn check_subscription(
+    state: &AppState,
+    context: &RequestContext,
+    subscription: &str,
+) -> Result<(), ArmError> {
+    state
+        .engine
+        .check_subscription(subscription)
+        .map_err(|error| ArmError::from_engine(error, context))
+}
+
+fn provider_json(subscription: &str, namespace: &str, types: &[(&str, &[&str])]) -> Value {
+    let locations: Vec<&str> = LOCATIONS.iter().map(|(_, display)| *display).collect();
+    json!({
+        "id": format!("/subscriptions/{subscription}/providers/{namespace}"),
+        "namespace": namespace,
+        "registrationState": "Registered",
+        "registrationPolicy": "RegistrationRequired",
+        "resourceTypes": types.iter().map(|(kind, versions)| json!({
+            "resourceType": kind, "locations": locations, "apiVersions": versions, "capabilities": "None",
+        })).collect::<Vec<_>>(),
+    })
 }
 
 async fn subscriptions_json(
@@ -69,65 +552,4 @@ async fn subscriptions_json(
             })
         })
         .collect())
-}
-
-/// `GET /tenants`
-pub async fn tenant_list(
-    State(state): State<AppState>,
-    caller: AuthenticatedCaller,
-    Query(query): Query<ArmQuery>,
-) -> Result<Response, ArmError> {
-    query.require()?;
-    let tenant = state.engine.tenant();
-    let body = json!({"value": [{
-        "id": format!("/tenants/{}", tenant.id),
-        "tenantId": tenant.id.to_string(),
-        "tenantCategory": "Home",
-        "displayName": tenant.display_name,
-        "defaultDomain": tenant.default_domain,
-        "domains": [tenant.default_domain],
-        "tenantType": "AAD",
-    }]});
-    Ok(respond(&caller, body))
-}
-
-/// `GET /subscriptions`
-pub async fn subscription_list(
-    State(state): State<AppState>,
-    context: RequestContext,
-    caller: AuthenticatedCaller,
-    Query(query): Query<ArmQuery>,
-) -> Result<Response, ArmError> {
-    query.require()?;
-    Ok(respond(
-        &caller,
-        json!({"value": subscriptions_json(&state, &context).await?}),
-    ))
-}
-
-/// `GET /subscriptions/{subscription}`
-pub async fn subscription_get(
-    State(state): State<AppState>,
-    context: RequestContext,
-    caller: AuthenticatedCaller,
-    Path(subscription): Path<String>,
-    Query(query): Query<ArmQuery>,
-) -> Result<Response, ArmError> {
-    query.require()?;
-    let found = subscriptions_json(&state, &context)
-        .await?
-        .into_iter()
-        .find(|item| {
-            item.get("subscriptionId")
-                .and_then(Value::as_str)
-                .is_some_and(|id| id.eq_ignore_ascii_case(&subscription))
-        });
-    match found {
-        Some(body) => Ok(respond(&caller, body)),
-        None => Err(ArmError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "SubscriptionNotFound",
-            format!("The subscription '{subscription}' could not be found."),
-        )),
-    }
 }

@@ -1,15 +1,16 @@
-//! The `AuthenticatedCaller` extractor: a bearer token from this token service, validated by the engine.
+//! Bearer-token authentication of ARM and Graph callers: a token from this token service,
+//! validated by the engine (signature, time window, tenant, issuer, audience).
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
 use openmi_engine::Caller;
 
 use crate::context::RequestContext;
 use crate::error::ArmError;
 use crate::AppState;
 
-/// The caller of an ARM or Graph request.
+/// The caller of an ARM or Graph request, as an extractor.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedCaller(pub Caller);
 
@@ -23,26 +24,33 @@ impl FromRequestParts<AppState> for AuthenticatedCaller {
         let context = RequestContext::from_request_parts(parts, state)
             .await
             .unwrap_or_else(|never| match never {});
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(ArmError::missing_authorization)?;
-        let text = value.to_str().map_err(|_| invalid_format())?;
-        let token = text
-            .strip_prefix("Bearer ")
-            .or_else(|| text.strip_prefix("bearer "))
-            .ok_or_else(invalid_format)?;
-        let engine = &state.engine;
-        let caller = engine
-            .authenticate(token.trim(), &|audience| engine.is_known_resource(audience))
-            .map_err(|error| ArmError::from_engine(error, &context))?;
-        Ok(AuthenticatedCaller(caller))
+        authenticate(state, &parts.headers, &context).map(AuthenticatedCaller)
     }
+}
+
+/// Validates the bearer token of a request; ARM's 401s when it is missing or bad.
+pub fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    context: &RequestContext,
+) -> Result<Caller, ArmError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(ArmError::missing_authorization)?;
+    let text = value.to_str().map_err(|_| invalid_format())?;
+    let token = text
+        .strip_prefix("Bearer ")
+        .or_else(|| text.strip_prefix("bearer "))
+        .ok_or_else(invalid_format)?;
+    let engine = &state.engine;
+    engine
+        .authenticate(token.trim(), &|audience| engine.is_known_resource(audience))
+        .map_err(|error| ArmError::from_engine(error, context))
 }
 
 fn invalid_format() -> ArmError {
     ArmError::new(
-        axum::http::StatusCode::UNAUTHORIZED,
+        StatusCode::UNAUTHORIZED,
         "AuthenticationFailed",
         "Authentication failed. The 'Authorization' header is provided in an invalid format.",
     )

@@ -47,7 +47,7 @@ impl OAuthError {
             E::MissingParameter(name) => (StatusCode::BAD_REQUEST, "invalid_request", 900144, format!("The request body must contain the following parameter: '{name}'.")),
             E::UnsupportedGrantType(grant) => (StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003, format!("The app requested an unsupported grant type '{grant}'.")),
             E::InvalidScope(scope) => (StatusCode::BAD_REQUEST, "invalid_scope", 1002012, format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")),
-            E::ResourceNotFound { resource, tenant } => (StatusCode::BAD_REQUEST, "invalid_resource", 500011, format!("The resource principal named {resource} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.")),
+            E::ResourcePrincipalNotFound { resource, tenant } => (StatusCode::BAD_REQUEST, "invalid_resource", 500011, format!("The resource principal named {resource} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.")),
             E::InvalidRefreshToken => (StatusCode::BAD_REQUEST, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.".to_string()),
             E::BadRequest(detail) => (StatusCode::BAD_REQUEST, "invalid_request", 90014, format!("The request is invalid: {detail}")),
             E::Store(openmi_store::StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", 90033, "A transient error has occurred. Please try again.".to_string()),
@@ -155,6 +155,31 @@ impl ArmError {
                 "AuthorizationFailed",
                 "The client does not have authorization to perform this action.",
             ),
+            E::SubscriptionNotFound(subscription) => ArmError::new(StatusCode::NOT_FOUND, "SubscriptionNotFound", format!("The subscription '{subscription}' could not be found.")),
+            E::ResourceGroupNotFound(group) => ArmError::new(StatusCode::NOT_FOUND, "ResourceGroupNotFound", format!("Resource group '{group}' could not be found.")),
+            E::ResourceNotFound { type_name, name, group } => ArmError::new(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFound",
+                format!("The Resource '{type_name}/{name}' under resource group '{group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"),
+            ),
+            E::ParentResourceNotFound(parent) => ArmError::new(
+                StatusCode::NOT_FOUND,
+                "ParentResourceNotFound",
+                format!("Can not perform requested operation on nested resource. Parent resource '{parent}' not found."),
+            ),
+            E::InvalidName { code, message } => ArmError::new(StatusCode::BAD_REQUEST, code, message),
+            E::InvalidRequestContent(message) => ArmError::new(StatusCode::BAD_REQUEST, "InvalidRequestContent", message),
+            E::InvalidResourceGroupLocation { existing, requested, .. } => ArmError::new(
+                StatusCode::CONFLICT,
+                "InvalidResourceGroupLocation",
+                format!("Invalid resource group location '{requested}'. The Resource group already exists in location '{existing}'."),
+            ),
+            E::UserAssignedIdentityNotFound(id) => ArmError::new(
+                StatusCode::BAD_REQUEST,
+                "FailedIdentityOperation",
+                format!("Identity operation failed: the user-assigned identity '{id}' was not found."),
+            ),
+            E::Conflict(message) => ArmError::new(StatusCode::CONFLICT, "Conflict", message),
             E::NotFound => ArmError::new(
                 StatusCode::NOT_FOUND,
                 "ResourceNotFound",
@@ -278,7 +303,7 @@ mod tests {
             70003,
         );
         check(
-            EngineError::ResourceNotFound {
+            EngineError::ResourcePrincipalNotFound {
                 resource: "r".into(),
                 tenant: "t".into(),
             },

@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -31,7 +30,6 @@ use tokio::net::TcpListener;
 use config::{prepare_data_dir, save_kek, ServerConfig};
 pub use config::{RotateArgs, ServerArgs, StoreArgs};
 use context::RequestContext;
-use error::ArmError;
 
 /// Shared state of the request handlers.
 #[derive(Debug, Clone)]
@@ -64,15 +62,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { (StatusCode::OK, "ok") }))
         .merge(entra::router())
         .merge(graph::router())
-        .merge(arm::router())
-        .fallback(|| async {
-            ArmError::new(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "The requested path is not served by openmi.",
-            )
-            .into_response()
-        })
+        .route("/metadata/endpoints", get(arm::metadata_endpoints))
+        .fallback(arm::dispatch)
         .layer(axum::middleware::from_fn(context::track))
         .with_state(state)
 }
