@@ -3,9 +3,11 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use openmi_model::arm::ArmPath;
+use openmi_model::ObjectId;
 use openmi_store::Store;
 use openmi_token::{jwt, Kek};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::{
     rotate_signing_key, BootstrapSecrets, ClientAuth, Clock, Engine, EngineConfig, EngineError,
@@ -311,4 +313,167 @@ async fn rotation_keeps_old_tokens_valid_and_switches_after_the_delay() {
         .await,
     );
     assert!(matches!(rejoined, Err(EngineError::KekMismatch)));
+}
+
+fn admin_caller(fixture: &Fixture) -> crate::Caller {
+    crate::Caller {
+        object_id: ObjectId::new_random(),
+        tenant_id: fixture.engine.tenant().id,
+        client_id: String::new(),
+        is_user: false,
+        expires_at: START + 3600,
+    }
+}
+
+fn path(text: &str) -> ArmPath {
+    ArmPath::parse(text).unwrap()
+}
+
+#[tokio::test]
+async fn vm_identity_block_follows_arm_merge_rules_and_owns_its_system_principal() {
+    let fixture = fixture().await;
+    let engine = &fixture.engine;
+    let caller = admin_caller(&fixture);
+    let subscription = engine.inner.subscription_id.clone();
+    let group = format!("/subscriptions/{subscription}/resourceGroups/rg");
+    engine
+        .group_put(&caller, &subscription, "rg", &json!({"location": "westus"}))
+        .await
+        .unwrap();
+    let mut identity_ids = Vec::new();
+    for name in ["id1", "id2"] {
+        let id =
+            format!("{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}");
+        engine
+            .resource_put(&caller, &path(&id), &json!({"location": "westus"}))
+            .await
+            .unwrap();
+        identity_ids.push(id);
+    }
+    let vm = path(&format!(
+        "{group}/providers/Microsoft.Compute/virtualMachines/vm"
+    ));
+    let keys = |document: &Value| -> Vec<String> {
+        document
+            .pointer("/identity/userAssignedIdentities")
+            .and_then(Value::as_object)
+            .map(|map| map.keys().map(|key| key.to_lowercase()).collect())
+            .unwrap_or_default()
+    };
+    let created = engine
+        .resource_put(&caller, &vm, &json!({"location": "westus", "properties": {"osProfile": {"adminPassword": "secret"}}, "identity": {"type": "SystemAssigned, UserAssigned", "userAssignedIdentities": {identity_ids[0].to_uppercase(): {}}}}))
+        .await
+        .unwrap();
+    let document = created.body().clone();
+    assert!(
+        document
+            .pointer("/properties/osProfile/adminPassword")
+            .is_none(),
+        "secrets are never stored"
+    );
+    let system_principal: ObjectId = document
+        .pointer("/identity/principalId")
+        .and_then(Value::as_str)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(engine
+        .store()
+        .principal(system_principal)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(keys(&document), vec![identity_ids[0].to_lowercase()]);
+
+    // PATCH with a new key adds; existing identities stay.
+    let patched = engine.resource_patch(&caller, &vm, &json!({"identity": {"type": "SystemAssigned, UserAssigned", "userAssignedIdentities": {identity_ids[1].clone(): {}}}})).await.unwrap();
+    assert_eq!(keys(&patched).len(), 2);
+    // A key set to null removes that one (matched case-insensitively).
+    let removed = engine.resource_patch(&caller, &vm, &json!({"identity": {"type": "SystemAssigned, UserAssigned", "userAssignedIdentities": {identity_ids[0].to_lowercase(): null}}})).await.unwrap();
+    assert_eq!(keys(&removed), vec![identity_ids[1].to_lowercase()]);
+    // A missing identity fails and changes nothing.
+    let missing =
+        format!("{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/nope");
+    let failed = engine
+        .resource_patch(
+            &caller,
+            &vm,
+            &json!({"identity": {"type": "UserAssigned", "userAssignedIdentities": {missing: {}}}}),
+        )
+        .await;
+    assert!(
+        matches!(failed, Err(EngineError::UserAssignedIdentityNotFound(_))),
+        "{failed:?}"
+    );
+    let unchanged = engine.resource_get(&caller, &vm).await.unwrap();
+    assert_eq!(keys(&unchanged), vec![identity_ids[1].to_lowercase()]);
+    assert!(
+        engine
+            .store()
+            .principal(system_principal)
+            .await
+            .unwrap()
+            .is_some(),
+        "a failed write must not drop the system identity"
+    );
+    // SystemAssigned only drops every user-assigned identity; None drops the system principal.
+    let system_only = engine
+        .resource_patch(
+            &caller,
+            &vm,
+            &json!({"identity": {"type": "SystemAssigned"}}),
+        )
+        .await
+        .unwrap();
+    assert!(keys(&system_only).is_empty());
+    let none = engine
+        .resource_patch(&caller, &vm, &json!({"identity": {"type": "None"}}))
+        .await
+        .unwrap();
+    assert!(none.get("identity").is_none());
+    assert!(engine
+        .store()
+        .principal(system_principal)
+        .await
+        .unwrap()
+        .is_none());
+    let again = engine
+        .resource_patch(
+            &caller,
+            &vm,
+            &json!({"identity": {"type": "SystemAssigned"}}),
+        )
+        .await
+        .unwrap();
+    let new_principal: ObjectId = again
+        .pointer("/identity/principalId")
+        .and_then(Value::as_str)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(
+        new_principal, system_principal,
+        "re-enabling gives a new principal"
+    );
+    assert_eq!(
+        again.pointer("/properties/vmId"),
+        document.pointer("/properties/vmId"),
+        "vmId is stable"
+    );
+
+    // Deleting the group takes the VM, its principal and the identities with it.
+    assert!(engine
+        .group_delete(&caller, &subscription, "RG")
+        .await
+        .unwrap());
+    assert!(engine
+        .store()
+        .principal(new_principal)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        engine.resource_get(&caller, &vm).await,
+        Err(EngineError::ResourceGroupNotFound(_))
+    ));
 }
