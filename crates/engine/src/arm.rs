@@ -478,6 +478,11 @@ impl Engine {
     async fn existing_resource(&self, path: &ArmPath) -> Result<ResourceRecord, EngineError> {
         self.check_subscription(&path.subscription)?;
         let group = path.resource_group.clone().unwrap_or_default();
+        let id = path.to_id();
+        if let Some(record) = self.store().resource(&resource_key(&id)).await? {
+            return Ok(record);
+        }
+        // Only a miss needs the group, to tell ARM's two not-found errors apart.
         if let Some(group_id) = path.group_id() {
             if self
                 .store()
@@ -488,27 +493,21 @@ impl Engine {
                 return Err(EngineError::ResourceGroupNotFound(group));
             }
         }
-        let id = path.to_id();
-        match self.store().resource(&resource_key(&id)).await? {
-            Some(record) => Ok(record),
-            None => {
-                let provider = path.extension.as_ref().or(path.provider.as_ref());
-                let type_name = provider.map(|part| part.type_name()).unwrap_or_default();
-                let names: Vec<String> = provider
-                    .map(|part| {
-                        part.segments
-                            .iter()
-                            .filter_map(|(_, name)| name.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                Err(EngineError::ResourceNotFound {
-                    type_name,
-                    name: names.join("/"),
-                    group,
-                })
-            }
-        }
+        let provider = path.extension.as_ref().or(path.provider.as_ref());
+        let type_name = provider.map(|part| part.type_name()).unwrap_or_default();
+        let names: Vec<String> = provider
+            .map(|part| {
+                part.segments
+                    .iter()
+                    .filter_map(|(_, name)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Err(EngineError::ResourceNotFound {
+            type_name,
+            name: names.join("/"),
+            group,
+        })
     }
 
     /// `GET /{resource id}`
@@ -518,6 +517,15 @@ impl Engine {
         path: &ArmPath,
     ) -> Result<Value, EngineError> {
         Self::parse_document(&self.existing_resource(path).await?)
+    }
+
+    /// `GET /{resource id}` as the stored JSON text, for handlers that return it unchanged.
+    pub async fn resource_get_raw(
+        &self,
+        _caller: &Caller,
+        path: &ArmPath,
+    ) -> Result<String, EngineError> {
+        Ok(self.existing_resource(path).await?.body)
     }
 
     /// `DELETE /{resource id}`: the resource, its children and the identities it owns.

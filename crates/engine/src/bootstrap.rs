@@ -170,6 +170,7 @@ impl Engine {
                 key_ring: RwLock::new(Arc::new(ring)),
                 tenant: tenant.clone(),
                 clients: Default::default(),
+                bearers: Default::default(),
                 subscription_id: subscription.id.to_string(),
             }),
         };

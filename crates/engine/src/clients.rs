@@ -1,4 +1,5 @@
-//! A short-lived cache of token clients (principal, credentials, parsed certificates).
+//! Caches of the token hot paths: token clients (principal, credentials, parsed certificates)
+//! and verified bearer tokens.
 //!
 //! The client-credentials grant is the hot path of the token service; reading the principal and
 //! its credentials from the store on every request costs more than signing. Entries live for
@@ -13,7 +14,7 @@ use openmi_model::directory::{ClientCredential, CredentialKind};
 use openmi_model::{ClientId, Principal};
 use openmi_token::ExternalKey;
 
-use crate::{Engine, EngineError};
+use crate::{Caller, Engine, EngineError};
 
 /// How long a cached client stays valid.
 pub(crate) const CLIENT_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -102,5 +103,26 @@ impl Engine {
         });
         self.inner.clients.put(parsed, entry.clone());
         Ok(entry)
+    }
+}
+
+/// Bearer tokens that verified, with their caller and normalised audience, until they expire.
+#[derive(Debug, Default)]
+pub(crate) struct BearerCache {
+    entries: Mutex<HashMap<String, (Caller, String)>>,
+}
+
+impl BearerCache {
+    pub(crate) fn get(&self, token: &str) -> Option<(Caller, String)> {
+        self.entries.lock().ok()?.get(token).cloned()
+    }
+
+    pub(crate) fn put(&self, token: &str, verified: (Caller, String)) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= CLIENT_CACHE_CAPACITY {
+                entries.clear();
+            }
+            entries.insert(token.to_string(), verified);
+        }
     }
 }

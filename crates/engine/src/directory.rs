@@ -55,12 +55,40 @@ const SECRET_LIFETIME: i64 = 2 * 365 * 86400;
 impl Engine {
     /// Validates a bearer token issued by this server: signature, time window, tenant, issuer and an
     /// audience that is one of `accepted` (compared without trailing slashes, case-insensitively).
+    ///
+    /// A token that verified once is remembered until it expires, so the RSA verification runs
+    /// once per token, not once per request.
     pub fn authenticate(
         &self,
         bearer: &str,
         accepted: &dyn Fn(&str) -> bool,
     ) -> Result<Caller, EngineError> {
         let now = self.now();
+        let (caller, audience) = match self.inner.bearers.get(bearer) {
+            Some(hit) => hit,
+            None => {
+                let verified = self.verify_bearer(bearer, now)?;
+                self.inner.bearers.put(bearer, verified.clone());
+                verified
+            }
+        };
+        // Entra and ARM allow five minutes of clock skew.
+        if now > caller.expires_at + 300 {
+            return Err(EngineError::ExpiredAccessToken {
+                exp: caller.expires_at,
+                now,
+            });
+        }
+        if !accepted(&audience) {
+            return Err(EngineError::InvalidAccessToken(format!(
+                "the token's audience '{audience}' is not accepted here"
+            )));
+        }
+        Ok(caller)
+    }
+
+    /// Signature, time window, tenant and issuer; returns the caller and the normalised audience.
+    fn verify_bearer(&self, bearer: &str, now: i64) -> Result<(Caller, String), EngineError> {
         let ring = self.key_ring();
         let verified = jwt::decode_unverified(bearer)
             .and_then(|unverified| unverified.verify_with_ring(&ring, now, 300))
@@ -89,16 +117,10 @@ impl Engine {
                 "the token's issuer is not this tenant".to_string(),
             ));
         }
-        let audience = claim("aud");
-        if !accepted(&normalize_resource(audience)) {
-            return Err(EngineError::InvalidAccessToken(format!(
-                "the token's audience '{audience}' is not accepted here"
-            )));
-        }
         let object_id = claim("oid").parse().map_err(|_| {
             EngineError::InvalidAccessToken("the token has no valid oid".to_string())
         })?;
-        Ok(Caller {
+        let caller = Caller {
             object_id,
             tenant_id: tenant.id,
             client_id: claim("appid").to_string(),
@@ -108,12 +130,8 @@ impl Engine {
                 .get("exp")
                 .and_then(|value| value.as_i64())
                 .unwrap_or(now),
-        })
-    }
-
-    /// Whether `resource` is ARM's, Graph's or this server's own identifier (normalised form).
-    pub fn is_management_audience(&self, normalized: &str) -> bool {
-        self.is_known_resource(normalized)
+        };
+        Ok((caller, normalize_resource(claim("aud"))))
     }
 
     /// Directory writes need Owner on the subscription until RBAC enforcement arrives (issue 5).

@@ -178,6 +178,7 @@ struct Inner {
     // The tenant served; fixed after bootstrap.
     tenant: openmi_model::directory::Tenant,
     clients: clients::ClientCache,
+    bearers: clients::BearerCache,
     // The subscription served; fixed after bootstrap.
     subscription_id: String,
 }

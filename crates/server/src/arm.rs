@@ -436,11 +436,23 @@ async fn route(
                         .await
                         .map_err(fail)?,
                 )),
-                (true, &Method::GET) => {
+                (true, &Method::GET) if wants_instance_view(query) => {
                     let mut document =
                         engine.resource_get(caller, &arm_path).await.map_err(fail)?;
-                    add_instance_view(&mut document, query);
+                    add_instance_view(&mut document);
                     Ok(json_response(StatusCode::OK, document))
+                }
+                (true, &Method::GET) => {
+                    // The stored document is already ARM's JSON: send it as it is.
+                    let body = engine
+                        .resource_get_raw(caller, &arm_path)
+                        .await
+                        .map_err(fail)?;
+                    Ok((
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                        .into_response())
                 }
                 (true, &Method::HEAD) => match engine.resource_get(caller, &arm_path).await {
                     Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -480,26 +492,29 @@ async fn route(
     }
 }
 
+fn wants_instance_view(query: Option<&str>) -> bool {
+    query_param(query, "$expand").is_some_and(|expand| expand.eq_ignore_ascii_case("instanceView"))
+}
+
 /// `$expand=instanceView` on a VM: the az CLI reads the power state from it.
-fn add_instance_view(document: &mut Value, query: Option<&str>) {
-    let expand = query_param(query, "$expand").unwrap_or_default();
+fn add_instance_view(document: &mut Value) {
     let is_vm = document
         .get("type")
         .and_then(Value::as_str)
         .is_some_and(|kind| kind.eq_ignore_ascii_case(VIRTUAL_MACHINE_TYPE));
-    if is_vm && expand.eq_ignore_ascii_case("instanceView") {
-        if let Some(properties) = document
+    if let (true, Some(properties)) = (
+        is_vm,
+        document
             .get_mut("properties")
-            .and_then(Value::as_object_mut)
-        {
-            properties.insert(
-                "instanceView".into(),
-                json!({"statuses": [
-                    {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
-                    {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"},
-                ]}),
-            );
-        }
+            .and_then(Value::as_object_mut),
+    ) {
+        properties.insert(
+            "instanceView".into(),
+            json!({"statuses": [
+                {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
+                {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"},
+            ]}),
+        );
     }
 }
 

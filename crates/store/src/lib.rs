@@ -68,6 +68,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    // Group-commit queue of resource changes (see `resources::run_writer`).
+    writer: tokio::sync::mpsc::Sender<resources::PendingChange>,
 }
 
 impl Store {
@@ -94,7 +96,7 @@ impl Store {
                         Box::pin(async move {
                             // WAL lets readers run beside the writer; a busy writer waits instead of failing.
                             connection
-                                .execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                                .execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
                                 .await?;
                             Ok(())
                         })
@@ -109,7 +111,13 @@ impl Store {
                     .await?
             }
         };
-        let store = Store { pool, backend };
+        let (writer, queue) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(resources::run_writer(pool.clone(), queue));
+        let store = Store {
+            pool,
+            backend,
+            writer,
+        };
         migrations::apply(&store).await?;
         Ok(store)
     }

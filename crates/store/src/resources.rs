@@ -198,25 +198,115 @@ impl Store {
     }
 
     /// Applies a change atomically; returns the rows deleted (cascades included).
+    ///
+    /// Changes go through the group-commit writer: concurrent changes share one transaction and
+    /// one fsync, each inside its own savepoint, so one change failing leaves the others intact.
     pub async fn apply(&self, change: &ResourceChange) -> Result<Vec<ResourceRecord>, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        let mut deleted = Vec::new();
-        for key in &change.deletes {
-            deleted.extend(delete_tree(&mut transaction, key).await?);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(PendingChange {
+                change: change.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".to_string()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".to_string()))?
+    }
+}
+
+/// A change waiting for the writer, with where to send its outcome.
+pub(crate) struct PendingChange {
+    change: ResourceChange,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<ResourceRecord>, StoreError>>,
+}
+
+/// Most changes committed together.
+const MAX_BATCH: usize = 64;
+
+async fn apply_one(
+    transaction: &mut Transaction<'_, Any>,
+    change: &ResourceChange,
+) -> Result<Vec<ResourceRecord>, StoreError> {
+    let mut deleted = Vec::new();
+    for key in &change.deletes {
+        deleted.extend(delete_tree(transaction, key).await?);
+    }
+    for object_id in &change.deleted_principals {
+        sqlx::query("DELETE FROM principals WHERE object_id = $1")
+            .bind(object_id.to_string())
+            .execute(&mut **transaction)
+            .await?;
+    }
+    for principal in &change.new_principals {
+        insert_principal(transaction, principal, None).await?;
+    }
+    for record in &change.upserts {
+        upsert(transaction, record).await?;
+    }
+    Ok(deleted)
+}
+
+async fn commit_batch(
+    pool: &sqlx::AnyPool,
+    batch: &[PendingChange],
+) -> Result<Vec<Result<Vec<ResourceRecord>, StoreError>>, StoreError> {
+    let mut transaction = pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for pending in batch {
+        sqlx::query("SAVEPOINT change")
+            .execute(&mut *transaction)
+            .await?;
+        match apply_one(&mut transaction, &pending.change).await {
+            Ok(deleted) => {
+                sqlx::query("RELEASE SAVEPOINT change")
+                    .execute(&mut *transaction)
+                    .await?;
+                outcomes.push(Ok(deleted));
+            }
+            Err(error) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT change")
+                    .execute(&mut *transaction)
+                    .await?;
+                sqlx::query("RELEASE SAVEPOINT change")
+                    .execute(&mut *transaction)
+                    .await?;
+                outcomes.push(Err(error));
+            }
         }
-        for object_id in &change.deleted_principals {
-            sqlx::query("DELETE FROM principals WHERE object_id = $1")
-                .bind(object_id.to_string())
-                .execute(&mut *transaction)
-                .await?;
+    }
+    transaction.commit().await?;
+    Ok(outcomes)
+}
+
+/// The writer task: takes every change waiting, commits them as one transaction, answers each.
+pub(crate) async fn run_writer(
+    pool: sqlx::AnyPool,
+    mut receiver: tokio::sync::mpsc::Receiver<PendingChange>,
+) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
         }
-        for principal in &change.new_principals {
-            insert_principal(&mut transaction, principal, None).await?;
+        match commit_batch(&pool, &batch).await {
+            Ok(outcomes) => {
+                for (pending, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = pending.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for pending in batch {
+                    let _ = pending
+                        .reply
+                        .send(Err(StoreError::Database(message.clone())));
+                }
+            }
         }
-        for record in &change.upserts {
-            upsert(&mut transaction, record).await?;
-        }
-        transaction.commit().await?;
-        Ok(deleted)
     }
 }
