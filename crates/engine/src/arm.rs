@@ -1008,17 +1008,17 @@ impl Engine {
         change: &mut ResourceChange,
     ) -> Result<Option<Value>, EngineError> {
         let current = previous.map(VmIdentity::from_document).unwrap_or_default();
+        // A write without an identity block keeps the identities the VM has: only an explicit
+        // `"type": "None"` removes them, so no client drops an identity by leaving the block out.
         let requested = match requested {
-            None | Some(Value::Null) if patch => {
+            None | Some(Value::Null) => {
                 return Ok(current.to_document(&self.tenant().id.to_string()))
             }
-            None | Some(Value::Null) => &Value::Null,
             Some(value) => value,
         };
         let requested_type = requested.get("type").and_then(Value::as_str);
         let (want_system, type_user) = match requested_type {
             Some(text) => parse_identity_type(text)?,
-            None if requested.is_null() => (false, false),
             None if patch => (current.system_principal.is_some(), true),
             None => return Err(invalid_content("The 'identity.type' property is required.")),
         };
