@@ -149,3 +149,22 @@ def pytest_runtest_makereport(item, call):
 
 def pytest_sessionfinish(session, exitstatus):
     support.kill_leftovers()
+
+
+@pytest.fixture
+def arm(server):
+    """The real azure-mgmt-* clients (resource, msi, compute, subscriptions) on the backend's server."""
+    return support.arm_clients(server)
+
+
+@pytest.fixture
+def rg(arm):
+    """A fresh resource group on the shared server, deleted after the test (if the test left it)."""
+    name = support.unique_name("pyrg")
+    arm.create_group(name)
+    yield name
+    try:
+        if arm.resource.resource_groups.check_existence(name):
+            arm.resource.resource_groups.begin_delete(name).result()
+    except Exception:  # noqa: BLE001 - cleanup must not mask the test's own result
+        pass

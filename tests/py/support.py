@@ -502,3 +502,203 @@ def make_cert(directory: Path, common_name: str = "openmi-test") -> CertFiles:
 
 def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# --------------------------------------------------------------------------------------------------
+# ARM (issue 4): the real management clients pointed at the server, and raw ARM requests
+
+ARM_RG_API = "2025-04-01"  # azure-mgmt-resource 26 (ResourceManagementClient)
+ARM_MSI_API = "2024-11-30"  # azure-mgmt-msi 7.1 default
+ARM_COMPUTE_API = "2026-04-01"  # azure-mgmt-compute 39
+ARM_SUBSCRIPTIONS_API = "2022-12-01"  # azure-mgmt-resource-subscriptions 1.0
+# What a slow server would make an SDK poller wait (ARMPolling's default interval is 30 s); every
+# write and delete must finish well inside this.
+LRO_MAX_SECONDS = 5.0
+
+
+def arm_credential(server: Server):
+    """The bootstrap service principal (Owner of the subscription) through azure-identity."""
+    from azure.identity import ClientSecretCredential
+
+    return ClientSecretCredential(
+        server.tenant_id,
+        server.client_id,
+        server.client_secret,
+        authority=server.url,
+        disable_instance_discovery=True,
+    )
+
+
+def mgmt_client_kwargs(server: Server) -> dict:
+    return {"base_url": server.url, "credential_scopes": [ARM_SCOPE]}
+
+
+@dataclass
+class ArmClients:
+    """The real mgmt clients (resource, msi, compute, subscriptions) on one server, plus raw access."""
+
+    server: Server
+    credential: Any
+    resource: Any
+    msi: Any
+    compute: Any
+    subscriptions: Any
+
+    @property
+    def sub(self) -> str:
+        return self.server.subscription_id
+
+    def token(self, scope: str = ARM_SCOPE) -> str:
+        return self.credential.get_token(scope).token
+
+    def raw(self, method: str, path: str, token: str | None = "default", **kwargs: Any) -> requests.Response:
+        """A raw request to `server.url + path` with the bootstrap SP's ARM token (token=None: none)."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if token == "default":
+            token = self.token()
+        if token is not None:
+            headers.setdefault("Authorization", f"Bearer {token}")
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
+        kwargs.setdefault("verify", self.server.ca_cert_path)
+        return requests.request(method, self.server.url + path, headers=headers, **kwargs)
+
+    def rg_id(self, rg: str) -> str:
+        return f"/subscriptions/{self.sub}/resourceGroups/{rg}"
+
+    def identity_id(self, rg: str, name: str) -> str:
+        return f"{self.rg_id(rg)}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
+
+    def vm_id(self, rg: str, name: str) -> str:
+        return f"{self.rg_id(rg)}/providers/Microsoft.Compute/virtualMachines/{name}"
+
+    def create_group(self, rg: str | None = None, location: str = "westus", tags: dict | None = None):
+        rg = rg or unique_name("pyrg")
+        body: dict = {"location": location}
+        if tags is not None:
+            body["tags"] = tags
+        return self.resource.resource_groups.create_or_update(rg, body)
+
+    def create_identity(self, rg: str, name: str | None = None, location: str = "westus"):
+        return self.msi.user_assigned_identities.create_or_update(rg, name or unique_name("pyid"), {"location": location})
+
+    def vm_body(self, location: str = "westus", identity: dict | None = None, computer_name: str = "vm") -> dict:
+        """A minimal VM as the SDK sends it (plain JSON in ARM's wire shape)."""
+        body: dict = {
+            "location": location,
+            "properties": {
+                "hardwareProfile": {"vmSize": "Standard_DS1_v2"},
+                "storageProfile": {
+                    "imageReference": {
+                        "publisher": "MicrosoftWindowsServer",
+                        "offer": "WindowsServer",
+                        "sku": "2016-Datacenter",
+                        "version": "latest",
+                    }
+                },
+                "osProfile": {
+                    "computerName": computer_name[:15],
+                    "adminUsername": "azureuser",
+                    "adminPassword": "myPassword12",
+                },
+                "networkProfile": {
+                    "networkInterfaces": [
+                        {
+                            "id": f"/subscriptions/{self.sub}/resourceGroups/net/providers/"
+                            "Microsoft.Network/networkInterfaces/nic-" + computer_name
+                        }
+                    ]
+                },
+            },
+        }
+        if identity is not None:
+            body["identity"] = identity
+        return body
+
+    def create_vm(self, rg: str, name: str, identity: dict | None = None, location: str = "westus"):
+        """begin_create_or_update(...).result(), asserting the server needed no polling."""
+        return timed_result(
+            self.compute.virtual_machines.begin_create_or_update(
+                rg, name, self.vm_body(location, identity, computer_name=name)
+            )
+        )
+
+    def delete_group(self, rg: str) -> None:
+        timed_result(self.resource.resource_groups.begin_delete(rg))
+
+
+def timed_result(poller: Any, limit: float = LRO_MAX_SECONDS) -> Any:
+    """poller.result(), failing if it takes `limit` seconds or more (i.e. if the SDK had to poll)."""
+    started = time.monotonic()
+    result = poller.result(timeout=limit + 30)
+    took = time.monotonic() - started
+    assert took < limit, f"LRO took {took:.1f}s: the server made the SDK poll (status {poller.status()})"
+    return result
+
+
+def arm_clients(server: Server) -> ArmClients:
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.msi import ManagedServiceIdentityClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+    from azure.mgmt.resource.subscriptions import SubscriptionClient
+
+    credential = arm_credential(server)
+    kwargs = mgmt_client_kwargs(server)
+    sub = server.subscription_id
+    return ArmClients(
+        server=server,
+        credential=credential,
+        resource=ResourceManagementClient(credential, sub, **kwargs),
+        msi=ManagedServiceIdentityClient(credential, sub, **kwargs),
+        compute=ComputeManagementClient(credential, sub, **kwargs),
+        subscriptions=SubscriptionClient(credential, **kwargs),
+    )
+
+
+def arm_error_code(err: Exception) -> str | None:
+    """The ARM error code of an azure-core HttpResponseError (from the `{"error":{"code"}}` envelope)."""
+    error = getattr(err, "error", None)
+    code = getattr(error, "code", None)
+    if code:
+        return code
+    response = getattr(err, "response", None)
+    try:
+        return response.json()["error"]["code"]  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - the body may be anything when the server is wrong
+        return None
+
+
+def describe_http_error(err: Exception) -> str:
+    response = getattr(err, "response", None)
+    if response is None:
+        return repr(err)
+    try:
+        text = response.text()
+    except Exception:  # noqa: BLE001
+        text = "<no body>"
+    return f"{type(err).__name__}: HTTP {response.status_code} {response.request.method} {response.request.url}: {text[:600]}"
+
+
+def assert_arm_error(res: requests.Response, status: int, code: str | tuple | set) -> dict:
+    """ARM's error envelope `{"error":{"code","message"}}` with this status and code (or one of codes)."""
+    detail = f"HTTP {res.status_code} {res.request.method} {res.url}: {res.text[:600]}"
+    assert res.status_code == status, detail
+    assert res.headers.get("content-type", "").startswith("application/json"), detail
+    body = res.json()
+    error = body.get("error")
+    assert isinstance(error, dict), detail
+    codes = {code} if isinstance(code, str) else set(code)
+    assert error.get("code") in codes, detail
+    assert isinstance(error.get("message"), str) and error["message"], detail
+    return error
+
+
+def graph_service_principals_by_app_id(clients: ArmClients, app_id: str) -> list:
+    """The service principals Graph returns for `appId eq '<app_id>'` (empty when there is none)."""
+    res = clients.raw(
+        "GET",
+        "/v1.0/servicePrincipals",
+        token=clients.token("https://graph.microsoft.com/.default"),
+        params={"$filter": f"appId eq '{app_id}'"},
+    )
+    assert res.status_code == 200, f"Graph servicePrincipals: HTTP {res.status_code}: {res.text[:300]}"
+    return res.json()["value"]

@@ -1,12 +1,62 @@
 //! The HTTPS client of the CLI: JSON requests to the server, errors shown as the server wrote them.
+//!
+//! The bearer token only ever goes to the server of the session: an absolute URL handed back by
+//! the server (a `nextLink`, a polling `Location`) is followed only when it has that origin.
 
 use anyhow::{anyhow, Context};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 /// A client bound to one server.
 pub struct Client {
     http: reqwest::Client,
     server: String,
+}
+
+/// A response read whole: status, headers and the body as JSON (`null` when empty, a JSON string
+/// when it is not JSON).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    text: String,
+}
+
+impl Reply {
+    /// A header's value, if present and printable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The error this reply stands for, worded as the server wrote it: ARM and Graph send
+    /// `{"error":{"code","message"}}`, printed `(code) message` as az does; Entra sends
+    /// `{"error","error_description"}`.
+    pub fn error(&self) -> anyhow::Error {
+        let message = match self.body.get("error") {
+            Some(Value::Object(error)) => format!(
+                "({}) {}",
+                error
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            ),
+            Some(Value::String(code)) => format!(
+                "({code}) {}",
+                self.body
+                    .get("error_description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            ),
+            _ if self.text.is_empty() => format!("HTTP {}", self.status),
+            _ => format!("HTTP {}: {}", self.status, self.text),
+        };
+        anyhow!(message)
+    }
 }
 
 impl Client {
@@ -27,60 +77,83 @@ impl Client {
         })
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    /// The full URL of `path_or_url`: a path on the server, or an absolute URL on the same server.
+    fn url(&self, path_or_url: &str) -> anyhow::Result<String> {
+        if path_or_url.starts_with('/') {
+            return Ok(format!("{}{path_or_url}", self.server));
+        }
+        let same_origin = path_or_url
+            .strip_prefix(&self.server)
+            .is_some_and(|rest| rest.starts_with('/'));
+        if same_origin {
+            Ok(path_or_url.to_string())
+        } else {
+            Err(anyhow!(
+                "the server sent a link to another origin ({path_or_url}); not following it"
+            ))
+        }
+    }
+
+    async fn read(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
         let response = request
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.server))?;
         let status = response.status();
+        let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let body: Value = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
         };
-        if status.is_success() {
-            return Ok(body);
+        Ok(Reply {
+            status,
+            headers,
+            body,
+            text,
+        })
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let reply = self.read(request).await?;
+        if reply.status.is_success() {
+            Ok(reply.body)
+        } else {
+            Err(reply.error())
         }
-        // ARM and Graph: {"error":{"code","message"}}; Entra: {"error","error_description"}.
-        let message = match body.get("error") {
-            Some(Value::Object(error)) => format!(
-                "({}) {}",
-                error
-                    .get("code")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
-                error
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-            ),
-            Some(Value::String(code)) => format!(
-                "({code}) {}",
-                body.get("error_description")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-            ),
-            _ => format!("HTTP {status}: {text}"),
-        };
-        Err(anyhow!(message))
+    }
+
+    /// Sends `method` to `path_or_url` with a bearer token and an optional JSON body; returns the
+    /// reply whatever its status.
+    pub async fn request(
+        &self,
+        method: Method,
+        path_or_url: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Reply> {
+        let mut request = self
+            .http
+            .request(method, self.url(path_or_url)?)
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.read(request).await
     }
 
     /// GET a JSON document with a bearer token.
     pub async fn get_json(&self, path: &str, token: &str) -> anyhow::Result<Value> {
-        self.send(
-            self.http
-                .get(format!("{}{path}", self.server))
-                .bearer_auth(token),
-        )
-        .await
+        self.send(self.http.get(self.url(path)?).bearer_auth(token))
+            .await
     }
 
     /// POST JSON with a bearer token.
     pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<Value> {
         self.send(
             self.http
-                .post(format!("{}{path}", self.server))
+                .post(self.url(path)?)
                 .bearer_auth(token)
                 .json(body),
         )
@@ -89,7 +162,6 @@ impl Client {
 
     /// POST a token request form (no bearer token).
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> anyhow::Result<Value> {
-        self.send(self.http.post(format!("{}{path}", self.server)).form(form))
-            .await
+        self.send(self.http.post(self.url(path)?).form(form)).await
     }
 }

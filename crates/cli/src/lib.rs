@@ -1,34 +1,64 @@
-//! The az-style command line: `login`, `account`, `ad sp`, talking HTTPS to an openmi server.
+//! The az-style command line: `login`, `account`, `ad sp`, `group`, `identity`, `vm` and
+//! `resource`, talking HTTPS to an openmi server.
+//!
+//! Every verb takes az's `--output` and `--query` (see `output`); the ARM verbs also take
+//! `--subscription` and reach the server through the small client in `arm`.
 //!
 //! **Architecture invariant:** the CLI reaches the platform only over HTTPS, as `az` does; it
 //! links no server-side crate. The session (server URL, CA, tokens) lives in
 //! `$OPENMI_CONFIG_DIR/session.json` (default `~/.openmi`), mode 0600.
 
+mod arm;
 mod client;
+mod group;
+mod identity;
+mod output;
+mod resource;
 mod session;
+mod vm;
+
+use std::io::IsTerminal as _;
 
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use crate::client::Client;
+use crate::output::{Outcome, OutputArgs};
 use crate::session::{Identity, Session};
 
 /// Commands of the az-style CLI.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Sign in to an openmi server as a user or a service principal.
-    Login(LoginArgs),
+    Login {
+        #[command(flatten)]
+        args: LoginArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// The signed-in account.
     Account {
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(subcommand)]
         action: AccountAction,
     },
     /// Directory objects (applications and service principals).
     Ad {
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(subcommand)]
         action: AdAction,
     },
+    /// Resource groups.
+    Group(group::GroupCommand),
+    /// User-assigned managed identities.
+    Identity(identity::IdentityCommand),
+    /// Virtual machines and their managed identities.
+    Vm(vm::VmCommand),
+    /// Any resource, by id or by group, name and type.
+    Resource(resource::ResourceCommand),
 }
 
 /// `openmi login`
@@ -40,8 +70,8 @@ pub struct LoginArgs {
     /// User name, or the application id with --service-principal.
     #[arg(long, short = 'u')]
     username: String,
-    /// Password, or the client secret with --service-principal.
-    #[arg(long, short = 'p')]
+    /// Password, or the client secret with --service-principal (which may start with `-`).
+    #[arg(long, short = 'p', allow_hyphen_values = true)]
     password: String,
     /// Sign in as a service principal (client credentials).
     #[arg(long)]
@@ -89,22 +119,33 @@ pub enum SpAction {
 
 /// Runs a CLI command; returns the process exit code.
 pub async fn run(command: Command) -> anyhow::Result<i32> {
-    let output = match command {
-        Command::Login(args) => login(args).await?,
+    let (output, outcome) = match command {
+        Command::Login { args, output } => (output, Outcome::value(login(args).await?)),
         Command::Account {
+            output,
             action: AccountAction::Show,
-        } => account_show().await?,
+        } => (output, Outcome::value(account_show().await?)),
         Command::Account {
+            output,
             action: AccountAction::GetAccessToken,
-        } => get_access_token().await?,
+        } => (output, Outcome::value(get_access_token().await?)),
         Command::Ad {
+            output,
             action:
                 AdAction::Sp {
                     action: SpAction::CreateForRbac { name, cert },
                 },
-        } => create_for_rbac(name, cert).await?,
+        } => (output, Outcome::value(create_for_rbac(name, cert).await?)),
+        Command::Group(command) => (command.global.output.clone(), group::run(command).await?),
+        Command::Identity(command) => {
+            (command.global.output.clone(), identity::run(command).await?)
+        }
+        Command::Vm(command) => (command.global.output.clone(), vm::run(command).await?),
+        Command::Resource(command) => {
+            (command.global.output.clone(), resource::run(command).await?)
+        }
     };
-    println!("{}", serde_json::to_string_pretty(&output)?);
+    output.print(outcome)?;
     Ok(0)
 }
 
@@ -188,7 +229,8 @@ fn account_json(session: &Session) -> Value {
     })
 }
 
-async fn signed_in() -> anyhow::Result<(Session, Client)> {
+/// The saved session, with a fresh access token, and a client for its server.
+pub(crate) async fn signed_in() -> anyhow::Result<(Session, Client)> {
     let mut session = Session::load()?;
     let client = Client::new(&session.server, session.ca_cert.as_deref())?;
     if session.needs_refresh() {
@@ -269,4 +311,28 @@ async fn create_for_rbac(name: Option<String>, cert: Option<String>) -> anyhow::
         output["password"] = password.get("secretText").cloned().unwrap_or(Value::Null);
     }
     Ok(output)
+}
+
+/// Asks "Are you sure...?" unless `yes`; refuses without a terminal, as az does.
+pub(crate) fn confirm(yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(anyhow!(
+            "Operation cancelled: unable to prompt for confirmation as no tty available. Use --yes."
+        ));
+    }
+    loop {
+        eprint!("Are you sure you want to perform this operation? (y/n): ");
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer)? == 0 {
+            return Err(anyhow!("Operation cancelled."));
+        }
+        match answer.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => return Ok(()),
+            "n" | "no" => return Err(anyhow!("Operation cancelled.")),
+            _ => eprintln!("Please enter 'y' (yes) or 'n' (no)."),
+        }
+    }
 }

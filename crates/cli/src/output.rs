@@ -11,7 +11,8 @@
 //! `OrderedDict`s. JMESPath results here are sorted maps, so that order is read from the query's
 //! syntax tree instead (see `query_key_order`).
 //!
-//! This module does no I/O besides asking whether stdout is a terminal (for `jsonc` colours).
+//! The only I/O here is writing stdout (`OutputArgs::print`) and asking whether it is a terminal
+//! (for `jsonc` colours).
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -43,13 +44,20 @@ pub struct OutputArgs {
         long,
         short = 'o',
         global = true,
+        help_heading = "Global Arguments",
         value_enum,
         ignore_case = true,
         default_value = "json"
     )]
     pub output: OutputFormat,
-    /// JMESPath query string applied to the result (see https://jmespath.org).
-    #[arg(long, global = true, value_name = "JMESPATH", value_parser = parse_query)]
+    /// JMESPath query string applied to the result (see <https://jmespath.org>).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global Arguments",
+        value_name = "JMESPATH",
+        value_parser = parse_query
+    )]
     pub query: Option<String>,
 }
 
@@ -213,12 +221,9 @@ fn apply_query(query: &str, value: &Value) -> anyhow::Result<(Value, KeyOrder)> 
 fn query_key_order(ast: &jmespath::ast::Ast) -> Option<Vec<String>> {
     use jmespath::ast::Ast;
     match ast {
-        Ast::MultiHash { elements, .. } => Some(
-            elements
-                .iter()
-                .map(|element| element.key.clone())
-                .collect(),
-        ),
+        Ast::MultiHash { elements, .. } => {
+            Some(elements.iter().map(|element| element.key.clone()).collect())
+        }
         Ast::Projection { rhs, .. } | Ast::Subexpr { rhs, .. } => query_key_order(rhs),
         Ast::Condition { then, .. } => query_key_order(then),
         Ast::Flatten { node, .. } => query_key_order(node),
@@ -227,7 +232,10 @@ fn query_key_order(ast: &jmespath::ast::Ast) -> Option<Vec<String>> {
 }
 
 /// `object`'s entries in `order`.
-fn ordered_entries<'a>(object: &'a Map<String, Value>, order: &KeyOrder) -> Vec<(&'a str, &'a Value)> {
+fn ordered_entries<'a>(
+    object: &'a Map<String, Value>,
+    order: &KeyOrder,
+) -> Vec<(&'a str, &'a Value)> {
     let mut entries: Vec<(&str, &Value)> = Vec::with_capacity(object.len());
     if let KeyOrder::Given(keys) = order {
         for key in keys {
@@ -458,9 +466,7 @@ fn format_table_rows(items: Vec<TableItem>) -> anyhow::Result<String> {
             TableItem::List(children) => children
                 .iter()
                 .enumerate()
-                .map(|(column_idx, child)| {
-                    (format!("Column{}", column_idx + 1), python_str(child))
-                })
+                .map(|(column_idx, child)| (format!("Column{}", column_idx + 1), python_str(child)))
                 .collect(),
             TableItem::Scalar(scalar) => vec![("Result".to_string(), python_str(&scalar))],
         })
@@ -622,7 +628,12 @@ mod tests {
 
     #[test]
     fn table_of_a_scalar_has_a_result_column() {
-        check(OutputFormat::Table, None, json!(true), "Result\n--------\nTrue\n");
+        check(
+            OutputFormat::Table,
+            None,
+            json!(true),
+            "Result\n--------\nTrue\n",
+        );
         check(
             OutputFormat::Table,
             Some("[].name"),
@@ -686,9 +697,19 @@ mod tests {
             groups(),
             "rg1\twestus\nsecond-group\teastus2\n",
         );
-        check(OutputFormat::Tsv, Some("[].name"), groups(), "rg1\nsecond-group\n");
+        check(
+            OutputFormat::Tsv,
+            Some("[].name"),
+            groups(),
+            "rg1\nsecond-group\n",
+        );
         check(OutputFormat::Tsv, None, json!(true), "true\n");
-        check(OutputFormat::Tsv, Some("[0].id"), groups(), "/subscriptions/s/resourceGroups/rg1\n");
+        check(
+            OutputFormat::Tsv,
+            Some("[0].id"),
+            groups(),
+            "/subscriptions/s/resourceGroups/rg1\n",
+        );
     }
 
     #[test]

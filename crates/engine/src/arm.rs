@@ -861,6 +861,13 @@ impl Engine {
                     object.remove("location");
                 }
                 merge_patch(&mut merged, &request_without_identity);
+                // ARM's PATCH replaces the whole tag set (merging tags is the Tags API's job).
+                if let (Some(tags), Some(object)) = (
+                    request.get("tags").filter(|tags| tags.is_object()),
+                    merged.as_object_mut(),
+                ) {
+                    object.insert("tags".into(), tags.clone());
+                }
                 merged
             }
             _ => {

@@ -23,7 +23,7 @@ pub use arm::Written;
 pub use bootstrap::{BootstrapOutcome, BootstrapSecrets};
 pub use directory::{Caller, NewApplication, NewApplicationResult};
 pub use keys::rotate_signing_key;
-pub use tokens::{ClientAuth, GrantRequest, IssuedTokens, ResourceRequest};
+pub use tokens::{Api, ClientAuth, GrantRequest, IssuedTokens, ResourceRequest};
 
 /// The Azure CLI's first-party public client id; users sign in through it (ROPC, refresh).
 pub const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";

@@ -101,9 +101,22 @@ const ARM_RESOURCES: &[&str] = &[
     "https://management.azure.com",
     "https://management.core.windows.net",
     "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+];
+
+/// Microsoft Graph's identifiers.
+const GRAPH_RESOURCES: &[&str] = &[
     "https://graph.microsoft.com",
     "00000003-0000-0000-c000-000000000000",
 ];
+
+/// Which API a bearer token is presented to; decides the audiences accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// ARM: ARM's identifiers or the server's own URL.
+    Arm,
+    /// The Graph-shaped directory API: Graph's identifiers or the server's own URL.
+    Graph,
+}
 
 fn random_uti() -> Result<String, EngineError> {
     let mut bytes = [0u8; 16];
@@ -145,8 +158,17 @@ impl Engine {
 
     /// Whether `resource` names a resource this token service issues tokens for.
     pub fn is_known_resource(&self, resource: &str) -> bool {
+        self.accepts_audience(Api::Arm, resource) || self.accepts_audience(Api::Graph, resource)
+    }
+
+    /// Whether a token for `resource` may call `api`.
+    pub fn accepts_audience(&self, api: Api, resource: &str) -> bool {
         let normalized = normalize_resource(resource);
-        ARM_RESOURCES.contains(&normalized.as_str())
+        let identifiers = match api {
+            Api::Arm => ARM_RESOURCES,
+            Api::Graph => GRAPH_RESOURCES,
+        };
+        identifiers.contains(&normalized.as_str())
             || self
                 .config()
                 .own_resources

@@ -202,7 +202,17 @@ pub async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = uri.path().to_string();
+    // Clients percent-encode characters such as `(` in names; ids are compared decoded.
+    let path = uri
+        .path()
+        .split('/')
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("/");
     let lower = path.to_lowercase();
     let segments: Vec<&str> = lower.trim_matches('/').split('/').collect();
     if segments
@@ -216,7 +226,7 @@ pub async fn dispatch(
         )
         .into_response();
     }
-    let caller = match authenticate(&state, &headers, &context) {
+    let caller = match authenticate(&state, &headers, &context, openmi_engine::Api::Arm) {
         Ok(caller) => caller,
         Err(error) => return error.into_response(),
     };

@@ -1,16 +1,16 @@
 //! Bearer-token authentication of ARM and Graph callers: a token from this token service,
-//! validated by the engine (signature, time window, tenant, issuer, audience).
+//! validated by the engine (signature, time window, tenant, issuer, and an audience of that API).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use openmi_engine::Caller;
+use openmi_engine::{Api, Caller};
 
 use crate::context::RequestContext;
 use crate::error::ArmError;
 use crate::AppState;
 
-/// The caller of an ARM or Graph request, as an extractor.
+/// The caller of a Graph-shaped request, as an extractor (ARM authenticates in its dispatcher).
 #[derive(Debug, Clone)]
 pub struct AuthenticatedCaller(pub Caller);
 
@@ -24,15 +24,16 @@ impl FromRequestParts<AppState> for AuthenticatedCaller {
         let context = RequestContext::from_request_parts(parts, state)
             .await
             .unwrap_or_else(|never| match never {});
-        authenticate(state, &parts.headers, &context).map(AuthenticatedCaller)
+        authenticate(state, &parts.headers, &context, Api::Graph).map(AuthenticatedCaller)
     }
 }
 
-/// Validates the bearer token of a request; ARM's 401s when it is missing or bad.
+/// Validates the bearer token of a request to `api`; ARM's 401s when it is missing or bad.
 pub fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     context: &RequestContext,
+    api: Api,
 ) -> Result<Caller, ArmError> {
     let value = headers
         .get(header::AUTHORIZATION)
@@ -44,7 +45,9 @@ pub fn authenticate(
         .ok_or_else(invalid_format)?;
     let engine = &state.engine;
     engine
-        .authenticate(token.trim(), &|audience| engine.is_known_resource(audience))
+        .authenticate(token.trim(), &|audience| {
+            engine.accepts_audience(api, audience)
+        })
         .map_err(|error| ArmError::from_engine(error, context))
 }
 
