@@ -265,6 +265,9 @@ fn bootstrap_record(
         .to_string(),
         created_at: now,
         created_by: None,
+        description: None,
+        updated_at: now,
+        updated_by: None,
     };
     let role_assignments = vec![owner(&admin), owner(&bootstrap_sp)];
     let signing_key = new_stored_key(kek, now, now)?;

@@ -60,7 +60,7 @@ pub struct RefreshGrant {
     pub expires_at: UnixTime,
 }
 
-/// A role assignment (`Microsoft.Authorization/roleAssignments`). Enforcement arrives with RBAC.
+/// A role assignment (`Microsoft.Authorization/roleAssignments`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleAssignment {
     /// The assignment's name (a GUID).
@@ -71,8 +71,11 @@ pub struct RoleAssignment {
     pub role_definition_id: String,
     pub principal_id: ObjectId,
     pub principal_type: String,
+    pub description: Option<String>,
     pub created_at: UnixTime,
     pub created_by: Option<ObjectId>,
+    pub updated_at: UnixTime,
+    pub updated_by: Option<ObjectId>,
 }
 
 /// The GUID of Azure's built-in Owner role.

@@ -9,6 +9,7 @@ use openmi_model::{ClientId, ObjectId, Principal, PrincipalKind, SubscriptionId,
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use crate::authorization::insert_role_assignment;
 use crate::keys::{insert_signing_key, StoredSigningKey};
 use crate::{Store, StoreError};
 
@@ -36,12 +37,12 @@ pub struct NewServicePrincipal {
 
 const PRINCIPAL_COLUMNS: &str = "object_id, tenant_id, kind, client_id, display_name, user_principal_name, application_object_id, managed_by, created_at";
 
-fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreError> {
+pub(crate) fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreError> {
     text.parse()
         .map_err(|_| StoreError::Corrupt(format!("{what} '{text}' is not valid")))
 }
 
-fn parse_optional<T: std::str::FromStr>(
+pub(crate) fn parse_optional<T: std::str::FromStr>(
     text: Option<String>,
     what: &str,
 ) -> Result<Option<T>, StoreError> {
@@ -159,26 +160,6 @@ async fn insert_credential(
     .bind(thumbprint)
     .bind(credential.start_at)
     .bind(credential.end_at)
-    .execute(&mut **transaction)
-    .await?;
-    Ok(())
-}
-
-async fn insert_role_assignment(
-    transaction: &mut Transaction<'_, Any>,
-    assignment: &RoleAssignment,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO role_assignments (name, scope, role_definition_id, principal_id, principal_type, created_at, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(assignment.name.clone())
-    .bind(assignment.scope.clone())
-    .bind(assignment.role_definition_id.clone())
-    .bind(assignment.principal_id.to_string())
-    .bind(assignment.principal_type.clone())
-    .bind(assignment.created_at)
-    .bind(assignment.created_by.map(|id| id.to_string()))
     .execute(&mut **transaction)
     .await?;
     Ok(())
@@ -403,47 +384,6 @@ impl Store {
         insert_credential(&mut transaction, credential).await?;
         transaction.commit().await?;
         Ok(())
-    }
-
-    /// Records a role assignment.
-    pub async fn create_role_assignment(
-        &self,
-        assignment: &RoleAssignment,
-    ) -> Result<(), StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        insert_role_assignment(&mut transaction, assignment).await?;
-        transaction.commit().await?;
-        Ok(())
-    }
-
-    /// Role assignments of a principal.
-    pub async fn role_assignments_of(
-        &self,
-        principal_id: ObjectId,
-    ) -> Result<Vec<RoleAssignment>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, scope, role_definition_id, principal_id, principal_type, created_at, created_by
-             FROM role_assignments WHERE principal_id = $1 ORDER BY created_at, name",
-        )
-        .bind(principal_id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(RoleAssignment {
-                    name: row.try_get("name")?,
-                    scope: row.try_get("scope")?,
-                    role_definition_id: row.try_get("role_definition_id")?,
-                    principal_id: parse(
-                        &row.try_get::<String, _>("principal_id")?,
-                        "principal id",
-                    )?,
-                    principal_type: row.try_get("principal_type")?,
-                    created_at: row.try_get("created_at")?,
-                    created_by: parse_optional(row.try_get("created_by")?, "creator id")?,
-                })
-            })
-            .collect()
     }
 
     /// Stores a refresh token's hash.

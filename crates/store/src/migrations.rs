@@ -10,6 +10,7 @@ use crate::{Backend, Store, StoreError};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_directory.sql")),
     (2, include_str!("../migrations/0002_resources.sql")),
+    (3, include_str!("../migrations/0003_authorization.sql")),
 ];
 
 pub(crate) async fn apply(store: &Store) -> Result<(), StoreError> {

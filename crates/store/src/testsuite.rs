@@ -72,6 +72,9 @@ pub fn sample_bootstrap() -> BootstrapRecord {
             principal_type: "User".to_string(),
             created_at: 100,
             created_by: None,
+            description: None,
+            updated_at: 100,
+            updated_by: None,
         }],
         principals: vec![
             (user, Some("$argon2id$hash".to_string())),
@@ -239,7 +242,52 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
     store.delete_signing_keys(&["kid-1".to_string()]).await?;
     assert_eq!(store.signing_keys().await?, vec![next_key]);
 
-    resources(store, &record).await
+    resources(store, &record).await?;
+    authorization(store, &record).await
+}
+
+async fn authorization(store: &Store, bootstrap: &BootstrapRecord) -> Result<(), StoreError> {
+    let before = store.rbac_version().await?;
+    let mut assignment = bootstrap.role_assignments[0].clone();
+    assignment.name = uuid::Uuid::new_v4().to_string();
+    assignment.scope = "/subscriptions/x/resourceGroups/G".to_string();
+    store.create_role_assignment(&assignment).await?;
+    assert_eq!(
+        store
+            .role_assignment(&assignment.name.to_uppercase())
+            .await?,
+        Some(assignment.clone())
+    );
+    assert_eq!(store.role_assignments().await?.len(), 2);
+    assert!(matches!(
+        store.create_role_assignment(&assignment).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert!(store.delete_role_assignment(&assignment.name).await?);
+    assert!(!store.delete_role_assignment(&assignment.name).await?);
+    let definition = crate::StoredRoleDefinition {
+        id: "d1".to_string(),
+        role_name: "Custom".to_string(),
+        body: "{}".to_string(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.put_role_definition(&definition).await?;
+    store
+        .put_role_definition(&crate::StoredRoleDefinition {
+            body: "{\"x\":1}".to_string(),
+            updated_at: 2,
+            ..definition.clone()
+        })
+        .await?;
+    assert_eq!(store.role_definitions().await?.len(), 1);
+    assert!(store.delete_role_definition("D1").await?);
+    assert_eq!(
+        store.rbac_version().await?,
+        before + 5,
+        "every authorization change bumps the counter"
+    );
+    Ok(())
 }
 
 fn record(id: &str, group: &str, parent: Option<&str>, type_key: &str) -> ResourceRecord {

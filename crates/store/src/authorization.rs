@@ -1,0 +1,192 @@
+//! Role assignments, custom role definitions (stored as the JSON of their `properties`), and the
+//! `rbac` counter that every authorization change bumps in the same transaction: a server that
+//! sees the counter move rebuilds its RBAC index, so a change made through any server is enforced
+//! by all of them.
+
+use openmi_model::directory::RoleAssignment;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::directory::{parse, parse_optional};
+use crate::{Store, StoreError};
+
+/// A custom role definition as stored: its GUID, name and `properties` JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRoleDefinition {
+    pub id: String,
+    pub role_name: String,
+    pub body: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const ASSIGNMENT_COLUMNS: &str =
+    "name, scope, role_definition_id, principal_id, principal_type, description, created_at, created_by, updated_at, updated_by";
+
+fn assignment_from_row(row: &AnyRow) -> Result<RoleAssignment, StoreError> {
+    let created_at: i64 = row.try_get("created_at")?;
+    Ok(RoleAssignment {
+        name: row.try_get("name")?,
+        scope: row.try_get("scope")?,
+        role_definition_id: row.try_get("role_definition_id")?,
+        principal_id: parse(&row.try_get::<String, _>("principal_id")?, "principal id")?,
+        principal_type: row.try_get("principal_type")?,
+        description: row.try_get("description")?,
+        created_at,
+        created_by: parse_optional(row.try_get("created_by")?, "creator id")?,
+        updated_at: row
+            .try_get::<Option<i64>, _>("updated_at")?
+            .unwrap_or(created_at),
+        updated_by: parse_optional(row.try_get("updated_by")?, "updater id")?,
+    })
+}
+
+async fn bump(transaction: &mut Transaction<'_, Any>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'rbac'")
+        .execute(&mut **transaction)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn insert_role_assignment(
+    transaction: &mut Transaction<'_, Any>,
+    assignment: &RoleAssignment,
+) -> Result<(), StoreError> {
+    sqlx::query(&format!("INSERT INTO role_assignments ({ASSIGNMENT_COLUMNS}, scope_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
+        .bind(assignment.name.clone())
+        .bind(assignment.scope.clone())
+        .bind(assignment.role_definition_id.clone())
+        .bind(assignment.principal_id.to_string())
+        .bind(assignment.principal_type.clone())
+        .bind(assignment.description.clone())
+        .bind(assignment.created_at)
+        .bind(assignment.created_by.map(|id| id.to_string()))
+        .bind(assignment.updated_at)
+        .bind(assignment.updated_by.map(|id| id.to_string()))
+        .bind(assignment.scope.trim_end_matches('/').to_lowercase())
+        .execute(&mut **transaction)
+        .await?;
+    bump(transaction).await
+}
+
+impl Store {
+    /// The authorization change counter.
+    pub async fn rbac_version(&self) -> Result<i64, StoreError> {
+        let (value,): (i64,) = sqlx::query_as("SELECT value FROM counters WHERE name = 'rbac'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(value)
+    }
+
+    /// Every role assignment (to build the RBAC index).
+    pub async fn role_assignments(&self) -> Result<Vec<RoleAssignment>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments ORDER BY created_at, name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(assignment_from_row).collect()
+    }
+
+    /// One role assignment by name (GUID).
+    pub async fn role_assignment(&self, name: &str) -> Result<Option<RoleAssignment>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE name = $1"
+        ))
+        .bind(name.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(assignment_from_row).transpose()
+    }
+
+    /// Role assignments of a principal.
+    pub async fn role_assignments_of(
+        &self,
+        principal_id: openmi_model::ObjectId,
+    ) -> Result<Vec<RoleAssignment>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE principal_id = $1 ORDER BY created_at, name"))
+            .bind(principal_id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(assignment_from_row).collect()
+    }
+
+    /// Records a role assignment (its name must be new).
+    pub async fn create_role_assignment(
+        &self,
+        assignment: &RoleAssignment,
+    ) -> Result<(), StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        insert_role_assignment(&mut transaction, assignment).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes a role assignment; returns whether it existed.
+    pub async fn delete_role_assignment(&self, name: &str) -> Result<bool, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM role_assignments WHERE name = $1")
+            .bind(name.to_lowercase())
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+        if deleted > 0 {
+            bump(&mut transaction).await?;
+        }
+        transaction.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    /// Every custom role definition.
+    pub async fn role_definitions(&self) -> Result<Vec<StoredRoleDefinition>, StoreError> {
+        let rows = sqlx::query("SELECT id, role_name, body, created_at, updated_at FROM role_definitions ORDER BY created_at, id").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredRoleDefinition {
+                    id: row.try_get("id")?,
+                    role_name: row.try_get("role_name")?,
+                    body: row.try_get("body")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates or replaces a custom role definition.
+    pub async fn put_role_definition(
+        &self,
+        definition: &StoredRoleDefinition,
+    ) -> Result<(), StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO role_definitions (id, role_name, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET role_name = excluded.role_name, body = excluded.body, updated_at = excluded.updated_at",
+        )
+        .bind(definition.id.clone())
+        .bind(definition.role_name.clone())
+        .bind(definition.body.clone())
+        .bind(definition.created_at)
+        .bind(definition.updated_at)
+        .execute(&mut *transaction)
+        .await?;
+        bump(&mut transaction).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes a custom role definition; returns whether it existed.
+    pub async fn delete_role_definition(&self, id: &str) -> Result<bool, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM role_definitions WHERE id = $1")
+            .bind(id.to_lowercase())
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+        if deleted > 0 {
+            bump(&mut transaction).await?;
+        }
+        transaction.commit().await?;
+        Ok(deleted > 0)
+    }
+}
