@@ -168,3 +168,13 @@ def rg(arm):
             arm.resource.resource_groups.begin_delete(name).result()
     except Exception:  # noqa: BLE001 - cleanup must not mask the test's own result
         pass
+
+
+@pytest.fixture
+def rbac(server, arm):
+    """Issue 5: new service principals with clients acting as them, and grants by the bootstrap SP."""
+    kit = support.RbacKit(server, arm)
+    try:
+        yield kit
+    finally:
+        kit.cleanup()

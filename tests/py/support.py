@@ -702,3 +702,245 @@ def graph_service_principals_by_app_id(clients: ArmClients, app_id: str) -> list
     )
     assert res.status_code == 200, f"Graph servicePrincipals: HTTP {res.status_code}: {res.text[:300]}"
     return res.json()["value"]
+
+
+# --------------------------------------------------------------------------------------------------
+# RBAC (issue 5): service principals of their own, clients acting as them, built-in roles
+
+ARM_AUTHORIZATION_API = "2022-04-01"  # azure-mgmt-authorization 4.0 default for roleAssignments and roleDefinitions
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+
+# Azure's built-in role definitions: the same GUIDs in every tenant.
+ROLE_OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+ROLE_CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+ROLE_READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+ROLE_USER_ACCESS_ADMINISTRATOR = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
+ROLE_RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
+ROLE_VM_CONTRIBUTOR = "9980e02c-c2be-4d73-94e8-173b1dc7cf3c"
+ROLE_MI_CONTRIBUTOR = "e40ec5ca-96e0-45a2-b4ff-59039f2c2b59"
+ROLE_MI_OPERATOR = "f1a07417-d97a-45cb-824c-7a7467783830"
+BUILTIN_ROLES = {
+    "Owner": ROLE_OWNER,
+    "Contributor": ROLE_CONTRIBUTOR,
+    "Reader": ROLE_READER,
+    "User Access Administrator": ROLE_USER_ACCESS_ADMINISTRATOR,
+    "Role Based Access Control Administrator": ROLE_RBAC_ADMINISTRATOR,
+    "Virtual Machine Contributor": ROLE_VM_CONTRIBUTOR,
+    "Managed Identity Contributor": ROLE_MI_CONTRIBUTOR,
+    "Managed Identity Operator": ROLE_MI_OPERATOR,
+}
+
+
+def role_definition_id(subscription_id: str, role_guid: str) -> str:
+    """The subscription-scoped id of a role definition, as role assignments reference it."""
+    return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}"
+
+
+def role_assignment_id(scope: str, name: str) -> str:
+    return f"{scope.rstrip('/')}/providers/Microsoft.Authorization/roleAssignments/{name}"
+
+
+def secret_credential(server: Server, app_id: str, secret: str, authority_server: Server | None = None):
+    """azure-identity's ClientSecretCredential for an application of the server's tenant."""
+    from azure.identity import ClientSecretCredential
+
+    return ClientSecretCredential(
+        server.tenant_id,
+        app_id,
+        secret,
+        authority=(authority_server or server).url,
+        disable_instance_discovery=True,
+    )
+
+
+@dataclass
+class ServicePrincipal:
+    """A service principal of its own: app id, secret, object id (its tokens' `oid`) and a credential."""
+
+    app_id: str
+    secret: str
+    object_id: str
+    display_name: str
+    credential: Any
+
+    def __iter__(self):
+        # (appId, secret, objectId), as the tests unpack it
+        return iter((self.app_id, self.secret, self.object_id))
+
+
+def graph_request(server: Server, credential: Any, method: str, path: str, **kwargs: Any) -> requests.Response:
+    token = credential.get_token(GRAPH_SCOPE).token
+    headers = dict(kwargs.pop("headers", None) or {})
+    headers.setdefault("Authorization", f"Bearer {token}")
+    kwargs.setdefault("timeout", HTTP_TIMEOUT)
+    kwargs.setdefault("verify", server.ca_cert_path)
+    return requests.request(method, server.url + path, headers=headers, **kwargs)
+
+
+def create_service_principal(server: Server, name: str | None = None, admin_credential: Any = None) -> ServicePrincipal:
+    """A new application + service principal + client secret, made by the bootstrap SP through the
+    Graph-shaped API (`POST /v1.0/applications`, `POST /v1.0/servicePrincipals`, `addPassword`)."""
+    admin_credential = admin_credential or arm_credential(server)
+    name = name or unique_name("py-rbac-sp")
+    res = graph_request(server, admin_credential, "POST", "/v1.0/applications", json={"displayName": name})
+    assert res.status_code in (200, 201), f"POST /v1.0/applications: HTTP {res.status_code}: {res.text[:400]}"
+    app = res.json()
+    res = graph_request(server, admin_credential, "POST", "/v1.0/servicePrincipals", json={"appId": app["appId"]})
+    assert res.status_code in (200, 201), f"POST /v1.0/servicePrincipals: HTTP {res.status_code}: {res.text[:400]}"
+    sp = res.json()
+    res = graph_request(
+        server, admin_credential, "POST", f"/v1.0/applications/{app['id']}/addPassword",
+        json={"passwordCredential": {"displayName": "pytest"}},
+    )
+    assert res.status_code in (200, 201), f"addPassword: HTTP {res.status_code}: {res.text[:400]}"
+    secret = res.json()["secretText"]
+    assert GUID_RE.match(sp["id"]) and sp["id"] != app["id"], (app, sp)
+    return ServicePrincipal(app["appId"], secret, sp["id"], name, secret_credential(server, app["appId"], secret))
+
+
+@dataclass
+class RbacClients(ArmClients):
+    """ArmClients acting as one principal, plus azure-mgmt-authorization's client."""
+
+    authorization: Any = None
+    object_id: str | None = None
+
+
+def authorization_client(server: Server, credential: Any):
+    from azure.mgmt.authorization import AuthorizationManagementClient
+
+    return AuthorizationManagementClient(credential, server.subscription_id, **mgmt_client_kwargs(server))
+
+
+def clients_as(server: Server, credential: Any, object_id: str | None = None) -> RbacClients:
+    """The real mgmt clients (resource, msi, compute, subscriptions, authorization) as `credential`."""
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.msi import ManagedServiceIdentityClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+    from azure.mgmt.resource.subscriptions import SubscriptionClient
+
+    kwargs = mgmt_client_kwargs(server)
+    sub = server.subscription_id
+    clients = RbacClients(
+        server=server,
+        credential=credential,
+        resource=ResourceManagementClient(credential, sub, **kwargs),
+        msi=ManagedServiceIdentityClient(credential, sub, **kwargs),
+        compute=ComputeManagementClient(credential, sub, **kwargs),
+        subscriptions=SubscriptionClient(credential, **kwargs),
+        authorization=authorization_client(server, credential),
+        object_id=object_id,
+    )
+    if clients.object_id is None:
+        clients.object_id = unverified_claims(clients.token())["oid"]
+    return clients
+
+
+def arm_error_body(err: Exception) -> dict:
+    """The `error` object of an azure-core HttpResponseError's ARM envelope ({} when there is none)."""
+    response = getattr(err, "response", None)
+    try:
+        # azure-mgmt-authorization 4.0 raises with azure-core's legacy transport response (text()
+        # but no json()); the newer mgmt clients with azure.core.rest responses.
+        error = json.loads(response.text())["error"]  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001
+        return {}
+    return error if isinstance(error, dict) else {}
+
+
+_AUTHZ_FAILED_RE = re.compile(
+    r"^The client '(?P<client>[^']*)' with object id '(?P<oid>[^']*)' does not have authorization to perform"
+    r" action '(?P<action>[^']*)' over scope '(?P<scope>[^']*)' or the scope is invalid\."
+)
+
+
+def assert_authorization_failed(err_or_res: Any, object_id: str, action: str, scope: str) -> dict:
+    """403 `AuthorizationFailed` with Azure's message naming the caller, the action and the scope
+    (action and scope compared case-insensitively, as ARM treats them)."""
+    if isinstance(err_or_res, requests.Response):
+        error = assert_arm_error(err_or_res, 403, "AuthorizationFailed")
+        detail = f"HTTP {err_or_res.status_code} {err_or_res.request.method} {err_or_res.url}: {err_or_res.text[:600]}"
+    else:
+        detail = describe_http_error(err_or_res)
+        assert getattr(err_or_res, "status_code", None) == 403, detail
+        error = arm_error_body(err_or_res)
+        assert error.get("code") == "AuthorizationFailed", detail
+    match = _AUTHZ_FAILED_RE.match(error.get("message", ""))
+    assert match, f"AuthorizationFailed message not in Azure's form: {detail}"
+    assert match["oid"] == object_id, detail
+    assert match["client"] == object_id, detail
+    assert match["action"].lower() == action.lower(), f"expected action {action!r}: {detail}"
+    assert match["scope"].rstrip("/").lower() == scope.rstrip("/").lower(), f"expected scope {scope!r}: {detail}"
+    return error
+
+
+def poll_until(predicate, timeout: float, interval: float = 0.02):
+    """Call predicate() until it returns a truthy value or `timeout` seconds pass; (value, seconds)."""
+    started = time.monotonic()
+    while True:
+        value = predicate()
+        took = time.monotonic() - started
+        if value or took >= timeout:
+            return value, took
+        time.sleep(interval)
+
+
+class RbacKit:
+    """Service principals of their own and role assignments made by the bootstrap SP (Owner of the
+    subscription) through azure-mgmt-authorization; what it granted is revoked by cleanup()."""
+
+    def __init__(self, server: Server, admin: ArmClients | None = None) -> None:
+        self.server = server
+        self.admin = admin or arm_clients(server)
+        self.authz = authorization_client(server, self.admin.credential)
+        self.granted: list[str] = []
+
+    @property
+    def sub(self) -> str:
+        return self.server.subscription_id
+
+    def role_id(self, role_guid: str) -> str:
+        return role_definition_id(self.sub, role_guid)
+
+    def principal(self, name: str | None = None) -> RbacClients:
+        """A new service principal and the real clients acting as it (`.sp` holds its secret)."""
+        sp = create_service_principal(self.server, name, admin_credential=self.admin.credential)
+        clients = clients_as(self.server, sp.credential, object_id=sp.object_id)
+        clients.sp = sp  # type: ignore[attr-defined]
+        return clients
+
+    def grant(
+        self,
+        principal_id: str,
+        role_guid: str,
+        scope: str,
+        principal_type: str = "ServicePrincipal",
+        by: Any = None,
+        name: str | None = None,
+    ):
+        """PUT a role assignment (as the bootstrap SP, or as `by`'s authorization client); the SDK model."""
+        authz = by.authorization if by is not None else self.authz
+        created = authz.role_assignments.create(
+            scope,
+            name or str(uuid.uuid4()),
+            {
+                "properties": {
+                    "roleDefinitionId": self.role_id(role_guid),
+                    "principalId": principal_id,
+                    "principalType": principal_type,
+                }
+            },
+        )
+        self.granted.append(created.id)
+        return created
+
+    def revoke(self, assignment_id: str):
+        return self.authz.role_assignments.delete_by_id(assignment_id)
+
+    def cleanup(self) -> None:
+        for assignment_id in self.granted:
+            try:
+                self.authz.role_assignments.delete_by_id(assignment_id)
+            except Exception:  # noqa: BLE001 - cleanup must not mask the test's own result
+                pass
+        self.granted.clear()

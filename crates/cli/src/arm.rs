@@ -21,6 +21,8 @@ pub const API_RESOURCE_GROUPS: &str = "2024-11-01";
 pub const API_IDENTITIES: &str = "2023-01-31";
 /// api-version sent for virtual machines.
 pub const API_VIRTUAL_MACHINES: &str = "2024-11-01";
+/// api-version sent for role definitions and role assignments (Microsoft.Authorization).
+pub const API_AUTHORIZATION: &str = "2022-04-01";
 /// api-version sent for generic access to a resource by id.
 pub const API_GENERIC: &str = "2022-09-01";
 /// api-version sent for the subscription list.
@@ -148,6 +150,17 @@ impl Arm {
             StatusCode::NOT_FOUND => Ok(false),
             _ => Err(reply.error()),
         }
+    }
+
+    /// GET a Microsoft Graph path (`/v1.0/...`, no api-version) on the same server, with the
+    /// same token (openmi's Graph accepts the ARM audience, as `ad sp create-for-rbac` relies on).
+    pub async fn graph_get(&self, path: &str) -> anyhow::Result<Value> {
+        Ok(self.call(Method::GET, path, None).await?.body)
+    }
+
+    /// POST JSON to a Microsoft Graph path on the same server.
+    pub async fn graph_post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        Ok(self.call(Method::POST, path, Some(body)).await?.body)
     }
 
     /// Every item of a list, following `nextLink`.
@@ -369,6 +382,20 @@ pub fn segment(name: &str) -> String {
     encoded
 }
 
+/// A query-string value, percent-encoded but for the unreserved characters (so an OData
+/// `$filter` such as `roleName eq 'Reader'` survives any server's query parser).
+pub fn query_value(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 /// `--tags k=v k2=v2` as az reads them: a JSON object, each value after the first `=` (empty when
 /// there is none); a lone empty argument gives no tags.
 pub fn parse_tags(tags: &[String]) -> Value {
@@ -559,6 +586,15 @@ mod tests {
     fn segments_encode_what_would_break_a_path() {
         assert_eq!(segment("my-rg_(1).x"), "my-rg_(1).x");
         assert_eq!(segment("a b/c?d#é"), "a%20b%2Fc%3Fd%23%C3%A9");
+    }
+
+    #[test]
+    fn query_values_keep_only_unreserved_characters() {
+        assert_eq!(
+            query_value("roleName eq 'Reader+x'"),
+            "roleName%20eq%20%27Reader%2Bx%27"
+        );
+        assert_eq!(query_value("atScope()"), "atScope%28%29");
     }
 
     #[test]

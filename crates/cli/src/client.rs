@@ -31,32 +31,60 @@ impl Reply {
 
     /// The error this reply stands for, worded as the server wrote it: ARM and Graph send
     /// `{"error":{"code","message"}}`, printed `(code) message` as az does; Entra sends
-    /// `{"error","error_description"}`.
+    /// `{"error","error_description"}`. It is a [`ServerError`], so callers can test the code.
     pub fn error(&self) -> anyhow::Error {
-        let message = match self.body.get("error") {
-            Some(Value::Object(error)) => format!(
-                "({}) {}",
-                error
+        let (code, message) = match self.body.get("error") {
+            Some(Value::Object(error)) => {
+                let code = error
                     .get("code")
                     .and_then(Value::as_str)
-                    .unwrap_or_default(),
-                error
+                    .unwrap_or_default()
+                    .to_string();
+                let message = error
                     .get("message")
                     .and_then(Value::as_str)
-                    .unwrap_or_default()
+                    .unwrap_or_default();
+                (Some(code.clone()), format!("({code}) {message}"))
+            }
+            Some(Value::String(code)) => (
+                Some(code.clone()),
+                format!(
+                    "({code}) {}",
+                    self.body
+                        .get("error_description")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                ),
             ),
-            Some(Value::String(code)) => format!(
-                "({code}) {}",
-                self.body
-                    .get("error_description")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-            ),
-            _ if self.text.is_empty() => format!("HTTP {}", self.status),
-            _ => format!("HTTP {}: {}", self.status, self.text),
+            _ if self.text.is_empty() => (None, format!("HTTP {}", self.status)),
+            _ => (None, format!("HTTP {}: {}", self.status, self.text)),
         };
-        anyhow!(message)
+        anyhow::Error::new(ServerError { code, message })
     }
+}
+
+/// A non-2xx reply as an error: its error code when the body had one, and the text printed for
+/// it.
+#[derive(Debug)]
+pub struct ServerError {
+    pub code: Option<String>,
+    message: String,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// The server's error code (`RoleAssignmentExists`, `PrincipalNotFound`, ...) if `error` is a
+/// [`ServerError`] that carried one.
+pub fn error_code(error: &anyhow::Error) -> Option<&str> {
+    error
+        .downcast_ref::<ServerError>()
+        .and_then(|server| server.code.as_deref())
 }
 
 impl Client {

@@ -1,5 +1,5 @@
-//! The az-style command line: `login`, `account`, `ad sp`, `group`, `identity`, `vm` and
-//! `resource`, talking HTTPS to an openmi server.
+//! The az-style command line: `login`, `account`, `ad sp`, `group`, `identity`, `vm`,
+//! `resource` and `role`, talking HTTPS to an openmi server.
 //!
 //! Every verb takes az's `--output` and `--query` (see `output`); the ARM verbs also take
 //! `--subscription` and reach the server through the small client in `arm`.
@@ -14,6 +14,7 @@ mod group;
 mod identity;
 mod output;
 mod resource;
+mod role;
 mod session;
 mod vm;
 
@@ -59,6 +60,8 @@ pub enum Command {
     Vm(vm::VmCommand),
     /// Any resource, by id or by group, name and type.
     Resource(resource::ResourceCommand),
+    /// Role definitions and role assignments (role-based access control).
+    Role(role::RoleCommand),
 }
 
 /// `openmi login`
@@ -144,6 +147,7 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Resource(command) => {
             (command.global.output.clone(), resource::run(command).await?)
         }
+        Command::Role(command) => (command.global.output.clone(), role::run(command).await?),
     };
     output.print(outcome)?;
     Ok(0)

@@ -3,7 +3,10 @@
 //! `create` PUTs the VM directly (az deploys a template; openmi has no network resources to
 //! create, so the body names the NIC az's template would have made). Image aliases are az's
 //! built-in ones (plus the retired `UbuntuLTS` the identity docs still use); `--assign-identity`
-//! and `--identities` take identity ids, names in the VM's group, or `[system]`.
+//! and `--identities` take identity ids, names in the VM's group, or `[system]`. With `--role R
+//! --scope S` the new system-assigned identity is given the role: az puts a role assignment in
+//! its template; openmi resolves the role before the VM PUT and PUTs the assignment right after
+//! (principal type `ServicePrincipal`), and the output's `identity` gains `role` and `scope`.
 //!
 //! `vm identity assign` PATCHes only what it adds, and sets `type` from what the VM already has,
 //! so an identity already assigned is never dropped (the PATCH merge rules of protocol notes §4.3).
@@ -17,6 +20,7 @@ use serde_json::{json, Map, Value};
 use crate::arm::{self, Arm, ArmArgs};
 use crate::identity::{flatten_properties, group_location, IDENTITY_TYPE};
 use crate::output::{table_row, Outcome};
+use crate::role;
 
 /// The provider type of virtual machines.
 const VM_TYPE: &str = "Microsoft.Compute/virtualMachines";
@@ -40,7 +44,7 @@ pub struct VmCommand {
 #[derive(Debug, Subcommand)]
 pub enum VmAction {
     /// Create a virtual machine, optionally with managed identities.
-    Create(VmCreateArgs),
+    Create(Box<VmCreateArgs>),
     /// Show a virtual machine.
     Show {
         #[command(flatten)]
@@ -119,6 +123,12 @@ pub struct VmCreateArgs {
         help = "Managed identities: ids, names in the group, or [system]; no value means system-assigned"
     )]
     assign_identity: Option<Vec<String>>,
+    /// Role (name or id) to give the system-assigned identity at --scope; needs --scope.
+    #[arg(long)]
+    role: Option<String>,
+    /// Scope of the role given to the system-assigned identity; needs --role.
+    #[arg(long)]
+    scope: Option<String>,
     /// Space-separated tags: key[=value].
     #[arg(long, num_args = 0..)]
     tags: Option<Vec<String>>,
@@ -172,10 +182,15 @@ pub async fn run(command: VmCommand) -> anyhow::Result<Outcome> {
     if let VmAction::Create(args) = &command.action {
         // Checked before any request, as az validates arguments first.
         resolve_image(&args.image)?;
+        identity_role(
+            args.assign_identity.as_deref(),
+            args.role.as_deref(),
+            args.scope.as_deref(),
+        )?;
     }
     let arm = Arm::connect(command.global.subscription.as_deref()).await?;
     match command.action {
-        VmAction::Create(args) => create(&arm, args).await,
+        VmAction::Create(args) => create(&arm, *args).await,
         VmAction::Show {
             target,
             show_details,
@@ -266,15 +281,140 @@ async fn create(arm: &Arm, args: VmCreateArgs) -> anyhow::Result<Outcome> {
     if let Some(selection) = &selection {
         body["identity"] = selection.create_block();
     }
+    // The role is resolved before the VM exists, as az's validator does, so that an unknown role
+    // creates nothing.
+    let role_grant = match identity_role(
+        args.assign_identity.as_deref(),
+        args.role.as_deref(),
+        args.scope.as_deref(),
+    )? {
+        Some(grant) => {
+            let role_id = role::resolve_role_id(arm, &grant.role, &grant.scope).await?;
+            Some((grant, role_id))
+        }
+        None => None,
+    };
     let path = arm.resource_id(&args.resource_group, VM_TYPE, &args.name);
     arm.put(&path, arm::API_VIRTUAL_MACHINES, &body).await?;
     // Read back with the instance view, as az does, for the power state and the identities'
     // principal ids.
     let vm = get_vm(arm, &path, true).await?;
-    Ok(Outcome::with_table(
-        vm_create_output(&vm, &args.resource_group, selection.is_some()),
-        vm_create_table,
-    ))
+    let mut output = vm_create_output(&vm, &args.resource_group, selection.is_some());
+    if let Some((grant, role_id)) = role_grant {
+        let principal_id = vm
+            .pointer("/identity/principalId")
+            .and_then(Value::as_str)
+            .filter(|principal| !principal.is_empty())
+            .ok_or_else(|| {
+                anyhow!(
+                    "the VM was created but has no system-assigned identity to give the role to"
+                )
+            })?;
+        assign_role_to_new_principal(arm, &grant.scope, &role_id, principal_id)
+            .await
+            .map_err(|error| {
+                anyhow!("the VM was created, but giving its identity the role failed: {error}")
+            })?;
+        output["identity"]["role"] = json!(grant.role);
+        output["identity"]["scope"] = json!(grant.scope_as_typed);
+    }
+    Ok(Outcome::with_table(output, vm_create_table))
+}
+
+/// The role to give a new VM's system-assigned identity (`--role R --scope S`).
+#[derive(Debug, PartialEq)]
+struct RoleGrant {
+    /// The role as typed (a name or an id), printed as az prints it.
+    role: String,
+    /// The scope to use (a bare subscription id made a path).
+    scope: String,
+    /// The scope as typed, for the output.
+    scope_as_typed: String,
+}
+
+/// az's `_validate_vm_vmss_msi` for create: `--role` and `--scope` go together, only with
+/// `--assign-identity`, and only when the system identity is among those assigned.
+fn identity_role(
+    assign_identity: Option<&[String]>,
+    role: Option<&str>,
+    scope: Option<&str>,
+) -> anyhow::Result<Option<RoleGrant>> {
+    let Some(identities) = assign_identity else {
+        if role.is_some() || scope.is_some() {
+            return Err(anyhow!(
+                "usage error: --assign-identity [--scope SCOPE] [--role ROLE]"
+            ));
+        }
+        return Ok(None);
+    };
+    match (role, scope) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(anyhow!(
+            "usage error: please specify --scope when assigning a role to the managed identity"
+        )),
+        (None, Some(_)) => Err(anyhow!(
+            "usage error: please specify both --role and --scope when assigning a role to the managed identity"
+        )),
+        (Some(role), Some(scope)) => {
+            let with_system = identities.is_empty()
+                || identities
+                    .iter()
+                    .any(|identity| identity.eq_ignore_ascii_case(SYSTEM_IDENTITY));
+            if !with_system {
+                return Err(anyhow!(
+                    "usage error: '--scope'/'--role' is only applicable when assign system identity"
+                ));
+            }
+            Ok(Some(RoleGrant {
+                role: role.to_string(),
+                scope: role::parse_scope(scope)?,
+                scope_as_typed: scope.to_string(),
+            }))
+        }
+    }
+}
+
+/// How many times the role assignment of a new identity is tried while the server does not know
+/// the principal yet, and the pause between tries (az retries while the error says the principal
+/// "does not exist in the directory"; openmi has no propagation delay, so this rarely waits).
+const PRINCIPAL_RETRIES: u32 = 12;
+const PRINCIPAL_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// PUTs the role assignment of a new system-assigned identity (principal type
+/// `ServicePrincipal`), retrying while the principal is not found.
+async fn assign_role_to_new_principal(
+    arm: &Arm,
+    scope: &str,
+    role_id: &str,
+    principal_id: &str,
+) -> anyhow::Result<Value> {
+    let mut attempt = 1;
+    loop {
+        let result = role::create_assignment(
+            arm,
+            scope,
+            role_id,
+            principal_id,
+            Some("ServicePrincipal"),
+            None,
+            None,
+        )
+        .await;
+        match result {
+            Err(error) if attempt < PRINCIPAL_RETRIES && principal_not_found(&error) => {
+                attempt += 1;
+                tokio::time::sleep(PRINCIPAL_RETRY_DELAY).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn principal_not_found(error: &anyhow::Error) -> bool {
+    crate::client::error_code(error) == Some("PrincipalNotFound")
+        || error
+            .to_string()
+            .contains(" does not exist in the directory ")
 }
 
 async fn identity(arm: &Arm, action: VmIdentityAction) -> anyhow::Result<Outcome> {
@@ -935,6 +1075,42 @@ mod tests {
                 "userAssignedIdentities": {"/x": {"principalId": "p", "clientId": "c"}}}))),
             json!({"systemAssignedIdentity": "", "userAssignedIdentities": {"/x": {"principalId": "p", "clientId": "c"}}})
         );
+    }
+
+    #[test]
+    fn role_and_scope_follow_az_rules() {
+        let system: Vec<String> = vec![];
+        let user_only = vec!["id1".to_string()];
+        let both = vec!["id1".to_string(), "[System]".to_string()];
+        assert_eq!(identity_role(None, None, None).unwrap(), None);
+        assert_eq!(identity_role(Some(&system), None, None).unwrap(), None);
+        assert_eq!(
+            identity_role(None, Some("Reader"), Some(SUB))
+                .unwrap_err()
+                .to_string(),
+            "usage error: --assign-identity [--scope SCOPE] [--role ROLE]"
+        );
+        assert!(identity_role(Some(&system), Some("Reader"), None)
+            .unwrap_err()
+            .to_string()
+            .contains("please specify --scope"));
+        assert!(identity_role(Some(&system), None, Some(SUB))
+            .unwrap_err()
+            .to_string()
+            .contains("please specify both --role and --scope"));
+        assert!(identity_role(Some(&user_only), Some("Reader"), Some(SUB))
+            .unwrap_err()
+            .to_string()
+            .contains("only applicable when assign system identity"));
+        assert_eq!(
+            identity_role(Some(&both), Some("Reader"), Some(SUB)).unwrap(),
+            Some(RoleGrant {
+                role: "Reader".to_string(),
+                scope: format!("/subscriptions/{SUB}"),
+                scope_as_typed: SUB.to_string(),
+            })
+        );
+        assert!(identity_role(Some(&system), Some("Reader"), Some("rg")).is_err());
     }
 
     #[test]

@@ -34,6 +34,22 @@ impl Written {
 
 const MAX_ATTEMPTS: usize = 5;
 
+fn group_scope(subscription: &str, name: &str) -> String {
+    format!("/subscriptions/{subscription}/resourceGroups/{name}")
+}
+
+/// The control-plane action of `verb` on the resource type a path names
+/// (`Microsoft.Compute/virtualMachines/extensions/write`).
+fn action(path: &ArmPath, verb: &str) -> String {
+    let type_name = path
+        .extension
+        .as_ref()
+        .or(path.provider.as_ref())
+        .map(|part| part.type_name())
+        .unwrap_or_default();
+    format!("{type_name}/{verb}")
+}
+
 fn invalid_content(message: impl Into<String>) -> EngineError {
     EngineError::InvalidRequestContent(message.into())
 }
@@ -291,11 +307,16 @@ impl Engine {
     /// `PUT /subscriptions/{s}/resourcegroups/{name}`
     pub async fn group_put(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         subscription: &str,
         name: &str,
         body: &Value,
     ) -> Result<Written, EngineError> {
+        self.authorize(
+            caller,
+            "Microsoft.Resources/subscriptions/resourceGroups/write",
+            &group_scope(subscription, name),
+        )?;
         self.check_subscription(subscription)?;
         check_resource_group_name(name).map_err(|error| EngineError::InvalidName {
             code: error.code,
@@ -391,21 +412,31 @@ impl Engine {
     /// `GET /subscriptions/{s}/resourcegroups/{name}`
     pub async fn group_get(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         subscription: &str,
         name: &str,
     ) -> Result<Value, EngineError> {
+        self.authorize(
+            caller,
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+            &group_scope(subscription, name),
+        )?;
         Self::parse_document(&self.group_record(subscription, name).await?)
     }
 
     /// `PATCH /subscriptions/{s}/resourcegroups/{name}` (tags, managedBy).
     pub async fn group_patch(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         subscription: &str,
         name: &str,
         body: &Value,
     ) -> Result<Value, EngineError> {
+        self.authorize(
+            caller,
+            "Microsoft.Resources/subscriptions/resourceGroups/write",
+            &group_scope(subscription, name),
+        )?;
         let request = object(body)?.clone();
         let tags = tags_of(&request)?;
         self.write_with_retry(|| {
@@ -437,10 +468,15 @@ impl Engine {
     /// service principals of every managed identity inside. Returns whether the group existed.
     pub async fn group_delete(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         subscription: &str,
         name: &str,
     ) -> Result<bool, EngineError> {
+        self.authorize(
+            caller,
+            "Microsoft.Resources/subscriptions/resourceGroups/delete",
+            &group_scope(subscription, name),
+        )?;
         match self.group_record(subscription, name).await {
             Ok(record) => {
                 self.store()
@@ -459,7 +495,7 @@ impl Engine {
     /// `GET /subscriptions/{s}/resourcegroups`
     pub async fn group_list(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         subscription: &str,
     ) -> Result<Vec<Value>, EngineError> {
         self.check_subscription(subscription)?;
@@ -470,7 +506,17 @@ impl Engine {
                 &RESOURCE_GROUP_TYPE.to_lowercase(),
             )
             .await?;
-        records.iter().map(Self::parse_document).collect()
+        records
+            .iter()
+            .filter(|record| {
+                self.can(
+                    caller,
+                    "Microsoft.Resources/subscriptions/resourceGroups/read",
+                    &record.id,
+                )
+            })
+            .map(Self::parse_document)
+            .collect()
     }
 
     // ---- resources ---------------------------------------------------------------------------
@@ -513,27 +559,30 @@ impl Engine {
     /// `GET /{resource id}`
     pub async fn resource_get(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         path: &ArmPath,
     ) -> Result<Value, EngineError> {
+        self.authorize(caller, &action(path, "read"), &path.to_id())?;
         Self::parse_document(&self.existing_resource(path).await?)
     }
 
     /// `GET /{resource id}` as the stored JSON text, for handlers that return it unchanged.
     pub async fn resource_get_raw(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         path: &ArmPath,
     ) -> Result<String, EngineError> {
+        self.authorize(caller, &action(path, "read"), &path.to_id())?;
         Ok(self.existing_resource(path).await?.body)
     }
 
     /// `DELETE /{resource id}`: the resource, its children and the identities it owns.
     pub async fn resource_delete(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         path: &ArmPath,
     ) -> Result<bool, EngineError> {
+        self.authorize(caller, &action(path, "delete"), &path.to_id())?;
         match self.existing_resource(path).await {
             Ok(record) => {
                 self.store()
@@ -553,7 +602,7 @@ impl Engine {
     /// of a resource (`.../virtualMachines/{vm}/extensions`).
     pub async fn resource_list(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         path: &ArmPath,
     ) -> Result<Vec<Value>, EngineError> {
         self.check_subscription(&path.subscription)?;
@@ -589,13 +638,17 @@ impl Engine {
                 .resources_of_type(self.canonical_subscription(), &type_key)
                 .await?
         };
-        records.iter().map(Self::parse_document).collect()
+        records
+            .iter()
+            .filter(|record| self.can(caller, &format!("{}/read", record.type_key), &record.id))
+            .map(Self::parse_document)
+            .collect()
     }
 
     /// Every resource of a group (`/resourceGroups/{g}/resources`) or subscription (`/resources`).
     pub async fn resource_list_all(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         subscription: &str,
         group: Option<&str>,
     ) -> Result<Vec<Value>, EngineError> {
@@ -624,6 +677,7 @@ impl Engine {
         };
         records
             .iter()
+            .filter(|record| self.can(caller, &format!("{}/read", record.type_key), &record.id))
             .filter(|record| record.parent_key.is_none())
             .map(Self::parse_document)
             .collect()
@@ -635,6 +689,15 @@ impl Engine {
         caller: &Caller,
         path: &ArmPath,
     ) -> Result<Value, EngineError> {
+        self.authorize(
+            caller,
+            "Microsoft.ManagedIdentity/identities/read",
+            &ArmPath {
+                extension: None,
+                ..path.clone()
+            }
+            .to_id(),
+        )?;
         let scope = ArmPath {
             extension: None,
             ..path.clone()
@@ -676,6 +739,7 @@ impl Engine {
         path: &ArmPath,
         body: &Value,
     ) -> Result<Written, EngineError> {
+        self.authorize(caller, &action(path, "write"), &path.to_id())?;
         self.resource_write(caller, path, body, false).await
     }
 
@@ -686,6 +750,7 @@ impl Engine {
         path: &ArmPath,
         body: &Value,
     ) -> Result<Value, EngineError> {
+        self.authorize(caller, &action(path, "write"), &path.to_id())?;
         self.resource_write(caller, path, body, true)
             .await
             .map(|written| written.body().clone())
@@ -846,7 +911,6 @@ impl Engine {
         now: i64,
         change: &mut ResourceChange,
     ) -> Result<Value, EngineError> {
-        let _ = caller;
         let name = id.rsplit('/').next().unwrap_or_default().to_string();
         // PATCH merges the request into the previous document; PUT starts from the request.
         let mut document = match (patch, previous) {
@@ -929,6 +993,7 @@ impl Engine {
             properties["provisioningState"] = json!("Succeeded");
             let identity = self
                 .vm_identity(
+                    caller,
                     id,
                     &name,
                     request.get("identity"),
@@ -1006,6 +1071,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)] // One call site; the arguments are the write's whole context.
     async fn vm_identity(
         &self,
+        caller: &Caller,
         vm_id: &str,
         vm_name: &str,
         requested: Option<&Value>,
@@ -1054,6 +1120,14 @@ impl Engine {
             }
             let record = match self.store().resource(&key).await? {
                 Some(record) if record.type_key == USER_ASSIGNED_IDENTITY_TYPE.to_lowercase() => {
+                    // Attaching an identity also needs its assign/action (Managed Identity Operator).
+                    self.authorize_linked(
+                        caller,
+                        &format!("{VIRTUAL_MACHINE_TYPE}/write"),
+                        vm_id,
+                        "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
+                        &record.id,
+                    )?;
                     record
                 }
                 _ => return Err(EngineError::UserAssignedIdentityNotFound(id.clone())),

@@ -171,9 +171,11 @@ impl Engine {
                 tenant: tenant.clone(),
                 clients: Default::default(),
                 bearers: Default::default(),
+                rbac: Default::default(),
                 subscription_id: subscription.id.to_string(),
             }),
         };
+        engine.refresh_rbac(true).await?;
         let outcome = BootstrapOutcome {
             tenant_id: tenant.id,
             subscription_id: subscription.id,

@@ -227,6 +227,15 @@ impl Engine {
             .ok_or(EngineError::NotFound)
     }
 
+    /// The user with this sign-in name (case-insensitive).
+    pub async fn user_named(&self, name: &str) -> Result<Option<Principal>, EngineError> {
+        Ok(self
+            .store()
+            .user_by_sign_in_name(self.tenant().id, name)
+            .await?
+            .map(|(principal, _)| principal))
+    }
+
     /// Applications with this display name.
     pub async fn applications_named(
         &self,

@@ -5,6 +5,7 @@
 //! the server crate turns requests into engine calls and engine errors into Azure's envelopes.
 
 mod arm;
+mod authorization;
 mod bootstrap;
 mod clients;
 mod directory;
@@ -145,6 +146,31 @@ pub enum EngineError {
     },
     #[error("user-assigned identity '{0}' was not found")]
     UserAssignedIdentityNotFound(String),
+    #[error("the client '{client}' with object id '{object_id}' may not perform '{action}' over '{scope}'")]
+    AuthorizationFailed {
+        client: String,
+        object_id: String,
+        action: String,
+        scope: String,
+    },
+    #[error("the client '{}' may not perform '{}' on the linked scope '{}'", .0.client, .0.linked_action, .0.linked_scope)]
+    LinkedAuthorizationFailed(Box<LinkedAuthorization>),
+    #[error("principal '{principal}' does not exist in the directory '{tenant}'")]
+    PrincipalNotFound { principal: String, tenant: String },
+    #[error("role definition '{0}' does not exist")]
+    RoleDefinitionDoesNotExist(String),
+    #[error("role definition '{0}' not found")]
+    RoleDefinitionNotFound(String),
+    #[error("built-in role '{0}' cannot be changed or deleted")]
+    BuiltInRoleReadOnly(String),
+    #[error("role assignment id '{0}' is not a GUID")]
+    InvalidRoleAssignmentId(String),
+    #[error("role assignment '{0}' not found")]
+    RoleAssignmentNotFound(String),
+    #[error("the role assignment already exists as '{0}'")]
+    RoleAssignmentExists(String),
+    #[error("a role definition named '{0}' already exists")]
+    RoleDefinitionWithSameNameExists(String),
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("store: {0}")]
@@ -159,6 +185,17 @@ impl From<TokenError> for EngineError {
     fn from(error: TokenError) -> Self {
         EngineError::Token(error)
     }
+}
+
+/// The details of a `LinkedAuthorizationFailed` (boxed: they are large and rare).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedAuthorization {
+    pub client: String,
+    pub object_id: String,
+    pub action: String,
+    pub scope: String,
+    pub linked_action: String,
+    pub linked_scope: String,
 }
 
 /// The engine; cheap to clone (all state behind `Arc`).
@@ -179,6 +216,7 @@ struct Inner {
     tenant: openmi_model::directory::Tenant,
     clients: clients::ClientCache,
     bearers: clients::BearerCache,
+    rbac: authorization::RbacState,
     // The subscription served; fixed after bootstrap.
     subscription_id: String,
 }

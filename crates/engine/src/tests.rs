@@ -315,9 +315,21 @@ async fn rotation_keeps_old_tokens_valid_and_switches_after_the_delay() {
     assert!(matches!(rejoined, Err(EngineError::KekMismatch)));
 }
 
-fn admin_caller(fixture: &Fixture) -> crate::Caller {
+/// The bootstrap service principal, Owner of the subscription.
+async fn admin_caller(fixture: &Fixture) -> crate::Caller {
+    let principal = fixture
+        .engine
+        .store()
+        .principal_by_client_id(fixture.engine.tenant().id, fixture.secrets.client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    caller_for(fixture, principal.object_id)
+}
+
+fn caller_for(fixture: &Fixture, object_id: ObjectId) -> crate::Caller {
     crate::Caller {
-        object_id: ObjectId::new_random(),
+        object_id,
         tenant_id: fixture.engine.tenant().id,
         client_id: String::new(),
         is_user: false,
@@ -333,7 +345,7 @@ fn path(text: &str) -> ArmPath {
 async fn vm_identity_block_follows_arm_merge_rules_and_owns_its_system_principal() {
     let fixture = fixture().await;
     let engine = &fixture.engine;
-    let caller = admin_caller(&fixture);
+    let caller = admin_caller(&fixture).await;
     let subscription = engine.inner.subscription_id.clone();
     let group = format!("/subscriptions/{subscription}/resourceGroups/rg");
     engine
@@ -476,4 +488,163 @@ async fn vm_identity_block_follows_arm_merge_rules_and_owns_its_system_principal
         engine.resource_get(&caller, &vm).await,
         Err(EngineError::ResourceGroupNotFound(_))
     ));
+}
+
+#[tokio::test]
+async fn every_arm_operation_is_authorized_and_changes_apply_to_the_next_request() {
+    let fixture = fixture().await;
+    let engine = &fixture.engine;
+    let owner = admin_caller(&fixture).await;
+    let subscription = engine.inner.subscription_id.clone();
+    let group = format!("/subscriptions/{subscription}/resourceGroups/rg");
+    engine
+        .group_put(&owner, &subscription, "rg", &json!({"location": "westus"}))
+        .await
+        .unwrap();
+    engine
+        .group_put(
+            &owner,
+            &subscription,
+            "other",
+            &json!({"location": "westus"}),
+        )
+        .await
+        .unwrap();
+    let identity =
+        format!("{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1");
+    let identity_doc = engine
+        .resource_put(&owner, &path(&identity), &json!({"location": "westus"}))
+        .await
+        .unwrap()
+        .body()
+        .clone();
+    let worker: ObjectId = identity_doc
+        .pointer("/properties/principalId")
+        .and_then(Value::as_str)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let worker_caller = caller_for(&fixture, worker);
+    let assign = |role: &str, scope: &str| {
+        let body = json!({"properties": {"roleDefinitionId": format!("/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{role}"), "principalId": worker.to_string()}});
+        (uuid::Uuid::new_v4().to_string(), scope.to_string(), body)
+    };
+
+    // No assignment: everything is denied, and lists are empty rather than failing.
+    let denied = engine.group_get(&worker_caller, &subscription, "rg").await;
+    assert!(
+        matches!(denied, Err(EngineError::AuthorizationFailed { ref action, .. }) if action == "Microsoft.Resources/subscriptions/resourceGroups/read"),
+        "{denied:?}"
+    );
+    assert!(engine
+        .group_list(&worker_caller, &subscription)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Reader on one group: reads it, not the other, writes nothing.
+    let (name, scope, body) = assign(openmi_rbac::builtin::READER, &group);
+    engine
+        .role_assignment_put(&owner, &scope, &name, &body)
+        .await
+        .unwrap();
+    assert!(
+        engine
+            .group_get(&worker_caller, &subscription, "rg")
+            .await
+            .is_ok(),
+        "effective for the very next request"
+    );
+    assert!(engine
+        .group_get(&worker_caller, &subscription, "other")
+        .await
+        .is_err());
+    assert_eq!(
+        engine
+            .group_list(&worker_caller, &subscription)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(engine
+        .resource_get(&worker_caller, &path(&identity))
+        .await
+        .is_ok());
+    let write = engine
+        .resource_put(
+            &worker_caller,
+            &path(&format!(
+                "{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id2"
+            )),
+            &json!({"location": "westus"}),
+        )
+        .await;
+    assert!(
+        matches!(write, Err(EngineError::AuthorizationFailed { .. })),
+        "{write:?}"
+    );
+    // Only those who may write role assignments create them.
+    let (other_name, other_scope, other_body) = assign(openmi_rbac::builtin::OWNER, &group);
+    assert!(matches!(
+        engine
+            .role_assignment_put(&worker_caller, &other_scope, &other_name, &other_body)
+            .await,
+        Err(EngineError::AuthorizationFailed { .. })
+    ));
+    // Duplicates name the existing assignment.
+    let duplicate = engine
+        .role_assignment_put(&owner, &scope, &uuid::Uuid::new_v4().to_string(), &body)
+        .await;
+    assert!(
+        matches!(duplicate, Err(EngineError::RoleAssignmentExists(ref existing)) if *existing == name.replace('-', "")),
+        "{duplicate:?}"
+    );
+
+    // A VM Contributor cannot attach an identity without assign/action on it.
+    let (name2, scope2, body2) = assign(openmi_rbac::builtin::VIRTUAL_MACHINE_CONTRIBUTOR, &group);
+    engine
+        .role_assignment_put(&owner, &scope2, &name2, &body2)
+        .await
+        .unwrap();
+    let vm = path(&format!(
+        "{group}/providers/Microsoft.Compute/virtualMachines/vm"
+    ));
+    engine
+        .resource_put(
+            &worker_caller,
+            &vm,
+            &json!({"location": "westus", "identity": {"type": "SystemAssigned"}}),
+        )
+        .await
+        .unwrap();
+    let attach = json!({"identity": {"type": "SystemAssigned, UserAssigned", "userAssignedIdentities": {identity.clone(): {}}}});
+    let linked = engine.resource_patch(&worker_caller, &vm, &attach).await;
+    assert!(
+        matches!(linked, Err(EngineError::LinkedAuthorizationFailed(_))),
+        "{linked:?}"
+    );
+    let (name3, scope3, body3) = assign(openmi_rbac::builtin::MANAGED_IDENTITY_OPERATOR, &identity);
+    engine
+        .role_assignment_put(&owner, &scope3, &name3, &body3)
+        .await
+        .unwrap();
+    assert!(engine
+        .resource_patch(&worker_caller, &vm, &attach)
+        .await
+        .is_ok());
+
+    // Removing the assignment denies the very next request.
+    engine
+        .role_assignment_delete(&owner, &scope, &name)
+        .await
+        .unwrap();
+    engine
+        .role_assignment_delete(&owner, &scope2, &name2)
+        .await
+        .unwrap();
+    assert!(engine
+        .group_get(&worker_caller, &subscription, "rg")
+        .await
+        .is_err());
 }

@@ -134,12 +134,15 @@ pub fn scope_contains(ancestor: &str, scope: &str) -> bool {
                 || scope.as_bytes().get(ancestor.len()) == Some(&b'/')))
 }
 
+/// A principal's grants: `(scope key, role)` pairs.
+type Grants = Vec<(Box<str>, Arc<CompiledRole>)>;
+
 /// An immutable index of definitions and assignments; swap a new one in after every change.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     roles: HashMap<String, Arc<CompiledRole>>,
     // Invariant: scope keys are normalised with `scope_key`.
-    by_principal: HashMap<ObjectId, Vec<(Box<str>, Arc<CompiledRole>)>>,
+    by_principal: HashMap<ObjectId, Grants>,
     assignment_count: usize,
 }
 
@@ -155,8 +158,7 @@ impl Snapshot {
                 )
             })
             .collect();
-        let mut by_principal: HashMap<ObjectId, Vec<(Box<str>, Arc<CompiledRole>)>> =
-            HashMap::new();
+        let mut by_principal: HashMap<ObjectId, Grants> = HashMap::new();
         let mut assignment_count = 0;
         for assignment in assignments {
             if let Some(role) = roles.get(&assignment.role_id.to_lowercase()) {

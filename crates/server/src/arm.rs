@@ -215,10 +215,9 @@ pub async fn dispatch(
         .join("/");
     let lower = path.to_lowercase();
     let segments: Vec<&str> = lower.trim_matches('/').split('/').collect();
-    if segments
-        .first()
-        .is_none_or(|first| *first != "subscriptions" && *first != "tenants")
-    {
+    if segments.first().is_none_or(|first| {
+        *first != "subscriptions" && *first != "tenants" && *first != "providers"
+    }) {
         return ArmError::new(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -234,11 +233,21 @@ pub async fn dispatch(
     if query_param(query, "api-version").is_none_or(|version| version.is_empty()) {
         return with_caller(ArmError::missing_api_version().into_response(), &caller);
     }
-    let response = match route(
-        &state, &context, &caller, &method, &path, &segments, query, &body,
-    )
-    .await
-    {
+    let routed = match authorization_part(&path) {
+        Some((scope, rest)) => {
+            authorization_route(
+                &state, &context, &caller, &method, &scope, &rest, query, &body,
+            )
+            .await
+        }
+        None => {
+            route(
+                &state, &context, &caller, &method, &path, &segments, query, &body,
+            )
+            .await
+        }
+    };
+    let response = match routed {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -279,9 +288,11 @@ async fn route(
                 "tenantType": "AAD",
             })]))
         }
-        (["subscriptions"], &Method::GET) => Ok(list(subscriptions_json(state, context).await?)),
+        (["subscriptions"], &Method::GET) => {
+            Ok(list(subscriptions_json(state, context, caller).await?))
+        }
         ([_, subscription], &Method::GET) => {
-            let found = subscriptions_json(state, context)
+            let found = subscriptions_json(state, context, caller)
                 .await?
                 .into_iter()
                 .find(|item| {
@@ -552,9 +563,120 @@ fn provider_json(subscription: &str, namespace: &str, types: &[(&str, &[&str])])
     })
 }
 
+/// Splits `{scope}/providers/Microsoft.Authorization/{rest}` (the last such provider part) into the
+/// scope (`/` at the root) and the rest's segments.
+fn authorization_part(path: &str) -> Option<(String, Vec<String>)> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let at = (0..segments.len().saturating_sub(1)).rev().find(|&index| {
+        segments[index].eq_ignore_ascii_case("providers")
+            && segments[index + 1].eq_ignore_ascii_case("Microsoft.Authorization")
+    })?;
+    let scope = if at == 0 {
+        "/".to_string()
+    } else {
+        format!("/{}", segments[..at].join("/"))
+    };
+    Some((
+        scope,
+        segments[at + 2..]
+            .iter()
+            .map(|segment| segment.to_string())
+            .collect(),
+    ))
+}
+
+/// `Microsoft.Authorization`: role assignments and role definitions at any scope.
+#[allow(clippy::too_many_arguments)] // The request taken apart once; one call site.
+async fn authorization_route(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Caller,
+    method: &Method,
+    scope: &str,
+    rest: &[String],
+    query: Option<&str>,
+    body: &Bytes,
+) -> Result<Response, ArmError> {
+    let engine = &state.engine;
+    let fail = |error| ArmError::from_engine(error, context);
+    let filter = query_param(query, "$filter");
+    let kind = rest
+        .first()
+        .map(|kind| kind.to_lowercase())
+        .unwrap_or_default();
+    let not_found = || {
+        ArmError::new(
+            StatusCode::NOT_FOUND,
+            "NoRegisteredProviderFound",
+            format!(
+                "No registered resource provider found for 'Microsoft.Authorization/{}'.",
+                rest.join("/")
+            ),
+        )
+    };
+    let deleted = |found: Option<Value>| match found {
+        Some(body) => json_response(StatusCode::OK, body),
+        None => StatusCode::NO_CONTENT.into_response(),
+    };
+    match (kind.as_str(), rest.get(1), rest.len(), method) {
+        ("roleassignments", None, 1, &Method::GET) => Ok(list(
+            engine
+                .role_assignment_list(caller, scope, filter.as_deref())
+                .await
+                .map_err(fail)?,
+        )),
+        ("roleassignments", Some(name), 2, &Method::PUT) => Ok(written(
+            engine
+                .role_assignment_put(caller, scope, name, &parse_body(body)?)
+                .await
+                .map_err(fail)?,
+        )),
+        ("roleassignments", Some(name), 2, &Method::GET) => Ok(json_response(
+            StatusCode::OK,
+            engine
+                .role_assignment_get(caller, scope, name)
+                .await
+                .map_err(fail)?,
+        )),
+        ("roleassignments", Some(name), 2, &Method::DELETE) => Ok(deleted(
+            engine
+                .role_assignment_delete(caller, scope, name)
+                .await
+                .map_err(fail)?,
+        )),
+        ("roledefinitions", None, 1, &Method::GET) => Ok(list(
+            engine
+                .role_definition_list(caller, scope, filter.as_deref())
+                .await
+                .map_err(fail)?,
+        )),
+        ("roledefinitions", Some(id), 2, &Method::GET) => Ok(json_response(
+            StatusCode::OK,
+            engine
+                .role_definition_get(caller, scope, id)
+                .await
+                .map_err(fail)?,
+        )),
+        ("roledefinitions", Some(id), 2, &Method::PUT) => Ok(written(
+            engine
+                .role_definition_put(caller, scope, id, &parse_body(body)?)
+                .await
+                .map_err(fail)?,
+        )),
+        ("roledefinitions", Some(id), 2, &Method::DELETE) => Ok(deleted(
+            engine
+                .role_definition_delete(caller, scope, id)
+                .await
+                .map_err(fail)?,
+        )),
+        _ => Err(not_found()),
+    }
+}
+
 async fn subscriptions_json(
     state: &AppState,
     context: &RequestContext,
+    caller: &Caller,
 ) -> Result<Vec<Value>, ArmError> {
     let subscriptions = state
         .engine
@@ -564,6 +686,7 @@ async fn subscriptions_json(
         .map_err(|error| ArmError::from_engine(error.into(), context))?;
     Ok(subscriptions
         .iter()
+        .filter(|subscription| state.engine.can_see_subscription(caller, &subscription.id.to_string()))
         .map(|subscription| {
             json!({
                 "id": format!("/subscriptions/{}", subscription.id),

@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
             "/v1.0/servicePrincipals",
             post(service_principal_create).get(service_principal_list),
         )
+        .route("/v1.0/users", get(user_list))
 }
 
 fn iso(epoch: i64) -> String {
@@ -376,6 +377,37 @@ pub async fn service_principal_list(
         Err(openmi_engine::EngineError::NotFound) => Vec::new(),
         Err(other) => return Err(graph_error(other, &context)),
     };
+    Ok(respond(StatusCode::OK, &caller, json!({"value": value})))
+}
+
+/// `GET /v1.0/users?$filter=userPrincipalName eq '...'`
+pub async fn user_list(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    Query(query): Query<FilterQuery>,
+) -> Result<Response, ArmError> {
+    let name = query
+        .filter
+        .as_deref()
+        .and_then(|filter| filter_value(filter, "userPrincipalName"))
+        .ok_or_else(|| bad_request("only $filter=userPrincipalName eq '<name>' is supported"))?;
+    let value: Vec<Value> = state
+        .engine
+        .user_named(name)
+        .await
+        .map_err(|error| graph_error(error, &context))?
+        .into_iter()
+        .map(|user| {
+            json!({
+                "id": user.object_id.to_string(),
+                "userPrincipalName": user.user_principal_name,
+                "displayName": user.display_name,
+                "mail": null,
+                "accountEnabled": true,
+            })
+        })
+        .collect();
     Ok(respond(StatusCode::OK, &caller, json!({"value": value})))
 }
 

@@ -183,12 +183,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
         }
     });
+    // Authorization changes made through another server reach this one within a poll interval.
+    let rbac_engine = engine.clone();
+    let rbac_task = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            interval.tick().await;
+            if let Err(error) = rbac_engine.refresh_rbac(false).await {
+                tracing::warn!(error = %error, "RBAC refresh failed");
+            }
+        }
+    });
     let state = AppState {
         engine: engine.clone(),
         base_urls: Arc::new(base_urls),
     };
     serve(listener, tls_config, router(state)).await;
     reload_task.abort();
+    rbac_task.abort();
     engine.store().close().await;
     tracing::info!("openmi server stopped");
     Ok(())
