@@ -383,14 +383,22 @@ impl Engine {
                 tenant: self.tenant().id.to_string(),
             }
         })?;
-        let principal_type = properties
-            .get("principalType")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| match principal.kind {
-                openmi_model::PrincipalKind::User => "User".to_string(),
-                _ => "ServicePrincipal".to_string(),
-            });
+        // ARM refuses a principalType that is not the principal's (a known trap: the SDK model
+        // defaults it to User).
+        let actual_type = match principal.kind {
+            openmi_model::PrincipalKind::User => "User",
+            _ => "ServicePrincipal",
+        };
+        let principal_type = match properties.get("principalType").and_then(Value::as_str) {
+            Some(given) if !given.eq_ignore_ascii_case(actual_type) => {
+                return Err(EngineError::UnmatchedPrincipalType {
+                    principal: principal_text.to_string(),
+                    actual: actual_type.to_string(),
+                    given: given.to_string(),
+                });
+            }
+            _ => actual_type.to_string(),
+        };
         let scope_normalized = scope_key(scope);
         let existing = self.store().role_assignments_of(principal_id).await?;
         if let Some(same) = existing.iter().find(|assignment| {
@@ -739,7 +747,7 @@ impl Engine {
             .iter()
             .any(|assignment| role_guid(&assignment.role_definition_id) == id)
         {
-            return Err(EngineError::Conflict("There are existing role assignments referencing role (code: RoleDefinitionHasAssignments).".to_string()));
+            return Err(EngineError::RoleDefinitionHasAssignments(id.clone()));
         }
         let document = self.definition_json(&custom_definition(found), Some(found));
         self.store().delete_role_definition(&id).await?;

@@ -157,6 +157,14 @@ pub enum EngineError {
     LinkedAuthorizationFailed(Box<LinkedAuthorization>),
     #[error("principal '{principal}' does not exist in the directory '{tenant}'")]
     PrincipalNotFound { principal: String, tenant: String },
+    #[error("principal '{principal}' has type '{actual}', not '{given}'")]
+    UnmatchedPrincipalType {
+        principal: String,
+        actual: String,
+        given: String,
+    },
+    #[error("role definition '{0}' is still assigned")]
+    RoleDefinitionHasAssignments(String),
     #[error("role definition '{0}' does not exist")]
     RoleDefinitionDoesNotExist(String),
     #[error("role definition '{0}' not found")]

@@ -167,6 +167,12 @@ impl ArmError {
             ),
             E::PrincipalNotFound { principal, tenant } => ArmError::new(StatusCode::BAD_REQUEST, "PrincipalNotFound", format!("Principal {} does not exist in the directory {tenant}. Check that you have the correct principal ID. If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay.", principal.replace('-', "")),
             ),
+            E::UnmatchedPrincipalType { principal, actual, given } => ArmError::new(
+                StatusCode::BAD_REQUEST,
+                "UnmatchedPrincipalType",
+                format!("The PrincipalId '{principal}' has type '{actual}' , which is different from specified PrincipalType '{given}'."),
+            ),
+            E::RoleDefinitionHasAssignments(_) => ArmError::new(StatusCode::CONFLICT, "RoleDefinitionHasAssignments", "There are existing role assignments referencing role."),
             E::RoleDefinitionNotFound(role) => ArmError::new(StatusCode::NOT_FOUND, "RoleDefinitionDoesNotExist", format!("The specified role definition with ID '{role}' does not exist.")),
             E::BuiltInRoleReadOnly(role) => ArmError::new(StatusCode::BAD_REQUEST, "InvalidRoleDefinitionOperation", format!("The role definition '{role}' is a built-in role; built-in roles cannot be changed or deleted.")),
             E::RoleDefinitionDoesNotExist(role) => ArmError::new(StatusCode::BAD_REQUEST, "RoleDefinitionDoesNotExist", format!("The specified role definition with ID '{role}' does not exist.")),
