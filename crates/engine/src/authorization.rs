@@ -163,6 +163,11 @@ impl Engine {
         Ok(())
     }
 
+    /// The subscription this server serves.
+    pub fn subscription_id(&self) -> &str {
+        &self.inner.subscription_id
+    }
+
     /// Whether the caller may perform `action` at `scope`.
     pub fn can(&self, caller: &Caller, action: &str, scope: &str) -> bool {
         self.rbac().is_allowed(caller.object_id, action, scope)

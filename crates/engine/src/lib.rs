@@ -4,6 +4,7 @@
 //! decides who may do what. **Architecture invariant:** the engine knows no HTTP and no wire JSON;
 //! the server crate turns requests into engine calls and engine errors into Azure's envelopes.
 
+mod agent;
 mod arm;
 mod authorization;
 mod bootstrap;
@@ -20,6 +21,7 @@ use std::sync::{Arc, RwLock};
 use openmi_store::{Store, StoreError};
 use openmi_token::{Kek, KeyRing, TokenError};
 
+pub use agent::{AgentCaller, IdentitySelector, JoinToken, ManagedIdentityToken, AGENT_AUDIENCE};
 pub use arm::Written;
 pub use bootstrap::{BootstrapOutcome, BootstrapSecrets};
 pub use directory::{Caller, NewApplication, NewApplicationResult};
@@ -59,6 +61,8 @@ pub struct EngineConfig {
     pub user_token_lifetime: i64,
     /// Lifetime of refresh tokens (seconds).
     pub refresh_token_lifetime: i64,
+    /// Lifetime of managed-identity tokens (seconds); Azure's are about 24 h.
+    pub mi_token_lifetime: i64,
     /// Longest lifetime of any token the platform issues; decides when an old key leaves the JWKS.
     pub max_token_lifetime: i64,
     /// The server's own URLs (`https://127.0.0.1:8443`, ...): tokens for them are accepted as ARM's.
@@ -71,6 +75,7 @@ impl Default for EngineConfig {
             app_token_lifetime: 3600,
             user_token_lifetime: 3600,
             refresh_token_lifetime: 90 * 86400,
+            mi_token_lifetime: 86400,
             max_token_lifetime: 86700,
             own_resources: Vec::new(),
         }
@@ -179,6 +184,14 @@ pub enum EngineError {
     RoleAssignmentExists(String),
     #[error("a role definition named '{0}' already exists")]
     RoleDefinitionWithSameNameExists(String),
+    #[error("the join token is invalid, expired or already used")]
+    InvalidJoinToken,
+    #[error("agent authentication failed: {0}")]
+    InvalidAgent(String),
+    #[error("identity not found")]
+    IdentityNotFound,
+    #[error("several user-assigned identities and no selector")]
+    AmbiguousIdentity,
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("store: {0}")]

@@ -648,3 +648,169 @@ async fn every_arm_operation_is_authorized_and_changes_apply_to_the_next_request
         .await
         .is_err());
 }
+
+fn agent_assertion(key: &aws_lc_rs::signature::EcdsaKeyPair, agent_id: &str, now: i64) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let header =
+        URL_SAFE_NO_PAD.encode(json!({"alg": "ES256", "typ": "JWT", "kid": agent_id}).to_string());
+    let claims = URL_SAFE_NO_PAD.encode(json!({"iss": agent_id, "sub": agent_id, "aud": crate::AGENT_AUDIENCE, "iat": now, "exp": now + 300}).to_string());
+    let input = format!("{header}.{claims}");
+    let signature = key
+        .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
+        .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+}
+
+#[tokio::test]
+async fn agents_get_tokens_only_for_the_identities_their_vm_has_now() {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use base64::Engine as _;
+    let fixture = fixture().await;
+    let engine = &fixture.engine;
+    let owner = admin_caller(&fixture).await;
+    let subscription = engine.inner.subscription_id.clone();
+    let group = format!("/subscriptions/{subscription}/resourceGroups/rg");
+    engine
+        .group_put(&owner, &subscription, "rg", &json!({"location": "westus"}))
+        .await
+        .unwrap();
+    let identity =
+        format!("{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1");
+    let identity_doc = engine
+        .resource_put(&owner, &path(&identity), &json!({"location": "westus"}))
+        .await
+        .unwrap()
+        .body()
+        .clone();
+    let client_id = identity_doc
+        .pointer("/properties/clientId")
+        .and_then(Value::as_str)
+        .unwrap()
+        .to_string();
+    let vm = path(&format!(
+        "{group}/providers/Microsoft.Compute/virtualMachines/vm"
+    ));
+    engine
+        .resource_put(&owner, &vm, &json!({"location": "westus", "identity": {"type": "SystemAssigned, UserAssigned", "userAssignedIdentities": {identity.clone(): {}}}}))
+        .await
+        .unwrap();
+    let other_vm = path(&format!(
+        "{group}/providers/Microsoft.Compute/virtualMachines/other"
+    ));
+    engine
+        .resource_put(
+            &owner,
+            &other_vm,
+            &json!({"location": "westus", "identity": {"type": "SystemAssigned"}}),
+        )
+        .await
+        .unwrap();
+
+    let owner_ref = &owner;
+    let enroll = |vm: ArmPath| async move {
+        let join = engine
+            .generate_join_token(owner_ref, &vm, 600)
+            .await
+            .unwrap();
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let spki = base64::engine::general_purpose::STANDARD
+            .encode(key.public_key().as_der().unwrap().as_ref());
+        let (agent_id, _) = engine.enroll_agent(&join.token, &spki).await.unwrap();
+        assert!(
+            matches!(
+                engine.enroll_agent(&join.token, &spki).await,
+                Err(EngineError::InvalidJoinToken)
+            ),
+            "join tokens are single-use"
+        );
+        let caller = engine
+            .authenticate_agent(&agent_assertion(&key, &agent_id, START))
+            .await
+            .unwrap();
+        (caller, key, agent_id)
+    };
+    let (agent, key, agent_id) = enroll(vm.clone()).await;
+    let (other_agent, ..) = enroll(other_vm.clone()).await;
+    let by_client = crate::IdentitySelector {
+        client_id: Some(client_id.clone()),
+        ..Default::default()
+    };
+    let token = engine
+        .agent_token(
+            &agent,
+            "https://management.azure.com",
+            &by_client,
+            "https://127.0.0.1:8443",
+        )
+        .await
+        .unwrap();
+    let claims = claims_of(engine, &token.access_token);
+    assert_eq!(
+        claims.get("appid").and_then(Value::as_str),
+        Some(client_id.as_str())
+    );
+    assert_eq!(
+        claims.get("xms_mirid").and_then(Value::as_str),
+        Some(identity.as_str())
+    );
+    assert_eq!(claims.get("appidacr").and_then(Value::as_str), Some("2"));
+    assert_eq!(token.expires_in, 86400);
+    let system = engine
+        .agent_token(
+            &agent,
+            "https://management.azure.com",
+            &Default::default(),
+            "https://127.0.0.1:8443",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        claims_of(engine, &system.access_token)
+            .get("xms_mirid")
+            .and_then(Value::as_str),
+        Some(vm.to_id().as_str()),
+        "no selector: the system identity"
+    );
+    // Another VM's agent cannot get this identity.
+    assert!(matches!(
+        engine
+            .agent_token(
+                &other_agent,
+                "https://management.azure.com",
+                &by_client,
+                "https://x"
+            )
+            .await,
+        Err(EngineError::IdentityNotFound)
+    ));
+    // Removed from the VM: no more tokens.
+    engine.resource_patch(&owner, &vm, &json!({"identity": {"type": "SystemAssigned, UserAssigned", "userAssignedIdentities": {identity.clone(): null}}})).await.unwrap();
+    assert!(matches!(
+        engine
+            .agent_token(
+                &agent,
+                "https://management.azure.com",
+                &by_client,
+                "https://x"
+            )
+            .await,
+        Err(EngineError::IdentityNotFound)
+    ));
+    // A forged assertion fails; the VM deleted, the agent is gone.
+    let stranger = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    assert!(matches!(
+        engine
+            .authenticate_agent(&agent_assertion(&stranger, &agent_id, START))
+            .await,
+        Err(EngineError::InvalidAgent(_))
+    ));
+    engine.resource_delete(&owner, &vm).await.unwrap();
+    assert!(matches!(
+        engine
+            .authenticate_agent(&agent_assertion(&key, &agent_id, START))
+            .await,
+        Err(EngineError::InvalidAgent(_))
+    ));
+}

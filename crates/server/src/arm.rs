@@ -446,6 +446,11 @@ async fn route(
                     )),
                 };
             }
+            if let Some(response) =
+                join_token(state, context, caller, method, &arm_path, body).await?
+            {
+                return Ok(response);
+            }
             let is_resource = arm_path
                 .provider
                 .as_ref()
@@ -515,6 +520,54 @@ async fn route(
 
 fn wants_instance_view(query: Option<&str>) -> bool {
     query_param(query, "$expand").is_some_and(|expand| expand.eq_ignore_ascii_case("instanceView"))
+}
+
+/// `POST {vm id}/generateJoinToken`: a one-time token that enrols an agent for the VM
+/// (`docs/design/agent-protocol.md` §1). `None` when the request is something else.
+async fn join_token(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Caller,
+    method: &Method,
+    path: &ArmPath,
+    body: &Bytes,
+) -> Result<Option<Response>, ArmError> {
+    let Some(provider) = path.provider.as_ref() else {
+        return Ok(None);
+    };
+    let is_join = matches!(provider.segments.last(), Some((kind, None)) if kind.eq_ignore_ascii_case("generateJoinToken"));
+    if !is_join || *method != Method::POST || path.extension.is_some() {
+        return Ok(None);
+    }
+    let mut vm = path.clone();
+    if let Some(part) = vm.provider.as_mut() {
+        part.segments.pop();
+    }
+    let expires_in = if body.is_empty() {
+        3600
+    } else {
+        parse_body(body)?
+            .get("expiresIn")
+            .and_then(Value::as_i64)
+            .unwrap_or(3600)
+    };
+    let token = state
+        .engine
+        .generate_join_token(caller, &vm, expires_in)
+        .await
+        .map_err(|error| ArmError::from_engine(error, context))?;
+    let expires_on = time::OffsetDateTime::from_unix_timestamp(token.expires_at)
+        .ok()
+        .and_then(|moment| {
+            moment
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    Ok(Some(json_response(
+        StatusCode::OK,
+        json!({"joinToken": token.token, "expiresOn": expires_on, "vmResourceId": token.vm_resource_id}),
+    )))
 }
 
 /// `$expand=instanceView` on a VM: the az CLI reads the power state from it.

@@ -48,6 +48,9 @@ pub struct ServerArgs {
     /// Lifetime of access tokens for users, in seconds.
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(i64).range(60..=86400))]
     pub user_token_lifetime: i64,
+    /// Lifetime of managed-identity tokens, in seconds (Azure's are about 24 h).
+    #[arg(long, default_value_t = 86400, value_parser = clap::value_parser!(i64).range(300..=86400))]
+    pub mi_token_lifetime: i64,
     /// How often to re-read signing keys from the store (picks up rotations by other processes), in seconds.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub key_reload_interval: u64,
@@ -80,6 +83,7 @@ pub struct ServerConfig {
     pub base_urls: Vec<String>,
     pub app_token_lifetime: i64,
     pub user_token_lifetime: i64,
+    pub mi_token_lifetime: i64,
     pub key_reload_interval: std::time::Duration,
 }
 
@@ -224,6 +228,7 @@ impl ServerConfig {
             base_urls,
             app_token_lifetime: args.token_lifetime,
             user_token_lifetime: args.user_token_lifetime,
+            mi_token_lifetime: args.mi_token_lifetime,
             key_reload_interval: std::time::Duration::from_secs(args.key_reload_interval),
         })
     }

@@ -4,6 +4,7 @@
 //! **Architecture invariant:** handlers are thin: they parse the request, call one engine method
 //! and map the result or `EngineError` to Azure's wire shapes. No SQL and no claim-building here.
 
+mod agent;
 mod arm;
 mod auth;
 pub mod config;
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { (StatusCode::OK, "ok") }))
         .merge(entra::router())
         .merge(graph::router())
+        .merge(agent::router())
         .route("/metadata/endpoints", get(arm::metadata_endpoints))
         .fallback(arm::dispatch)
         .layer(axum::middleware::from_fn(context::track))
@@ -128,6 +130,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let engine_config = EngineConfig {
         app_token_lifetime: config.app_token_lifetime,
         user_token_lifetime: config.user_token_lifetime,
+        mi_token_lifetime: config.mi_token_lifetime,
+
         own_resources: config.base_urls.clone(),
         ..EngineConfig::default()
     };

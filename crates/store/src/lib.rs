@@ -5,6 +5,7 @@
 //! **Architecture invariant:** the store makes no authorization decision and enforces no content
 //! rule beyond uniqueness; it knows nothing of HTTP, tokens or RBAC.
 
+mod agents;
 mod authorization;
 mod directory;
 mod keys;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use agents::AgentRecord;
 pub use authorization::StoredRoleDefinition;
 pub use directory::{BootstrapRecord, NewServicePrincipal};
 pub use keys::StoredSigningKey;

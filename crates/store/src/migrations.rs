@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_directory.sql")),
     (2, include_str!("../migrations/0002_resources.sql")),
     (3, include_str!("../migrations/0003_authorization.sql")),
+    (4, include_str!("../migrations/0004_agents.sql")),
 ];
 
 pub(crate) async fn apply(store: &Store) -> Result<(), StoreError> {

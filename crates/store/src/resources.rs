@@ -136,6 +136,15 @@ async fn delete_tree(
             .execute(&mut **transaction)
             .await?;
         sqlx::query("DELETE FROM principals WHERE lower(managed_by) = $1")
+            .bind(current.clone())
+            .execute(&mut **transaction)
+            .await?;
+        // A VM's agents and unused join tokens go with it.
+        sqlx::query("DELETE FROM agents WHERE vm_key = $1")
+            .bind(current.clone())
+            .execute(&mut **transaction)
+            .await?;
+        sqlx::query("DELETE FROM join_tokens WHERE vm_key = $1")
             .bind(current)
             .execute(&mut **transaction)
             .await?;

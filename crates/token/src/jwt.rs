@@ -171,6 +171,32 @@ impl UnverifiedJwt<'_> {
     }
 }
 
+impl UnverifiedJwt<'_> {
+    /// Verifies an ES256 token (an agent's assertion) against its enrolled EC P-256 key, then the
+    /// time window.
+    pub fn verify_es256(
+        self,
+        key: &ParsedPublicKey,
+        now: i64,
+        leeway: i64,
+    ) -> Result<VerifiedJwt, TokenError> {
+        let algorithm = self.header_str("alg").unwrap_or_default();
+        if algorithm != "ES256" {
+            return Err(TokenError::UnsupportedAlgorithm(algorithm.to_string()));
+        }
+        key.verify_sig(self.signing_input.as_bytes(), &self.signature)
+            .map_err(|_| TokenError::BadSignature)?;
+        self.check_time(now, leeway)?;
+        Ok(self.into_verified())
+    }
+}
+
+/// Parses an EC P-256 public key (DER SubjectPublicKeyInfo) for ES256 verification.
+pub fn es256_public_key(spki_der: &[u8]) -> Result<ParsedPublicKey, TokenError> {
+    ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, spki_der)
+        .map_err(|_| TokenError::BadCertificate)
+}
+
 /// The public key of a client certificate, with its thumbprints.
 pub struct ExternalKey {
     /// base64url SHA-1 of the certificate DER (`x5t`).
@@ -320,6 +346,46 @@ mod tests {
         assert!(matches!(
             check(&fractional, 2_001),
             Err(TokenError::Expired { exp: 2_000 })
+        ));
+    }
+}
+
+#[cfg(test)]
+mod es256_tests {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+
+    use super::*;
+
+    #[test]
+    fn es256_assertions_verify_with_the_enrolled_key_only() {
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let spki = key.public_key().as_der().unwrap();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256","typ":"JWT","kid":"a"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(br#"{"iss":"a","exp":2000}"#);
+        let input = format!("{header}.{claims}");
+        let signature = key.sign(&rng, input.as_bytes()).unwrap();
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()));
+        let parsed = es256_public_key(spki.as_ref()).unwrap();
+        assert!(decode_unverified(&token)
+            .unwrap()
+            .verify_es256(&parsed, 1500, 0)
+            .is_ok());
+        assert!(matches!(
+            decode_unverified(&token)
+                .unwrap()
+                .verify_es256(&parsed, 2001, 0),
+            Err(TokenError::Expired { .. })
+        ));
+        let other = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let other_key = es256_public_key(other.public_key().as_der().unwrap().as_ref()).unwrap();
+        assert!(matches!(
+            decode_unverified(&token)
+                .unwrap()
+                .verify_es256(&other_key, 1500, 0),
+            Err(TokenError::BadSignature)
         ));
     }
 }

@@ -1,0 +1,253 @@
+//! The agent API (`docs/design/agent-protocol.md`): enrolment, managed-identity tokens, the
+//! instance document and its long-poll watch. Errors use the OAuth shape
+//! `{"error","error_description"}` that IMDS also uses, so the agent can pass them through.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use openmi_engine::{AgentCaller, EngineError, IdentitySelector};
+use serde_json::{json, Value};
+
+use crate::context::{CallerObjectId, RequestContext};
+use crate::AppState;
+
+/// Routes under `/openmi/agent`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/openmi/agent/enroll", post(enroll))
+        .route("/openmi/agent/token", post(token))
+        .route("/openmi/agent/instance", get(instance))
+        .route("/openmi/agent/watch", get(watch))
+}
+
+/// How long a watch waits for a change before answering with the same version.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often a watch looks for a change (any server sharing the database may have made it).
+const WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// An agent API error: the OAuth shape `{"error","error_description"}` with its status.
+#[derive(Debug)]
+pub struct AgentError {
+    status: StatusCode,
+    code: &'static str,
+    description: String,
+}
+
+impl IntoResponse for AgentError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.code, "error_description": self.description})),
+        )
+            .into_response()
+    }
+}
+
+fn error(status: StatusCode, code: &'static str, description: impl Into<String>) -> AgentError {
+    AgentError {
+        status,
+        code,
+        description: description.into(),
+    }
+}
+
+fn engine_error(failure: EngineError, context: &RequestContext) -> AgentError {
+    use EngineError as E;
+    match failure {
+        E::InvalidJoinToken => error(StatusCode::UNAUTHORIZED, "invalid_grant", "The join token is invalid, expired or already used."),
+        E::InvalidAgent(detail) => error(StatusCode::UNAUTHORIZED, "invalid_client", format!("Agent authentication failed: {detail}")),
+        E::IdentityNotFound => error(StatusCode::BAD_REQUEST, "invalid_request", "Identity not found"),
+        E::AmbiguousIdentity => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request",
+        ),
+        E::ResourcePrincipalNotFound { resource, tenant } => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_resource",
+            format!("AADSTS500011: The resource principal named {resource} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."),
+        ),
+        E::BadRequest(detail) => error(StatusCode::BAD_REQUEST, "invalid_request", detail),
+        E::MissingParameter(name) => error(StatusCode::BAD_REQUEST, "invalid_request", format!("Required parameter '{name}' not specified")),
+        E::Store(openmi_store::StoreError::Unavailable(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "The store is unavailable; retry."),
+        other => {
+            tracing::error!(request_id = %context.request_id, error = %other, "agent request failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", format!("An internal error occurred. Request id: {}", context.request_id))
+        }
+    }
+}
+
+async fn agent(
+    state: &AppState,
+    headers: &HeaderMap,
+    context: &RequestContext,
+) -> Result<AgentCaller, AgentError> {
+    let assertion = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Agent "))
+        .ok_or_else(|| {
+            error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "The 'Authorization: Agent <assertion>' header is missing.",
+            )
+        })?;
+    state
+        .engine
+        .authenticate_agent(assertion.trim())
+        .await
+        .map_err(|failure| engine_error(failure, context))
+}
+
+fn json_body(body: &Bytes) -> Result<Value, AgentError> {
+    serde_json::from_slice(body).map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The body must be a JSON object.",
+        )
+    })
+}
+
+fn text(body: &Value, name: &str) -> Option<String> {
+    body.get(name)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .filter(|value| !value.is_empty())
+}
+
+/// `POST /openmi/agent/enroll`
+pub async fn enroll(
+    State(state): State<AppState>,
+    context: RequestContext,
+    body: Bytes,
+) -> Response {
+    let body = match json_body(&body) {
+        Ok(body) => body,
+        Err(failure) => return failure.into_response(),
+    };
+    let (Some(join_token), Some(public_key)) = (text(&body, "joinToken"), text(&body, "publicKey"))
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "joinToken and publicKey are required.",
+        )
+        .into_response();
+    };
+    match state.engine.enroll_agent(&join_token, &public_key).await {
+        Ok((agent_id, vm_resource_id)) => Json(json!({
+            "agentId": agent_id,
+            "vmResourceId": vm_resource_id,
+            "tenantId": state.engine.tenant().id.to_string(),
+            "subscriptionId": state.engine.subscription_id(),
+        }))
+        .into_response(),
+        Err(failure) => engine_error(failure, &context).into_response(),
+    }
+}
+
+/// `POST /openmi/agent/token`
+pub async fn token(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let agent = match agent(&state, &headers, &context).await {
+        Ok(agent) => agent,
+        Err(failure) => return failure.into_response(),
+    };
+    let body = match json_body(&body) {
+        Ok(body) => body,
+        Err(failure) => return failure.into_response(),
+    };
+    let selector = IdentitySelector {
+        client_id: text(&body, "clientId"),
+        object_id: text(&body, "objectId"),
+        msi_res_id: text(&body, "msiResId"),
+    };
+    let resource = text(&body, "resource").unwrap_or_default();
+    match state
+        .engine
+        .agent_token(&agent, &resource, &selector, state.base_url(&context))
+        .await
+    {
+        Ok(token) => {
+            let mut response = Json(json!({
+                "access_token": token.access_token,
+                "token_type": "Bearer",
+                "resource": token.resource,
+                "expires_in": token.expires_in,
+                "expires_on": token.expires_on,
+                "not_before": token.not_before,
+                "client_id": token.client_id,
+                "object_id": token.object_id,
+                "msi_res_id": token.msi_res_id,
+            }))
+            .into_response();
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            response
+                .extensions_mut()
+                .insert(CallerObjectId(token.object_id));
+            response
+        }
+        Err(failure) => engine_error(failure, &context).into_response(),
+    }
+}
+
+/// `GET /openmi/agent/instance`
+pub async fn instance(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+) -> Response {
+    let agent = match agent(&state, &headers, &context).await {
+        Ok(agent) => agent,
+        Err(failure) => return failure.into_response(),
+    };
+    match state.engine.agent_instance(&agent).await {
+        Ok(document) => Json(document).into_response(),
+        Err(failure) => engine_error(failure, &context).into_response(),
+    }
+}
+
+/// Query of the watch.
+#[derive(Debug, serde::Deserialize)]
+pub struct WatchQuery {
+    version: Option<i64>,
+}
+
+/// `GET /openmi/agent/watch?version=N`: answers when the instance version differs from `N`.
+pub async fn watch(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    Query(query): Query<WatchQuery>,
+) -> Response {
+    let agent = match agent(&state, &headers, &context).await {
+        Ok(agent) => agent,
+        Err(failure) => return failure.into_response(),
+    };
+    let deadline = tokio::time::Instant::now() + WATCH_TIMEOUT;
+    loop {
+        let document = match state.engine.agent_instance(&agent).await {
+            Ok(document) => document,
+            Err(failure) => return engine_error(failure, &context).into_response(),
+        };
+        let changed = document.get("version").and_then(Value::as_i64) != query.version;
+        if changed || tokio::time::Instant::now() >= deadline {
+            return Json(document).into_response();
+        }
+        tokio::time::sleep(WATCH_INTERVAL).await;
+    }
+}
