@@ -1,36 +1,45 @@
 //! The reference: the same tenant and the same decisions as a Cedar policy set.
 //!
-//! The model, chosen to be idiomatic Cedar and semantically equal to Azure RBAC as openmi
-//! implements it (allowed iff the principal holds, at the target scope or an ancestor of it, a
-//! role whose `actions` match the action and whose `notActions` do not):
+//! Semantics to reproduce (Azure RBAC as openmi implements it): a decision is allowed iff the
+//! principal holds, at the target scope or an ancestor of it, a role whose `actions` match the
+//! action and whose `notActions` do not. Common to both models:
 //!
 //! - **Scopes are entities of type `Scope`** keyed by their normalised id (lower case, as
 //!   `openmi_rbac::scope_key`), with the ARM containment as the entity hierarchy:
 //!   resource ∈ resource group ∈ subscription. Inheritance downward is then Cedar's `in`.
-//! - **Principals are entities of type `Principal`** keyed by their object id, with one attribute
-//!   per role they hold somewhere: a set of the `Scope`s at which they hold it (the relationship
-//!   "P holds role R at scope S" stored on the principal, the way openmi indexes by principal).
 //! - **Actions are entities of type `Action`** keyed by the lower-case action name, each a member
 //!   of one action group `Action::"role:<Role>"` per built-in role that grants it. Azure's
 //!   wildcards (`*`, `*/read`, `Microsoft.Authorization/*/Write`, the `/*/` that also stands for
-//!   `/`) and `notActions` are expanded here over the finite set of actions the workload uses
+//!   `/`) and `notActions` are expanded over the finite set of actions the workload uses
 //!   (`world::action::ALL`), with a matcher written for this bench, not openmi's.
-//! - **One `permit` per role**, nothing else (default deny, no `forbid`: notActions are already
-//!   folded into the action groups):
+//! - **One `permit` per built-in role** (8), nothing else: default deny, no `forbid`, since
+//!   notActions are already folded into the action groups.
+//! - A request is (`Principal::"<object id>"`, `Action::"<lower-case action>"`,
+//!   `Scope::"<scope_key>"`), empty context, no schema; requests are built before timing.
 //!
-//!   ```cedar
-//!   @id("Reader")
-//!   permit (principal, action in Action::"role:Reader", resource)
-//!   when { principal has Reader && resource in principal.Reader };
-//!   ```
+//! The two ways to store "P holds role R at scope S" (`Shape`):
 //!
-//! `resource in principal.Reader` is true iff the resource is, or descends from, one of the
-//! scopes where the principal is Reader: exactly "an assignment at the scope or above". A Cedar
-//! request is built from the decision's principal, lower-case action and `scope_key(scope)`.
-//! Other shapes were possible (per-(role, scope) group entities that principals are members of,
-//! with each scope listing its ancestors' groups per role); they need a set of 8 × depth entity
-//! references on every one of the 100 000 resources, and buy nothing for Cedar's evaluator, which
-//! walks a set either way.
+//! 1. `PrincipalScopes` (engine `cedar`): each `Principal` entity has one attribute per role it
+//!    holds somewhere, the set of `Scope`s where it holds it. Policy:
+//!    ```cedar
+//!    @id("Reader")
+//!    permit (principal, action in Action::"role:Reader", resource)
+//!    when { principal has Reader && resource in principal.Reader };
+//!    ```
+//!    `resource in <set>` is true iff the resource is, or descends from, one of those scopes:
+//!    exactly "an assignment at the scope or above". It mirrors openmi's index by principal;
+//!    Cedar walks the set, so a principal with many assignments costs more.
+//! 2. `ScopeGrants` (engine `cedar-grants`): one `RoleAssignment::"<Role>@<scope>"` group entity
+//!    per (role, scope) held, principals members of theirs; every `Scope` has, per role, the set
+//!    of those groups at itself and its ancestors (at most 3 here). Policy:
+//!    ```cedar
+//!    @id("Reader")
+//!    permit (principal, action in Action::"role:Reader", resource)
+//!    when { resource has Reader && principal in resource.Reader };
+//!    ```
+//!    Cost is bounded by the depth, not the principal's assignments, but every scope carries the
+//!    grants of its ancestors (denormalised: an assignment at a subscription changes 100 000
+//!    resource entities), so it is bigger and slower to build.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -87,13 +96,20 @@ fn pattern_matches(pattern: &str, action: &str) -> bool {
     let pattern = pattern.trim().to_ascii_lowercase();
     let action = action.to_ascii_lowercase();
     glob(pattern.as_bytes(), action.as_bytes())
-        || (pattern.contains("/*/") && glob(pattern.replace("/*/", "/").as_bytes(), action.as_bytes()))
+        || (pattern.contains("/*/")
+            && glob(pattern.replace("/*/", "/").as_bytes(), action.as_bytes()))
 }
 
 fn role_grants(definition: &RoleDefinition, action: &str) -> bool {
     definition.permissions.iter().any(|permission| {
-        permission.actions.iter().any(|p| pattern_matches(p, action))
-            && !permission.not_actions.iter().any(|p| pattern_matches(p, action))
+        permission
+            .actions
+            .iter()
+            .any(|p| pattern_matches(p, action))
+            && !permission
+                .not_actions
+                .iter()
+                .any(|p| pattern_matches(p, action))
     })
 }
 
@@ -158,7 +174,9 @@ impl CedarModel {
                     .resources
                     .iter()
                     .zip(&resources)
-                    .map(|(resource, scope)| (scope.clone(), groups[resource.group as usize].clone())),
+                    .map(|(resource, scope)| {
+                        (scope.clone(), groups[resource.group as usize].clone())
+                    }),
             )
             .collect();
         let parents_of = |scope: &EntityUid| -> HashSet<EntityUid> {
@@ -179,7 +197,8 @@ impl CedarModel {
             Shape::PrincipalScopes => {
                 // Principals: per role, the set of scopes where they hold it.
                 let mut held: HashMap<u32, HashMap<usize, Vec<EntityUid>>> = HashMap::new();
-                for (assignment, (principal, target)) in world.assignments.iter().zip(&world.placed) {
+                for (assignment, (principal, target)) in world.assignments.iter().zip(&world.placed)
+                {
                     let Some(role) = role_index.get(&assignment.role_id.to_lowercase()) else {
                         continue;
                     };
@@ -212,7 +231,10 @@ impl CedarModel {
                         .expect("principal entity"),
                     );
                 }
-                for scope in std::iter::once(subscription.clone()).chain(groups.iter().cloned()).chain(resources.iter().cloned()) {
+                for scope in std::iter::once(subscription.clone())
+                    .chain(groups.iter().cloned())
+                    .chain(resources.iter().cloned())
+                {
                     let parents = parents_of(&scope);
                     entities.push(Entity::new_no_attrs(scope, parents));
                 }
@@ -226,15 +248,20 @@ impl CedarModel {
                     Target::Resource(resource) => (2, resource),
                 };
                 let mut grants: HashMap<(usize, (u8, u32)), EntityUid> = HashMap::new();
-                let mut member_of: Vec<HashSet<EntityUid>> = vec![HashSet::new(); world.principals.len()];
-                for (assignment, (principal, target)) in world.assignments.iter().zip(&world.placed) {
+                let mut member_of: Vec<HashSet<EntityUid>> =
+                    vec![HashSet::new(); world.principals.len()];
+                for (assignment, (principal, target)) in world.assignments.iter().zip(&world.placed)
+                {
                     let Some(role) = role_index.get(&assignment.role_id.to_lowercase()) else {
                         continue;
                     };
                     let grant = grants
                         .entry((*role, key(*target)))
                         .or_insert_with(|| {
-                            uid(&grant_type, &format!("{}@{}", roles[*role], scope_key(world.scope(*target))))
+                            uid(
+                                &grant_type,
+                                &format!("{}@{}", roles[*role], scope_key(world.scope(*target))),
+                            )
                         })
                         .clone();
                     member_of[*principal as usize].insert(grant);
@@ -264,16 +291,25 @@ impl CedarModel {
                 };
                 let mut push = |scope: EntityUid, path: &[Target]| {
                     let parents = parents_of(&scope);
-                    entities.push(Entity::new(scope, path_grants(path), parents).expect("scope entity"));
+                    entities.push(
+                        Entity::new(scope, path_grants(path), parents).expect("scope entity"),
+                    );
                 };
                 push(subscription.clone(), &[Target::Subscription]);
                 for (group, scope) in groups.iter().enumerate() {
-                    push(scope.clone(), &[Target::Subscription, Target::Group(group as u32)]);
+                    push(
+                        scope.clone(),
+                        &[Target::Subscription, Target::Group(group as u32)],
+                    );
                 }
                 for (index, resource) in world.resources.iter().enumerate() {
                     push(
                         resources[index].clone(),
-                        &[Target::Subscription, Target::Group(resource.group), Target::Resource(index as u32)],
+                        &[
+                            Target::Subscription,
+                            Target::Group(resource.group),
+                            Target::Resource(index as u32),
+                        ],
                     );
                 }
             }

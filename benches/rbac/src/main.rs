@@ -3,12 +3,23 @@
 //!
 //! ```sh
 //! cargo run --release --manifest-path benches/rbac/Cargo.toml --target-dir target/bench-rbac \
-//!     -- [--max 1000000] [--decisions 200000] [--cedar-max N] [--cedar-timeout 300]
+//!     -- [--max 1000000] [--decisions 200000] [--cedar cedar,cedar-grants] [--cedar-max N] \
+//!        [--cedar-timeout 300]
 //! ```
 //!
-//! Every (engine, size) runs in a child process of this binary, so that its resident memory is
-//! its own; each child regenerates the same deterministic tenant (`world.rs`). The Cedar child also
-//! builds openmi's snapshot after its measurements and compares every answer.
+//! Sizes are 1 000, 10 000, 100 000 and 1 000 000 assignments (up to `--max`); the tenant is
+//! described in `world.rs`, the Cedar model in `cedar_model.rs`. Every (engine, size) runs in a
+//! child process of this binary (`--child ENGINE --size N`), so that the resident memory it
+//! reports is its own; each child regenerates the same deterministic tenant. Engines:
+//! - `openmi`: `Snapshot::build`, then `is_allowed` (raw action and scope, normalised inside, as
+//!   the server calls it) and `is_allowed_normalized` (the engine alone);
+//! - `cedar`, `cedar-grants`: the two Cedar models, with requests built before timing; after
+//!   timing, the child builds openmi's snapshot and compares every answer (`mismatches`).
+//!
+//! Each engine sees every decision three times: a warm-up pass, an untimed pass for
+//! decisions/s, and a pass with an `Instant` pair around each call for p50/p99/max.
+//! A Cedar child that takes longer than `--cedar-timeout` seconds is stopped, and larger sizes
+//! are not tried for Cedar.
 
 mod cedar_model;
 mod world;
@@ -71,9 +82,12 @@ fn thousands(value: u64) -> String {
     out
 }
 
-/// Times `decide` over every input: an untimed pass first (warm-up and throughput), then one
-/// `Instant` pair around each call.
+/// Times `decide` over every input: an untimed warm-up pass, an untimed pass for throughput,
+/// then one `Instant` pair around each call.
 fn measure<T>(inputs: &[T], mut decide: impl FnMut(&T) -> bool) -> (Latencies, f64, Vec<bool>) {
+    for input in inputs {
+        black_box(decide(black_box(input)));
+    }
     let start = Instant::now();
     let mut allowed = 0usize;
     for input in inputs {
@@ -224,7 +238,7 @@ fn child_cedar(size: usize, count: usize, shape: Shape) {
         &answers,
         &format!("{mismatches} vs openmi"),
     );
-    println!("MISMATCHES|{size} ({shape:?})|{mismatches}");
+    println!("MISMATCHES|{shape:?}|{size}|{mismatches}");
 }
 
 /// The tenant's shape, printed once per size.
@@ -286,7 +300,10 @@ fn run_child(engine: &str, size: usize, count: usize, timeout: Duration) -> Opti
             None if Instant::now() > deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                eprintln!("  {engine} at {size}: no result within {} s, stopped", timeout.as_secs());
+                eprintln!(
+                    "  {engine} at {size}: no result within {} s, stopped",
+                    timeout.as_secs()
+                );
                 return None;
             }
             None => std::thread::sleep(Duration::from_millis(100)),
@@ -352,6 +369,14 @@ fn main() {
         })
         .unwrap_or_default();
     let timer = timer_overhead();
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
 
     let mut rows = Vec::new();
     let mut shapes = Vec::new();
@@ -365,9 +390,16 @@ fn main() {
             engines.extend(cedar_engines.iter().map(String::as_str));
         }
         for engine in engines {
-            eprintln!("{engine} at {size} assignments ({:.0} s so far)", started.elapsed().as_secs_f64());
+            eprintln!(
+                "{engine} at {size} assignments ({:.0} s so far)",
+                started.elapsed().as_secs_f64()
+            );
             let is_cedar = engine.starts_with("cedar");
-            let timeout = if is_cedar { cedar_timeout } else { Duration::from_secs(600) };
+            let timeout = if is_cedar {
+                cedar_timeout
+            } else {
+                Duration::from_secs(600)
+            };
             let Some(out) = run_child(engine, size, count, timeout) else {
                 if is_cedar {
                     cedar_stopped_at = Some(size);
@@ -380,7 +412,10 @@ fn main() {
                     "ROW" => {
                         let engine = fields[1];
                         let size = thousands(fields[2].parse().expect("size"));
-                        rows.push(format!("| {engine} | {size} | {} |", fields[3..].join(" | ")));
+                        rows.push(format!(
+                            "| {engine} | {size} | {} |",
+                            fields[3..].join(" | ")
+                        ));
                         eprintln!("  {}", rows[rows.len() - 1]);
                     }
                     "P99" => p99.push((
@@ -388,8 +423,16 @@ fn main() {
                         fields[2].parse::<usize>().expect("size"),
                         fields[3].parse::<u64>().expect("p99"),
                     )),
-                    "SHAPE" => shapes.push(format!("- {} assignments: {}", thousands(fields[1].parse().expect("size")), fields[2])),
-                    "MISMATCHES" => mismatches.push((fields[1].to_string(), fields[2].to_string())),
+                    "SHAPE" => shapes.push(format!(
+                        "- {} assignments: {}",
+                        thousands(fields[1].parse().expect("size")),
+                        fields[2]
+                    )),
+                    "MISMATCHES" => mismatches.push((
+                        fields[1].to_string(),
+                        fields[2].to_string(),
+                        fields[3].to_string(),
+                    )),
                     _ => {}
                 }
             }
@@ -399,9 +442,11 @@ fn main() {
     println!("Command: `{command}`");
     println!();
     println!(
-        "Machine: {} × {cpu}; {count} decisions per (engine, size); timer overhead (an empty \
-         `Instant` pair) p50 {} p99 {}; total {:.0} s.",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "Machine: {} × {cpu}, load average {load} at start; {count} decisions per (engine, \
+         size); timer overhead (an empty `Instant` pair) p50 {} p99 {}; total {:.0} s.",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         micros(timer.p50),
         micros(timer.p99),
         started.elapsed().as_secs_f64()
@@ -446,8 +491,11 @@ fn main() {
             );
         }
     }
-    for (size, count) in &mismatches {
-        println!("Cedar vs openmi at {size} assignments: {count} mismatching decisions");
+    for (shape, size, count) in &mismatches {
+        println!(
+            "Cedar ({shape}) vs openmi at {} assignments: {count} mismatching decisions",
+            thousands(size.parse().expect("size"))
+        );
     }
     if let Some(size) = cedar_stopped_at {
         println!(

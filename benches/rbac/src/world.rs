@@ -360,7 +360,10 @@ impl World {
                     };
                     (self.principals[rng.below(self.principals.len())], target)
                 } else {
-                    (ObjectId::from_uuid(rng.guid()), self.random_resource(&mut rng))
+                    (
+                        ObjectId::from_uuid(rng.guid()),
+                        self.random_resource(&mut rng),
+                    )
                 };
                 let action = self.random_action(&mut rng, target);
                 // Callers send ids in the casing they hold: mostly canonical.
