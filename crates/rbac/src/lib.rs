@@ -134,43 +134,81 @@ pub fn scope_contains(ancestor: &str, scope: &str) -> bool {
                 || scope.as_bytes().get(ancestor.len()) == Some(&b'/')))
 }
 
-/// A principal's grants: `(scope key, role)` pairs.
-type Grants = Vec<(Box<str>, Arc<CompiledRole>)>;
+/// 64-bit FNV-1a, fed byte by byte so every `/`-prefix of a scope is hashed in one pass.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(FNV_OFFSET, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(FNV_PRIME)
+    })
+}
+
+/// One assignment of a principal, 16 bytes, stored contiguously per principal so a decision walks
+/// a small flat slice instead of chasing a heap string per assignment.
+#[derive(Debug, Clone, Copy)]
+struct Grant {
+    /// `fnv` of the scope key; a match is confirmed against the interned string.
+    scope_hash: u64,
+    scope: u32,
+    role: u32,
+}
+
+/// Most `/`-prefixes of a scope hashed; deeper scopes fall back to comparing every grant by string.
+const MAX_DEPTH: usize = 16;
 
 /// An immutable index of definitions and assignments; swap a new one in after every change.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    roles: HashMap<String, Arc<CompiledRole>>,
-    // Invariant: scope keys are normalised with `scope_key`.
-    by_principal: HashMap<ObjectId, Grants>,
+    roles_by_id: HashMap<String, u32>,
+    roles: Vec<Arc<CompiledRole>>,
+    // Invariant: interned scope keys, normalised with `scope_key`; `Grant::scope` indexes them.
+    scopes: Vec<Box<str>>,
+    by_principal: HashMap<ObjectId, Box<[Grant]>>,
     assignment_count: usize,
 }
 
 impl Snapshot {
     /// Builds the index. Assignments of unknown roles are kept out (they grant nothing).
     pub fn build(definitions: &[RoleDefinition], assignments: &[Assignment]) -> Snapshot {
-        let roles: HashMap<String, Arc<CompiledRole>> = definitions
-            .iter()
-            .map(|definition| {
-                (
-                    definition.id.to_lowercase(),
-                    Arc::new(CompiledRole::new(definition)),
-                )
-            })
-            .collect();
-        let mut by_principal: HashMap<ObjectId, Grants> = HashMap::new();
+        let mut roles_by_id = HashMap::new();
+        let mut roles = Vec::new();
+        for definition in definitions {
+            roles_by_id.insert(definition.id.to_lowercase(), roles.len() as u32);
+            roles.push(Arc::new(CompiledRole::new(definition)));
+        }
+        let mut interned: HashMap<String, u32> = HashMap::new();
+        let mut scopes: Vec<Box<str>> = Vec::new();
+        let mut grouped: HashMap<ObjectId, Vec<Grant>> = HashMap::new();
         let mut assignment_count = 0;
         for assignment in assignments {
-            if let Some(role) = roles.get(&assignment.role_id.to_lowercase()) {
-                by_principal
-                    .entry(assignment.principal_id)
-                    .or_default()
-                    .push((scope_key(&assignment.scope).into_boxed_str(), role.clone()));
-                assignment_count += 1;
-            }
+            let Some(&role) = roles_by_id.get(&assignment.role_id.to_lowercase()) else {
+                continue;
+            };
+            let key = scope_key(&assignment.scope);
+            let scope_hash = fnv(key.as_bytes());
+            let scope = *interned.entry(key.clone()).or_insert_with(|| {
+                scopes.push(key.into_boxed_str());
+                (scopes.len() - 1) as u32
+            });
+            grouped
+                .entry(assignment.principal_id)
+                .or_default()
+                .push(Grant {
+                    scope_hash,
+                    scope,
+                    role,
+                });
+            assignment_count += 1;
         }
+        let by_principal = grouped
+            .into_iter()
+            .map(|(principal, grants)| (principal, grants.into_boxed_slice()))
+            .collect();
         Snapshot {
+            roles_by_id,
             roles,
+            scopes,
             by_principal,
             assignment_count,
         }
@@ -183,7 +221,9 @@ impl Snapshot {
 
     /// The compiled role with this GUID.
     pub fn role(&self, role_id: &str) -> Option<&Arc<CompiledRole>> {
-        self.roles.get(&role_id.to_lowercase())
+        self.roles_by_id
+            .get(&role_id.to_lowercase())
+            .and_then(|index| self.roles.get(*index as usize))
     }
 
     /// Whether `principal` may perform control-plane `action` at `scope`. `action` and `scope` may
@@ -196,39 +236,71 @@ impl Snapshot {
 
     /// `is_allowed` for an action already in lower case and a scope already normalised.
     pub fn is_allowed_normalized(&self, principal: ObjectId, action: &str, scope: &str) -> bool {
-        self.by_principal
-            .get(&principal)
-            .is_some_and(|assignments| {
-                assignments
-                    .iter()
-                    .any(|(assigned, role)| scope_contains(assigned, scope) && role.grants(action))
-            })
+        self.any_grant_over(principal, scope, |role| role.grants(action))
     }
 
     /// Whether `principal` may perform data-plane `action` at `scope`.
     pub fn is_data_allowed(&self, principal: ObjectId, action: &str, scope: &str) -> bool {
         let action = action.to_ascii_lowercase();
         let scope = scope_key(scope);
-        self.by_principal
-            .get(&principal)
-            .is_some_and(|assignments| {
-                assignments.iter().any(|(assigned, role)| {
-                    scope_contains(assigned, &scope) && role.grants_data(&action)
-                })
-            })
+        self.any_grant_over(principal, &scope, |role| role.grants_data(&action))
     }
 
-    /// Whether `principal` holds any assignment at `scope` or above it, or below it (so that a
-    /// listing at `scope` may hold something it can read).
+    /// Whether some grant of `principal` at `scope` or above satisfies `check`.
+    fn any_grant_over(
+        &self,
+        principal: ObjectId,
+        scope: &str,
+        check: impl Fn(&CompiledRole) -> bool,
+    ) -> bool {
+        let Some(grants) = self.by_principal.get(&principal) else {
+            return false;
+        };
+        // Hashes of every ancestor-or-self of `scope`: the root, then each prefix ending before a
+        // `/`, then the whole scope.
+        let mut prefixes = [0u64; MAX_DEPTH + 2];
+        let mut count = 0;
+        prefixes[count] = fnv(b"/");
+        count += 1;
+        let mut hash = FNV_OFFSET;
+        let bytes = scope.as_bytes();
+        for (index, byte) in bytes.iter().enumerate() {
+            if *byte == b'/' && index > 0 && count < prefixes.len() - 1 {
+                prefixes[count] = hash;
+                count += 1;
+            }
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(FNV_PRIME);
+        }
+        prefixes[count] = hash;
+        count += 1;
+        let deep = bytes.iter().filter(|byte| **byte == b'/').count() > MAX_DEPTH;
+        grants.iter().any(|grant| {
+            let candidate = deep || prefixes[..count].contains(&grant.scope_hash);
+            candidate
+                && self
+                    .scopes
+                    .get(grant.scope as usize)
+                    .is_some_and(|assigned| scope_contains(assigned, scope))
+                && self
+                    .roles
+                    .get(grant.role as usize)
+                    .is_some_and(|role| check(role))
+        })
+    }
+
+    /// Whether `principal` holds any assignment at, above or below `scope` (so that a listing at
+    /// `scope` may hold something it can read).
     pub fn has_assignment_near(&self, principal: ObjectId, scope: &str) -> bool {
         let scope = scope_key(scope);
-        self.by_principal
-            .get(&principal)
-            .is_some_and(|assignments| {
-                assignments.iter().any(|(assigned, _)| {
-                    scope_contains(assigned, &scope) || scope_contains(&scope, assigned)
-                })
+        self.by_principal.get(&principal).is_some_and(|grants| {
+            grants.iter().any(|grant| {
+                self.scopes
+                    .get(grant.scope as usize)
+                    .is_some_and(|assigned| {
+                        scope_contains(assigned, &scope) || scope_contains(&scope, assigned)
+                    })
             })
+        })
     }
 }
 
