@@ -248,6 +248,13 @@ pub async fn watch(
         if changed || tokio::time::Instant::now() >= deadline {
             return Json(document).into_response();
         }
-        tokio::time::sleep(WATCH_INTERVAL).await;
+        let mut shutting_down = state.shutting_down.clone();
+        if *shutting_down.borrow() {
+            return Json(document).into_response();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+            _ = shutting_down.changed() => {}
+        }
     }
 }

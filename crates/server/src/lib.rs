@@ -38,6 +38,8 @@ pub struct AppState {
     pub engine: Engine,
     // Invariant: not empty; the first entry is the primary URL.
     base_urls: Arc<Vec<String>>,
+    /// Turns `true` when the server starts shutting down; long polls answer at once then.
+    pub shutting_down: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -198,11 +200,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
         }
     });
+    let (shutdown_sender, shutting_down) = tokio::sync::watch::channel(false);
     let state = AppState {
         engine: engine.clone(),
         base_urls: Arc::new(base_urls),
+        shutting_down,
     };
-    serve(listener, tls_config, router(state)).await;
+    serve(listener, tls_config, router(state), shutdown_sender).await;
     reload_task.abort();
     rbac_task.abort();
     engine.store().close().await;
@@ -272,7 +276,12 @@ async fn shutdown_signal() {
 }
 
 /// Accepts TLS connections until a shutdown signal, then lets open requests finish (10 s at most).
-async fn serve(listener: TcpListener, tls_config: Arc<rustls::ServerConfig>, app: Router) {
+async fn serve(
+    listener: TcpListener,
+    tls_config: Arc<rustls::ServerConfig>,
+    app: Router,
+    shutdown_sender: tokio::sync::watch::Sender<bool>,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -303,7 +312,10 @@ async fn serve(listener: TcpListener, tls_config: Arc<rustls::ServerConfig>, app
                     let _ = watcher.watch(connection).await;
                 });
             }
-            _ = &mut shutdown => break,
+            _ = &mut shutdown => {
+                let _ = shutdown_sender.send(true);
+                break;
+            }
         }
     }
     drop(listener);

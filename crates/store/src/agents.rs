@@ -44,20 +44,18 @@ impl Store {
         agent: &AgentRecord,
     ) -> Result<String, StoreError> {
         let mut transaction = self.pool.begin().await?;
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT vm_key, expires_at FROM join_tokens WHERE token_hash = $1")
-                .bind(token_hash.to_string())
-                .fetch_optional(&mut *transaction)
-                .await?;
+        // Deleting first takes the write lock at once (SQLite would refuse to upgrade a read lock
+        // under contention), and exactly one racer gets the row back.
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "DELETE FROM join_tokens WHERE token_hash = $1 RETURNING vm_key, expires_at",
+        )
+        .bind(token_hash.to_string())
+        .fetch_optional(&mut *transaction)
+        .await?;
         let Some((vm_key, expires_at)) = row else {
             return Err(StoreError::NotFound);
         };
-        let consumed = sqlx::query("DELETE FROM join_tokens WHERE token_hash = $1")
-            .bind(token_hash.to_string())
-            .execute(&mut *transaction)
-            .await?
-            .rows_affected();
-        if consumed == 0 || expires_at < now {
+        if expires_at < now {
             transaction.commit().await?;
             return Err(StoreError::NotFound);
         }
