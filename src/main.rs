@@ -1,5 +1,5 @@
 //! The `openmi` binary: parses the command line and dispatches to the server, the key rotation
-//! command and the az-style CLI. No logic lives here.
+//! command, the agent and the az-style CLI. No logic lives here.
 
 use clap::{Parser, Subcommand};
 
@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Run the platform (ARM control plane + token service) over HTTPS.
     Server(ServerCommand),
+    /// Run the per-machine agent: IMDS and the App Service identity endpoint for one enrolled VM.
+    Agent(openmi_agent::AgentArgs),
     #[command(flatten)]
     Client(openmi_cli::Command),
 }
@@ -73,6 +75,16 @@ async fn try_main(cli: Cli) -> anyhow::Result<i32> {
         }) => {
             openmi_server::rotate_keys(args).await?;
             Ok(0)
+        }
+        Command::Agent(args) => {
+            init_logging(args.log_format == "json");
+            match openmi_agent::run(args).await {
+                Ok(()) => Ok(0),
+                Err(error) => {
+                    eprintln!("openmi: {error}");
+                    Ok(error.exit_code())
+                }
+            }
         }
         Command::Client(command) => openmi_cli::run(command).await,
     }

@@ -178,3 +178,112 @@ def rbac(server, arm):
         yield kit
     finally:
         kit.cleanup()
+
+
+# --------------------------------------------------------------------------------------------------
+# The agent (issue 6)
+
+# Throttling raised far above what a test sends, for agents whose test is not about throttling
+# (the default is Azure's 20 requests/s and 5 concurrent, which a polling loop can come close to).
+RELAXED_LIMITS = ("--rate-limit", "1000", "--max-concurrent", "64")
+
+
+class AgentFactory:
+    """Agents for one test: join tokens made through the CLI (logged in as the bootstrap SP of the
+    server at hand), one state dir and log per agent; every agent is stopped after the test."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = Path(base_dir)
+        self.agents: list[support.Agent] = []
+        self.extra_logs: list[tuple[str, Path]] = []
+        self._cli_dirs: dict[str, Path] = {}
+        self._n = 0
+
+    def _next(self, stem: str) -> Path:
+        self._n += 1
+        return self.base_dir / f"{stem}{self._n}"
+
+    def cli_dir(self, server: support.Server) -> Path:
+        """A CLI config dir logged in to `server` as its bootstrap service principal."""
+        if server.url not in self._cli_dirs:
+            path = self._next("cli")
+            support.cli_login_sp(server, path)
+            self._cli_dirs[server.url] = path
+        return self._cli_dirs[server.url]
+
+    def join_token(self, server: support.Server, rg: str, vm: str, expires_in: int | None = None) -> str:
+        out = support.join_token_cli(self.cli_dir(server), rg, vm, expires_in)
+        try:
+            return out.json()["joinToken"]
+        except (ValueError, KeyError, TypeError):
+            raise AssertionError(f"`vm join-token` did not print {{joinToken, ...}}: {out.describe()}") from None
+
+    def new_state_dir(self) -> Path:
+        return self._next("agent-state")
+
+    def start(
+        self, server: support.Server, rg: str | None = None, vm: str | None = None, join_token: str | None = None,
+        state_dir: Path | None = None, listen=("127.0.0.1:0",), extra_args=RELAXED_LIMITS, netns: str | None = None,
+    ) -> support.Agent:
+        """An agent for VM `rg`/`vm` (a new join token) or with `join_token`, or restarted on `state_dir`
+        (in network namespace `netns` if given; then `join_token` must be given)."""
+        if join_token is None and rg is not None:
+            join_token = self.join_token(server, rg, vm)
+        state_dir = state_dir or self.new_state_dir()
+        log_path = self._next("agent-log").with_suffix(".log")
+        try:
+            agent = support.start_agent(
+                server.url, server.ca_cert_path, state_dir, log_path, join_token=join_token, listen=listen,
+                extra_args=extra_args, netns=netns,
+            )
+        except support.AgentStartError:
+            self.extra_logs.append(("agent that did not start", log_path))
+            raise
+        self.agents.append(agent)
+        return agent
+
+    def expect_exit(self, server: support.Server, join_token: str | None, state_dir: Path | None = None) -> tuple[int, str]:
+        log_path = self._next("agent-log").with_suffix(".log")
+        self.extra_logs.append(("refused agent", log_path))
+        return support.run_agent_expecting_exit(
+            server.url, server.ca_cert_path, state_dir or self.new_state_dir(), log_path, join_token
+        )
+
+    def stop(self, agent: support.Agent) -> int | None:
+        return agent.stop()
+
+    def cleanup(self) -> None:
+        for agent in self.agents:
+            agent.stop()
+
+
+@pytest.fixture
+def agents(tmp_path):
+    factory = AgentFactory(tmp_path / "agents")
+    factory.base_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield factory
+    finally:
+        factory.cleanup()
+
+
+class _AgentLogsPlugin:
+    """On any failure, attach the log tail of each agent (and extra process) the test started."""
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if not report.failed:
+            return
+        factory = getattr(item, "funcargs", {}).get("agents")
+        if not isinstance(factory, AgentFactory):
+            return
+        for agent in factory.agents:
+            report.sections.append((f"openmi agent log tail ({agent.log_path})", agent.log_tail()))
+        for name, path in factory.extra_logs:
+            report.sections.append((f"{name} log tail ({path})", support.tail(path)))
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_AgentLogsPlugin(), "openmi-agent-logs")

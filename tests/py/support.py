@@ -944,3 +944,339 @@ class RbacKit:
             except Exception:  # noqa: BLE001 - cleanup must not mask the test's own result
                 pass
         self.granted.clear()
+
+
+# --------------------------------------------------------------------------------------------------
+# The agent (issue 6): `openmi agent` processes, `openmi vm join-token` and `openmi vm run`, and raw
+# IMDS requests to an agent (plain HTTP, as Azure serves IMDS).
+
+IMDS_TOKEN_PATH = "/metadata/identity/oauth2/token"
+IMDS_API = "2018-02-01"  # what every Python SDK path sends for the identity endpoint
+IMDS_INSTANCE_API = "2021-02-01"
+APP_SERVICE_API = "2019-08-01"
+AGENT_START_TIMEOUT = 30
+# Variables through which a workload could pick some other credential; cleared for child processes.
+CREDENTIAL_ENV_VARS = (
+    "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_USERNAME", "AZURE_PASSWORD", "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST", "AZURE_POD_IDENTITY_AUTHORITY_HOST", "AZURE_TOKEN_CREDENTIALS",
+    "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT",
+    "MSI_ENDPOINT", "MSI_SECRET", "AZUREPS_HOST_ENVIRONMENT",
+)
+
+
+class AgentStartError(RuntimeError):
+    pass
+
+
+@dataclass
+class Agent:
+    """A running `openmi agent`; `url` is what it wrote to its ready file (http://host:port)."""
+
+    url: str
+    proc: subprocess.Popen
+    state_dir: Path
+    log_path: Path
+    ready_file: Path
+    args: list = field(default_factory=list)
+
+    def log_tail(self, n_lines: int = 80) -> str:
+        return tail(self.log_path, n_lines)
+
+    def is_running(self) -> bool:
+        return self.proc.poll() is None
+
+    def request(
+        self, method: str, path: str, params: Any = None, metadata: bool = True, headers: dict | None = None,
+        session: requests.Session | None = None, **kwargs: Any,
+    ) -> requests.Response:
+        """A request to the agent; `Metadata: true` unless metadata=False (headers may override it)."""
+        all_headers = {"Metadata": "true"} if metadata else {}
+        all_headers.update(headers or {})
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
+        return (session or requests).request(method, self.url + path, params=params, headers=all_headers, **kwargs)
+
+    def get(self, path: str, params: Any = None, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, params=params, **kwargs)
+
+    def token(self, resource: str | None = ARM, api_version: str | None = IMDS_API, **kwargs: Any) -> requests.Response:
+        """GET /metadata/identity/oauth2/token; identity selectors go in as keyword arguments
+        (client_id=, object_id=, msi_res_id=); other keyword arguments go to request()."""
+        params: dict = {}
+        if api_version is not None:
+            params["api-version"] = api_version
+        if resource is not None:
+            params["resource"] = resource
+        for name in ("client_id", "object_id", "msi_res_id", "mi_res_id", "bypass_cache"):
+            if name in kwargs:
+                params[name] = kwargs.pop(name)
+        return self.get(IMDS_TOKEN_PATH, params=params, **kwargs)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM, then SIGKILL if it does not exit in time; the exit status (None if it had to be killed)."""
+        _LIVE_AGENTS.discard(self)
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            return None
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+_LIVE_AGENTS: set[Agent] = set()
+
+
+def kill_agent_leftovers() -> None:
+    for agent in list(_LIVE_AGENTS):
+        _LIVE_AGENTS.discard(agent)
+        if agent.proc.poll() is None:
+            agent.proc.kill()
+            agent.proc.wait(timeout=10)
+
+
+import atexit  # noqa: E402 - kept next to its only use
+
+atexit.register(kill_agent_leftovers)
+
+
+def agent_command(
+    server_url: str, ca_cert: str | None, state_dir: Path, ready_file: Path | None = None,
+    join_token: str | None = None, listen: tuple | list = ("127.0.0.1:0",), extra_args: tuple | list = (),
+    netns: str | None = None,
+) -> list[str]:
+    cmd = ["ip", "netns", "exec", netns] if netns else []
+    cmd += [OPENMI_BIN, "agent", "--server", server_url, "--state-dir", str(state_dir)]
+    if join_token is not None:
+        cmd += ["--join-token", join_token]
+    for address in listen:
+        cmd += ["--listen", address]
+    if ca_cert:
+        cmd += ["--ca-cert", str(ca_cert)]
+    if ready_file is not None:
+        cmd += ["--ready-file", str(ready_file)]
+    return cmd + list(extra_args)
+
+
+def start_agent(
+    server_url: str, ca_cert: str | None, state_dir: Path, log_path: Path, join_token: str | None = None,
+    listen: tuple | list = ("127.0.0.1:0",), extra_args: tuple | list = (), netns: str | None = None,
+    timeout: float = AGENT_START_TIMEOUT,
+) -> Agent:
+    """Start `openmi agent` and wait for the URL in its --ready-file (AgentStartError if it exits first)."""
+    if not os.access(OPENMI_BIN, os.X_OK):
+        raise AgentStartError(f"OPENMI_BIN {OPENMI_BIN} is not an executable: run `cargo build --bins` first")
+    state_dir = Path(state_dir)
+    ready_file = Path(str(log_path) + ".ready")
+    ready_file.unlink(missing_ok=True)
+    cmd = agent_command(server_url, ca_cert, state_dir, ready_file, join_token, listen, extra_args, netns)
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    agent = Agent("", proc, state_dir, Path(log_path), ready_file, cmd)
+    _LIVE_AGENTS.add(agent)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            text = ready_file.read_text().strip()
+        except OSError:
+            text = ""
+        if text.startswith("http"):
+            agent.url = text.splitlines()[0].strip().rstrip("/")
+            return agent
+        if proc.poll() is not None:
+            _LIVE_AGENTS.discard(agent)
+            raise AgentStartError(
+                f"openmi agent exited with {proc.returncode} before writing its ready file;"
+                f" command: {' '.join(cmd)}\nlog tail:\n{tail(log_path)}"
+            )
+        time.sleep(0.05)
+    agent.stop()
+    raise AgentStartError(f"openmi agent wrote no ready file within {timeout}s; log tail:\n{tail(log_path)}")
+
+
+def run_agent_expecting_exit(
+    server_url: str, ca_cert: str | None, state_dir: Path, log_path: Path, join_token: str | None,
+    timeout: float = AGENT_START_TIMEOUT,
+) -> tuple[int, str]:
+    """Run an agent that must not get going (e.g. a refused join token): (exit status, its output).
+    If it is still running after `timeout` (or wrote its ready file) it is stopped and AssertionError raised."""
+    ready_file = Path(str(log_path) + ".ready")
+    ready_file.unlink(missing_ok=True)
+    cmd = agent_command(server_url, ca_cert, state_dir, ready_file, join_token)
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        raise AssertionError(
+            f"openmi agent kept running for {timeout}s (ready file: {ready_file.exists()});"
+            f" log tail:\n{tail(log_path)}"
+        )
+    return code, Path(log_path).read_text(errors="replace")
+
+
+def join_token_cli(config_dir: Path | str, rg: str, vm: str, expires_in: int | None = None, check: bool = True) -> CliResult:
+    args = ["vm", "join-token", "-g", rg, "-n", vm]
+    if expires_in is not None:
+        args += ["--expires-in", str(expires_in)]
+    return run_cli(args, config_dir, check=check)
+
+
+def child_env(extra: dict | None = None, base: dict | None = None) -> dict:
+    """The environment for a workload: this process's, without any credential-selecting variable."""
+    env = dict(os.environ if base is None else base)
+    for name in CREDENTIAL_ENV_VARS:
+        env.pop(name, None)
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class SessionRun(CliResult):
+    """A CliResult of a command run in a session of its own; `leftovers` = processes of that
+    session still alive after it exited (killed before returning)."""
+
+    leftovers: list = field(default_factory=list)
+
+
+def _session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry)) == sid:
+                pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def run_in_session(cmd: list[str], env: dict, timeout: float = 90, linger: float = 3.0) -> SessionRun:
+    """Run `cmd` in a new session; afterwards wait up to `linger` s for every process of that
+    session (e.g. an agent `openmi vm run` started) to exit, then kill what is left. Output goes
+    through files, so that a leftover process holding them open cannot stall the test."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
+        proc = subprocess.Popen(
+            cmd, stdout=out_file, stderr=err_file, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+        )
+        sid = proc.pid
+        try:
+            proc.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            os.killpg(sid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            timed_out = True
+        out_file.seek(0)
+        err_file.seek(0)
+        stdout = out_file.read().decode(errors="replace")
+        stderr = err_file.read().decode(errors="replace")
+    if timed_out:
+        raise AssertionError(f"{' '.join(cmd)} did not finish within {timeout}s\nstdout: {stdout[-2000:]}\nstderr: {stderr[-3000:]}")
+    deadline = time.monotonic() + linger
+    left = _session_pids(sid)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = _session_pids(sid)
+    described = []
+    for pid in left:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            described.append(f"{pid}: {cmdline}")
+        except OSError:
+            described.append(str(pid))
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return SessionRun(cmd[1:], proc.returncode, stdout, stderr, described)
+
+
+def vm_run(
+    config_dir: Path | str, rg: str, vm: str, command: list[str], protocol: str | None = None,
+    env: dict | None = None, timeout: float = 90,
+) -> SessionRun:
+    """`openmi vm run -g RG -n VM [--protocol P] -- CMD...` with the workload environment of child_env()."""
+    args = ["vm", "run", "-g", rg, "-n", vm]
+    if protocol:
+        args += ["--protocol", protocol]
+    full_env = child_env(env)
+    full_env["OPENMI_CONFIG_DIR"] = str(config_dir)
+    return run_in_session([OPENMI_BIN, *args, "--", *command], full_env, timeout=timeout)
+
+
+def imds_error(res: requests.Response, status: int, error: str, description: str | None = None) -> dict:
+    """An IMDS error `{"error","error_description"}` with this status (and exact description if given)."""
+    detail = f"HTTP {res.status_code} {res.request.method} {res.url} {res.headers.get('content-type')}: {res.text[:600]}"
+    assert res.status_code == status, detail
+    try:
+        body = res.json()
+    except ValueError:
+        raise AssertionError(f"error body is not JSON: {detail}") from None
+    assert body.get("error") == error, detail
+    if description is not None:
+        assert body.get("error_description") == description, detail
+    else:
+        assert isinstance(body.get("error_description"), str) and body["error_description"], detail
+    return body
+
+
+def assert_identity_not_found(res: requests.Response) -> dict:
+    return imds_error(res, 400, "invalid_request", "Identity not found")
+
+
+IMDS_TOKEN_KEYS = ("access_token", "expires_in", "expires_on", "not_before", "resource", "token_type", "client_id")
+
+
+def imds_token_body(res: requests.Response, keys: tuple = IMDS_TOKEN_KEYS) -> dict:
+    """A 200 IMDS token answer: JSON, every value a string, expires_in/expires_on present and consistent."""
+    detail = f"HTTP {res.status_code} {res.request.method} {res.url}: {res.text[:600]}"
+    assert res.status_code == 200, detail
+    assert res.headers.get("content-type", "").startswith("application/json"), detail
+    body = res.json()
+    for key in keys:
+        assert key in body, f"no {key!r}: {detail}"
+    not_strings = {k: v for k, v in body.items() if not isinstance(v, str)}
+    assert not not_strings, f"IMDS answers every value as a JSON string; not strings: {not_strings}"
+    assert body["token_type"] == "Bearer", detail
+    assert body["access_token"].count(".") == 2, detail
+    now = time.time()
+    expires_in, expires_on = int(body["expires_in"]), int(body["expires_on"])
+    assert 0 < expires_in <= 86400 + 600, detail
+    assert abs((now + expires_in) - expires_on) <= 10, f"expires_in and expires_on disagree: {detail}"
+    return body
+
+
+def ec_key_and_spki():
+    """A new EC P-256 key and its base64 DER SubjectPublicKeyInfo (as an agent enrols it)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key, base64.b64encode(der).decode()
+
+
+def agent_assertion(key: Any, agent_id: str, lifetime: int = 300, iat: int | None = None, **overrides: Any) -> str:
+    """`Authorization: Agent <JWS>` value per docs/design/agent-protocol.md §3 (ES256, kid = agent id)."""
+    iat = int(time.time()) if iat is None else iat
+    claims = {
+        "iss": agent_id, "sub": agent_id, "aud": "openmi-agent", "iat": iat, "exp": iat + lifetime,
+        "jti": str(uuid.uuid4()),
+    }
+    claims.update(overrides)
+    token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": agent_id, "typ": "JWT"})
+    return f"Agent {token}"

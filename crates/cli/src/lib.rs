@@ -1,5 +1,6 @@
-//! The az-style command line: `login`, `account`, `ad sp`, `group`, `identity`, `vm`,
-//! `resource` and `role`, talking HTTPS to an openmi server.
+//! The az-style command line: `login`, `account`, `ad sp`, `group`, `identity`, `vm` (with
+//! `vm join-token` and `vm run`, which starts the agent), `resource` and `role`, talking HTTPS
+//! to an openmi server.
 //!
 //! Every verb takes az's `--output` and `--query` (see `output`); the ARM verbs also take
 //! `--subscription` and reach the server through the small client in `arm`.
@@ -17,6 +18,7 @@ mod resource;
 mod role;
 mod session;
 mod vm;
+mod vm_agent;
 
 use std::io::IsTerminal as _;
 
@@ -122,6 +124,14 @@ pub enum SpAction {
 
 /// Runs a CLI command; returns the process exit code.
 pub async fn run(command: Command) -> anyhow::Result<i32> {
+    let command = match command {
+        // `vm run` exits with its command's status instead of printing an outcome.
+        Command::Vm(vm::VmCommand {
+            global,
+            action: vm::VmAction::Run(args),
+        }) => return vm_agent::run(global, args).await,
+        other => other,
+    };
     let (output, outcome) = match command {
         Command::Login { args, output } => (output, Outcome::value(login(args).await?)),
         Command::Account {

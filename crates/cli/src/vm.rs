@@ -78,6 +78,11 @@ pub enum VmAction {
         #[command(subcommand)]
         action: VmIdentityAction,
     },
+    /// Print a one-time join token with which `openmi agent` enrols for a virtual machine.
+    JoinToken(crate::vm_agent::JoinTokenArgs),
+    /// Run a command "on" a virtual machine: start its agent on a loopback port (enrolling it if
+    /// needed) and point the command's SDKs at it.
+    Run(crate::vm_agent::RunArgs),
 }
 
 /// `-g RG -n NAME`, the VM a verb acts on.
@@ -228,6 +233,10 @@ pub async fn run(command: VmCommand) -> anyhow::Result<Outcome> {
             Ok(Outcome::nothing())
         }
         VmAction::Identity { action } => identity(&arm, action).await,
+        VmAction::JoinToken(args) => crate::vm_agent::join_token(&arm, args).await,
+        // `vm run` returns the command's exit code, so `crate::run` dispatches it before the
+        // verbs that print an outcome.
+        VmAction::Run(_) => Err(anyhow!("`vm run` cannot be run from here")),
     }
 }
 

@@ -1,0 +1,704 @@
+//! IMDS as Azure serves it on 169.254.169.254 (protocols.md §1): the managed-identity token
+//! endpoint, `/metadata/identity/info`, `/metadata/instance[/...]` and `/metadata/versions`,
+//! with IMDS's checks (GET only, `Metadata: true`, no `X-Forwarded-For`, a listed api-version)
+//! and its error bodies (`ImdsError`).
+//!
+//! "Identity not found" is always 400, never a retryable status: SDKs turn 400 into
+//! `CredentialUnavailableError` and move on, while 404/410/429/5xx cost them minutes of retries
+//! (protocols.md §6). The token itself is never logged.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::cache::CachedToken;
+use crate::http::AppState;
+use crate::instance;
+use crate::server_client::{now, Selector};
+use crate::tokens::TokenFailure;
+
+/// Every api-version IMDS accepts (protocols.md §1.1), oldest first.
+pub const API_VERSIONS: [&str; 35] = [
+    "2017-03-01",
+    "2017-04-02",
+    "2017-08-01",
+    "2017-10-01",
+    "2017-12-01",
+    "2018-02-01",
+    "2018-04-02",
+    "2018-10-01",
+    "2019-02-01",
+    "2019-03-11",
+    "2019-04-30",
+    "2019-06-01",
+    "2019-06-04",
+    "2019-08-01",
+    "2019-08-15",
+    "2019-11-01",
+    "2020-06-01",
+    "2020-07-15",
+    "2020-09-01",
+    "2020-10-01",
+    "2020-12-01",
+    "2021-01-01",
+    "2021-02-01",
+    "2021-03-01",
+    "2021-05-01",
+    "2021-08-01",
+    "2021-10-01",
+    "2021-11-01",
+    "2021-11-15",
+    "2021-12-13",
+    "2023-07-01",
+    "2023-11-15",
+    "2024-03-15",
+    "2024-07-17",
+    "2025-04-07",
+];
+/// The identity category exists from this api-version on.
+pub const IDENTITY_MINIMUM_VERSION: &str = "2018-02-01";
+/// What IMDS lists as the newest versions in its api-version error.
+const NEWEST_VERSIONS: [&str; 3] = ["2025-04-07", "2024-07-17", "2024-03-15"];
+const JSON: &str = "application/json; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// An IMDS error: status and body as IMDS words them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImdsError {
+    MetadataHeader,
+    Forwarded,
+    /// api-version missing, unknown, or too old for the category.
+    ApiVersion,
+    MalformedQuery,
+    DuplicateParameter(String),
+    ResourceMissing,
+    SeveralSelectors,
+    MethodNotAllowed,
+    NotFound,
+    IdentityNotFound,
+    /// The server's 4xx, passed on as 400 with its words.
+    Refused {
+        error: String,
+        description: String,
+    },
+    Unavailable,
+    Throttled {
+        retry_after: u64,
+    },
+    InstanceUnavailable,
+    LeafNeedsText,
+    InvalidFormat,
+}
+
+impl ImdsError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ImdsError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ImdsError::NotFound => StatusCode::NOT_FOUND,
+            ImdsError::Unavailable | ImdsError::InstanceUnavailable => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ImdsError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        let (error, description) = match self {
+            ImdsError::ApiVersion => {
+                return json!({
+                    "error": "Bad request. api-version is invalid or was not specified in the request. For more information refer to aka.ms/azureimds",
+                    "newest-versions": NEWEST_VERSIONS,
+                })
+            }
+            ImdsError::MetadataHeader => {
+                ("invalid_request", "Required metadata header not specified".to_string())
+            }
+            ImdsError::Forwarded => (
+                "invalid_request",
+                "Requests with an X-Forwarded-For header are not accepted; IMDS cannot be reached through a proxy".to_string(),
+            ),
+            ImdsError::MalformedQuery => {
+                ("invalid_request", "The query string is malformed".to_string())
+            }
+            ImdsError::DuplicateParameter(name) => (
+                "invalid_request",
+                format!("Duplicate query parameter: {name}"),
+            ),
+            ImdsError::ResourceMissing => (
+                "invalid_request",
+                "Required audience parameter not specified".to_string(),
+            ),
+            ImdsError::SeveralSelectors => (
+                "invalid_request",
+                "Only one of client_id, object_id and msi_res_id may be specified".to_string(),
+            ),
+            ImdsError::MethodNotAllowed => (
+                "method_not_allowed",
+                "The request method is not allowed; use GET".to_string(),
+            ),
+            ImdsError::NotFound => (
+                "not_found",
+                "The requested path was not found".to_string(),
+            ),
+            ImdsError::IdentityNotFound => ("invalid_request", "Identity not found".to_string()),
+            ImdsError::Refused { error, description } => {
+                return json!({"error": error, "error_description": description})
+            }
+            ImdsError::Unavailable => (
+                "unknown",
+                "Failed to retrieve token from the Active directory".to_string(),
+            ),
+            ImdsError::Throttled { retry_after } => (
+                "too_many_requests",
+                format!("Too many requests; retry after {retry_after} seconds"),
+            ),
+            ImdsError::InstanceUnavailable => (
+                "unknown",
+                "The instance metadata is not available yet".to_string(),
+            ),
+            ImdsError::LeafNeedsText => (
+                "bad_request",
+                "Leaf nodes need format=text".to_string(),
+            ),
+            ImdsError::InvalidFormat => (
+                "bad_request",
+                "The format parameter must be json or text".to_string(),
+            ),
+        };
+        json!({"error": error, "error_description": description})
+    }
+}
+
+impl From<TokenFailure> for ImdsError {
+    fn from(failure: TokenFailure) -> ImdsError {
+        match failure {
+            TokenFailure::IdentityNotFound => ImdsError::IdentityNotFound,
+            TokenFailure::Refused {
+                error, description, ..
+            } => ImdsError::Refused { error, description },
+            TokenFailure::Unavailable => ImdsError::Unavailable,
+            TokenFailure::Throttled(throttled) => ImdsError::Throttled {
+                retry_after: throttled.retry_after,
+            },
+        }
+    }
+}
+
+impl IntoResponse for ImdsError {
+    fn into_response(self) -> Response {
+        let mut response = json_response(self.status(), self.body().to_string().into_bytes());
+        if let ImdsError::Throttled { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        response
+    }
+}
+
+/// A response with `body` as `application/json; charset=utf-8`.
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    typed_response(status, JSON, body)
+}
+
+fn typed_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// IMDS's header rules: `Metadata: true`, and no `X-Forwarded-For` (SSRF mitigation).
+pub fn check_headers(headers: &HeaderMap) -> Result<(), ImdsError> {
+    let metadata = headers
+        .get("metadata")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"));
+    if !metadata {
+        return Err(ImdsError::MetadataHeader);
+    }
+    if headers.contains_key("x-forwarded-for") {
+        return Err(ImdsError::Forwarded);
+    }
+    Ok(())
+}
+
+/// The query's name/value pairs; a name given twice is refused, as IMDS does.
+pub fn parse_query(query: Option<&str>) -> Result<Vec<(String, String)>, ImdsError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
+        .map_err(|_| ImdsError::MalformedQuery)?;
+    reject_duplicates(&pairs)?;
+    Ok(pairs)
+}
+
+/// Refuses a parameter name given twice.
+pub fn reject_duplicates(pairs: &[(String, String)]) -> Result<(), ImdsError> {
+    for (index, (name, _)) in pairs.iter().enumerate() {
+        if pairs[..index].iter().any(|(earlier, _)| earlier == name) {
+            return Err(ImdsError::DuplicateParameter(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// The value of `name`, if given and not empty.
+pub fn parameter<'a>(parameters: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    parameters
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+        .filter(|value| !value.is_empty())
+}
+
+/// Checks `api-version`: listed by IMDS and not older than `minimum`.
+pub fn check_api_version(parameters: &[(String, String)], minimum: &str) -> Result<(), ImdsError> {
+    match parameter(parameters, "api-version") {
+        Some(version) if API_VERSIONS.contains(&version) && version >= minimum => Ok(()),
+        _ => Err(ImdsError::ApiVersion),
+    }
+}
+
+/// A validated token request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    pub resource: String,
+    pub selector: Selector,
+    pub bypass_cache: bool,
+}
+
+/// The token parameters shared by IMDS and the VM-extension endpoint: `resource`, at most one of
+/// `client_id`, `object_id`, `msi_res_id` (or `mi_res_id`), and `bypass_cache=true`.
+pub fn parse_token_parameters(parameters: &[(String, String)]) -> Result<TokenRequest, ImdsError> {
+    let resource = parameter(parameters, "resource").ok_or(ImdsError::ResourceMissing)?;
+    let mut selectors = Vec::new();
+    if let Some(id) = parameter(parameters, "client_id") {
+        selectors.push(Selector::ClientId(id.to_string()));
+    }
+    if let Some(id) = parameter(parameters, "object_id") {
+        selectors.push(Selector::ObjectId(id.to_string()));
+    }
+    for name in ["msi_res_id", "mi_res_id"] {
+        if let Some(id) = parameter(parameters, name) {
+            selectors.push(Selector::ResourceId(id.to_string()));
+        }
+    }
+    if selectors.len() > 1 {
+        return Err(ImdsError::SeveralSelectors);
+    }
+    Ok(TokenRequest {
+        resource: resource.to_string(),
+        selector: selectors.pop().unwrap_or(Selector::Default),
+        bypass_cache: parameter(parameters, "bypass_cache")
+            .is_some_and(|value| value.eq_ignore_ascii_case("true")),
+    })
+}
+
+/// IMDS's success body (protocols.md §1.2): every value a string, `expires_in` counted down from
+/// now, `resource` as requested, the selector echoed.
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    access_token: &'a str,
+    refresh_token: &'a str,
+    expires_in: String,
+    expires_on: String,
+    ext_expires_in: String,
+    not_before: String,
+    resource: &'a str,
+    token_type: &'a str,
+    client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    msi_res_id: Option<&'a str>,
+}
+
+/// The IMDS success response for `token`.
+pub fn token_response(token: &CachedToken, request: &TokenRequest, now: i64) -> Response {
+    let expires_in = token.expires_in(now).to_string();
+    let body = TokenBody {
+        access_token: &token.access_token,
+        refresh_token: "",
+        ext_expires_in: expires_in.clone(),
+        expires_in,
+        expires_on: token.expires_on.to_string(),
+        not_before: token.not_before.to_string(),
+        resource: &request.resource,
+        token_type: "Bearer",
+        client_id: &token.client_id,
+        object_id: match &request.selector {
+            Selector::ObjectId(id) => Some(id),
+            _ => None,
+        },
+        msi_res_id: match &request.selector {
+            Selector::ResourceId(id) => Some(id),
+            _ => None,
+        },
+    };
+    match serde_json::to_vec(&body) {
+        Ok(bytes) => json_response(StatusCode::OK, bytes),
+        Err(_) => ImdsError::Unavailable.into_response(),
+    }
+}
+
+/// `GET /metadata/identity/oauth2/token` (protocols.md §1.1-§1.3).
+pub async fn token_get(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let result = async {
+        if method != Method::GET {
+            return Err(ImdsError::MethodNotAllowed);
+        }
+        check_headers(&headers)?;
+        let parameters = parse_query(query.as_deref())?;
+        check_api_version(&parameters, IDENTITY_MINIMUM_VERSION)?;
+        let request = parse_token_parameters(&parameters)?;
+        let token = state
+            .tokens
+            .token(&request.selector, &request.resource, request.bypass_cache)
+            .await?;
+        Ok(token_response(&token, &request, now()))
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /metadata/identity/info` → `{"tenantId"}` (spec `imds.json`).
+pub async fn identity_info(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let result = (|| {
+        if method != Method::GET {
+            return Err(ImdsError::MethodNotAllowed);
+        }
+        check_headers(&headers)?;
+        let parameters = parse_query(query.as_deref())?;
+        check_api_version(&parameters, IDENTITY_MINIMUM_VERSION)?;
+        let tenant_id = state
+            .tokens
+            .snapshot()
+            .map(|snapshot| snapshot.tenant_id.clone())
+            .filter(|tenant_id| !tenant_id.is_empty())
+            .unwrap_or_else(|| state.tenant_id.to_string());
+        Ok(json_response(
+            StatusCode::OK,
+            json!({"tenantId": tenant_id}).to_string().into_bytes(),
+        ))
+    })();
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /metadata/instance`.
+pub async fn instance_get(
+    state: State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    query: RawQuery,
+) -> Response {
+    instance_at(state, method, headers, query, "")
+}
+
+/// `GET /metadata/instance/{path}`: route filtering.
+pub async fn instance_get_path(
+    state: State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(path): Path<String>,
+    query: RawQuery,
+) -> Response {
+    instance_at(state, method, headers, query, &path)
+}
+
+/// The instance metadata at `path` (protocols.md §1.5): JSON by default, `format=text` for
+/// leaves (and child names for inner nodes).
+fn instance_at(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    path: &str,
+) -> Response {
+    let result = (|| {
+        if method != Method::GET {
+            return Err(ImdsError::MethodNotAllowed);
+        }
+        check_headers(&headers)?;
+        let parameters = parse_query(query.as_deref())?;
+        check_api_version(&parameters, API_VERSIONS[0])?;
+        let text = match parameter(&parameters, "format") {
+            None | Some("json") => false,
+            Some("text") => true,
+            Some(_) => return Err(ImdsError::InvalidFormat),
+        };
+        let snapshot = state
+            .tokens
+            .snapshot()
+            .ok_or(ImdsError::InstanceUnavailable)?;
+        let node = instance::select(&snapshot.metadata, path).ok_or(ImdsError::NotFound)?;
+        if text {
+            return Ok(typed_response(
+                StatusCode::OK,
+                TEXT,
+                instance::render_text(node).into_bytes(),
+            ));
+        }
+        if instance::is_leaf(node) {
+            return Err(ImdsError::LeafNeedsText);
+        }
+        Ok(json_response(StatusCode::OK, node.to_string().into_bytes()))
+    })();
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /metadata/versions` → `{"apiVersions": [...]}` (no api-version needed).
+pub async fn versions_get(method: Method, headers: HeaderMap) -> Response {
+    let result = (|| {
+        if method != Method::GET {
+            return Err(ImdsError::MethodNotAllowed);
+        }
+        check_headers(&headers)?;
+        Ok(json_response(
+            StatusCode::OK,
+            json!({"apiVersions": &API_VERSIONS[..]})
+                .to_string()
+                .into_bytes(),
+        ))
+    })();
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Any other path.
+pub async fn not_found() -> Response {
+    ImdsError::NotFound.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(query: &str) -> Vec<(String, String)> {
+        parse_query(Some(query)).unwrap()
+    }
+
+    fn headers(list: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in list {
+            headers.insert(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn error_statuses_and_bodies_are_imds_ones() {
+        let check = |error: ImdsError, status: u16, body: Value| {
+            assert_eq!(error.status().as_u16(), status, "{error:?}");
+            assert_eq!(error.body(), body, "{error:?}");
+        };
+        check(
+            ImdsError::MetadataHeader,
+            400,
+            json!({"error": "invalid_request", "error_description": "Required metadata header not specified"}),
+        );
+        check(
+            ImdsError::IdentityNotFound,
+            400,
+            json!({"error": "invalid_request", "error_description": "Identity not found"}),
+        );
+        check(
+            ImdsError::ApiVersion,
+            400,
+            json!({
+                "error": "Bad request. api-version is invalid or was not specified in the request. For more information refer to aka.ms/azureimds",
+                "newest-versions": ["2025-04-07", "2024-07-17", "2024-03-15"],
+            }),
+        );
+        check(
+            ImdsError::ResourceMissing,
+            400,
+            json!({"error": "invalid_request", "error_description": "Required audience parameter not specified"}),
+        );
+        check(
+            ImdsError::Refused {
+                error: "invalid_resource".into(),
+                description: "AADSTS500011: x".into(),
+            },
+            400,
+            json!({"error": "invalid_resource", "error_description": "AADSTS500011: x"}),
+        );
+        check(
+            ImdsError::Unavailable,
+            500,
+            json!({"error": "unknown", "error_description": "Failed to retrieve token from the Active directory"}),
+        );
+        check(
+            ImdsError::Throttled { retry_after: 2 },
+            429,
+            json!({"error": "too_many_requests", "error_description": "Too many requests; retry after 2 seconds"}),
+        );
+        assert_eq!(ImdsError::Forwarded.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ImdsError::Forwarded.body()["error"], "invalid_request");
+        assert_eq!(ImdsError::MethodNotAllowed.status().as_u16(), 405);
+        assert_eq!(ImdsError::NotFound.status().as_u16(), 404);
+    }
+
+    #[test]
+    fn throttled_answers_carry_retry_after() {
+        let response = ImdsError::Throttled { retry_after: 3 }.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], JSON);
+    }
+
+    #[test]
+    fn headers_need_metadata_true_and_no_forwarding() {
+        assert_eq!(check_headers(&headers(&[])), Err(ImdsError::MetadataHeader));
+        assert_eq!(
+            check_headers(&headers(&[("metadata", "false")])),
+            Err(ImdsError::MetadataHeader)
+        );
+        assert_eq!(check_headers(&headers(&[("metadata", "true")])), Ok(()));
+        assert_eq!(check_headers(&headers(&[("Metadata", "True")])), Ok(()));
+        assert_eq!(
+            check_headers(&headers(&[
+                ("metadata", "true"),
+                ("x-forwarded-for", "10.0.0.1")
+            ])),
+            Err(ImdsError::Forwarded)
+        );
+    }
+
+    #[test]
+    fn api_version_must_be_listed_and_recent_enough() {
+        let check = |query: &str, minimum: &str| check_api_version(&pairs(query), minimum);
+        assert_eq!(
+            check("api-version=2018-02-01", IDENTITY_MINIMUM_VERSION),
+            Ok(())
+        );
+        assert_eq!(
+            check("api-version=2025-04-07", IDENTITY_MINIMUM_VERSION),
+            Ok(())
+        );
+        assert_eq!(
+            check("api-version=2017-12-01", IDENTITY_MINIMUM_VERSION),
+            Err(ImdsError::ApiVersion)
+        );
+        assert_eq!(check("api-version=2017-12-01", API_VERSIONS[0]), Ok(()));
+        assert_eq!(
+            check("api-version=2018-02-02", IDENTITY_MINIMUM_VERSION),
+            Err(ImdsError::ApiVersion)
+        );
+        assert_eq!(
+            check("resource=x", IDENTITY_MINIMUM_VERSION),
+            Err(ImdsError::ApiVersion)
+        );
+    }
+
+    #[test]
+    fn token_parameters_take_one_selector() {
+        let check = |query: &str| parse_token_parameters(&pairs(query));
+        assert_eq!(
+            check("resource=https%3A%2F%2Fmanagement.azure.com%2F"),
+            Ok(TokenRequest {
+                resource: "https://management.azure.com/".into(),
+                selector: Selector::Default,
+                bypass_cache: false,
+            })
+        );
+        assert_eq!(
+            check("resource=r&client_id=C").map(|request| request.selector),
+            Ok(Selector::ClientId("C".into()))
+        );
+        assert_eq!(
+            check("resource=r&object_id=O").map(|request| request.selector),
+            Ok(Selector::ObjectId("O".into()))
+        );
+        assert_eq!(
+            check("resource=r&msi_res_id=%2Fsubscriptions%2Fx").map(|request| request.selector),
+            Ok(Selector::ResourceId("/subscriptions/x".into()))
+        );
+        assert_eq!(
+            check("resource=r&mi_res_id=M").map(|request| request.selector),
+            Ok(Selector::ResourceId("M".into()))
+        );
+        assert_eq!(
+            check("resource=r&bypass_cache=true").map(|request| request.bypass_cache),
+            Ok(true)
+        );
+        assert_eq!(check("client_id=C"), Err(ImdsError::ResourceMissing));
+        assert_eq!(check("resource="), Err(ImdsError::ResourceMissing));
+        assert_eq!(
+            check("resource=r&client_id=C&object_id=O"),
+            Err(ImdsError::SeveralSelectors)
+        );
+        assert_eq!(
+            parse_query(Some("resource=a&resource=b")),
+            Err(ImdsError::DuplicateParameter("resource".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn success_body_has_only_strings_and_counts_down() {
+        let token = CachedToken::new(
+            "a.b.c".into(),
+            "client".into(),
+            "object".into(),
+            "/res".into(),
+            1_086_400,
+            1_000_000,
+            86_400,
+            1_000_000,
+        );
+        let request = TokenRequest {
+            resource: "https://management.azure.com".into(),
+            selector: Selector::ObjectId("OBJECT".into()),
+            bypass_cache: false,
+        };
+        let response = token_response(&token, &request, 1_000_100);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], JSON);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&bytes).unwrap(),
+            json!({
+                "access_token": "a.b.c", "refresh_token": "", "expires_in": "86300",
+                "expires_on": "1086400", "ext_expires_in": "86300", "not_before": "1000000",
+                "resource": "https://management.azure.com", "token_type": "Bearer",
+                "client_id": "client", "object_id": "OBJECT",
+            })
+        );
+    }
+
+    #[test]
+    fn token_failures_map_to_imds_errors() {
+        assert_eq!(
+            ImdsError::from(TokenFailure::IdentityNotFound),
+            ImdsError::IdentityNotFound
+        );
+        assert_eq!(
+            ImdsError::from(TokenFailure::Unavailable).status().as_u16(),
+            500
+        );
+        assert_eq!(
+            ImdsError::from(TokenFailure::Refused {
+                status: 403,
+                error: "e".into(),
+                description: "d".into()
+            })
+            .status()
+            .as_u16(),
+            400
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! The agent's HTTPS client to the openmi server: enrolment, tokens, the instance document and
+//! the change watch (docs/design/agent-protocol.md §2-§6).
+//!
+//! Every call but enrolment carries the agent's assertion. Replies are sorted into what the
+//! caller acts on: the server unreachable (serve from the cache), the agent refused (401: the
+//! registration is gone), a refusal with an OAuth-shaped body (passed through to the workload).
+//! Nothing here logs a token or a join token.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+
+use crate::assertion::AssertionSigner;
+use crate::AgentError;
+
+/// Time allowed to open a connection to the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed for an ordinary call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed for one long poll (the server answers after about 20 s).
+const WATCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A client bound to one server.
+pub struct ServerClient {
+    http: reqwest::Client,
+    server: String,
+    signer: Option<AssertionSigner>,
+}
+
+/// Why a call to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerCallError {
+    #[error("cannot reach the server: {0}")]
+    Unreachable(String),
+    #[error("the server refused the agent: ({error}) {description}")]
+    Unauthorized { error: String, description: String },
+    #[error("the server answered {status}: ({error}) {description}")]
+    Refused {
+        status: u16,
+        error: String,
+        description: String,
+    },
+    #[error("the server answered {status}")]
+    ServerFailure { status: u16 },
+    #[error("the server sent a malformed reply: {0}")]
+    Malformed(String),
+    #[error("AG0003: the agent has no key to sign with")]
+    NotEnrolled,
+    #[error(transparent)]
+    Signing(#[from] crate::assertion::SigningError),
+}
+
+/// `200` of `POST /openmi/agent/enroll`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnrolmentReply {
+    pub agent_id: String,
+    pub vm_resource_id: String,
+    #[serde(default)]
+    pub tenant_id: String,
+    #[serde(default)]
+    pub subscription_id: String,
+}
+
+/// `200` of `POST /openmi/agent/token`.
+#[derive(Debug, Deserialize)]
+pub struct MintedToken {
+    pub access_token: String,
+    #[serde(deserialize_with = "integer_or_string")]
+    pub expires_in: i64,
+    #[serde(deserialize_with = "integer_or_string")]
+    pub expires_on: i64,
+    #[serde(default, deserialize_with = "integer_or_string")]
+    pub not_before: i64,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub object_id: String,
+    #[serde(default)]
+    pub msi_res_id: String,
+}
+
+/// The instance document of agent protocol §5.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceDocument {
+    pub version: i64,
+    pub vm: Value,
+    #[serde(default)]
+    pub extensions: Vec<Value>,
+    #[serde(default)]
+    pub tenant_id: String,
+    #[serde(default)]
+    pub subscription_id: String,
+    #[serde(default)]
+    pub resource_group_name: String,
+}
+
+/// The identity a token request names (agent protocol §4: at most one selector).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// No selector: the system-assigned identity, else the only user-assigned one.
+    Default,
+    ClientId(String),
+    ObjectId(String),
+    /// An identity's ARM id (`msi_res_id`, `mi_res_id`).
+    ResourceId(String),
+}
+
+impl Selector {
+    /// A key naming the selector, case-insensitive as the ids it holds.
+    pub fn key(&self) -> String {
+        match self {
+            Selector::Default => "default".to_string(),
+            Selector::ClientId(id) => format!("client_id={}", id.to_ascii_lowercase()),
+            Selector::ObjectId(id) => format!("object_id={}", id.to_ascii_lowercase()),
+            Selector::ResourceId(id) => format!("msi_res_id={}", id.to_ascii_lowercase()),
+        }
+    }
+}
+
+fn integer_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::Number(number) => number
+            .as_i64()
+            .ok_or_else(|| serde::de::Error::custom("not an integer")),
+        Value::String(text) => text.parse().map_err(serde::de::Error::custom),
+        _ => Err(serde::de::Error::custom("expected an integer")),
+    }
+}
+
+/// The error text of `error` with its sources, as reqwest hides the useful part in them.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl ServerClient {
+    /// A client for `server` (https), trusting only `ca_cert_pem` when given, else the system roots.
+    pub fn new(server: &str, ca_cert_pem: Option<&str>) -> Result<ServerClient, AgentError> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("openmi-agent/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(90));
+        if let Some(pem) = ca_cert_pem {
+            let certificate = reqwest::Certificate::from_pem(pem.as_bytes())
+                .map_err(|error| AgentError::HttpClient(format!("the CA certificate: {error}")))?;
+            builder = builder.tls_certs_only([certificate]);
+        }
+        Ok(ServerClient {
+            http: builder
+                .build()
+                .map_err(|error| AgentError::HttpClient(describe(&error)))?,
+            server: server.trim_end_matches('/').to_string(),
+            signer: None,
+        })
+    }
+
+    /// The same client, authenticating its calls with `signer`.
+    pub fn with_signer(mut self, signer: AssertionSigner) -> ServerClient {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// `POST /openmi/agent/enroll` (no authentication: the join token is the proof).
+    pub async fn enroll(
+        &self,
+        join_token: &str,
+        public_key_der: &[u8],
+    ) -> Result<EnrolmentReply, ServerCallError> {
+        let body = json!({"joinToken": join_token, "publicKey": STANDARD.encode(public_key_der)});
+        let request = self
+            .http
+            .post(format!("{}/openmi/agent/enroll", self.server))
+            .timeout(CALL_TIMEOUT)
+            .json(&body);
+        let reply = self.send(request).await?;
+        serde_json::from_value(reply).map_err(|error| ServerCallError::Malformed(error.to_string()))
+    }
+
+    /// `POST /openmi/agent/token` for `resource` as the identity `selector` names.
+    pub async fn token(
+        &self,
+        selector: &Selector,
+        resource: &str,
+    ) -> Result<MintedToken, ServerCallError> {
+        let mut body = json!({"resource": resource});
+        match selector {
+            Selector::Default => {}
+            Selector::ClientId(id) => body["clientId"] = json!(id),
+            Selector::ObjectId(id) => body["objectId"] = json!(id),
+            Selector::ResourceId(id) => body["msiResId"] = json!(id),
+        }
+        let request = self
+            .http
+            .post(format!("{}/openmi/agent/token", self.server))
+            .timeout(CALL_TIMEOUT)
+            .json(&body);
+        let reply = self.send_signed(request).await?;
+        serde_json::from_value(reply).map_err(|error| ServerCallError::Malformed(error.to_string()))
+    }
+
+    /// `GET /openmi/agent/instance`.
+    pub async fn instance(&self) -> Result<InstanceDocument, ServerCallError> {
+        let request = self
+            .http
+            .get(format!("{}/openmi/agent/instance", self.server))
+            .timeout(CALL_TIMEOUT);
+        let reply = self.send_signed(request).await?;
+        serde_json::from_value(reply).map_err(|error| ServerCallError::Malformed(error.to_string()))
+    }
+
+    /// `GET /openmi/agent/watch?version=N`: returns when the document differs from `version`, or
+    /// after the server's poll period with the same version.
+    pub async fn watch(&self, version: i64) -> Result<InstanceDocument, ServerCallError> {
+        let request = self
+            .http
+            .get(format!(
+                "{}/openmi/agent/watch?version={version}",
+                self.server
+            ))
+            .timeout(WATCH_TIMEOUT);
+        let reply = self.send_signed(request).await?;
+        serde_json::from_value(reply).map_err(|error| ServerCallError::Malformed(error.to_string()))
+    }
+
+    async fn send_signed(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, ServerCallError> {
+        let signer = self.signer.as_ref().ok_or(ServerCallError::NotEnrolled)?;
+        let authorization = signer.authorization(now())?;
+        let result = self
+            .send(request.header(reqwest::header::AUTHORIZATION, authorization))
+            .await;
+        if let Err(ServerCallError::Unauthorized { .. }) = &result {
+            // A refused assertion is never sent again (clock skew, a rotated registration).
+            signer.forget();
+        }
+        result
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ServerCallError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|error| ServerCallError::Unreachable(describe(&error)))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| ServerCallError::Unreachable(describe(&error)))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|error| ServerCallError::Malformed(error.to_string()));
+        }
+        classify_failure(status.as_u16(), &bytes)
+    }
+}
+
+/// Sorts a non-2xx reply: 401 is the agent refused, another 4xx with an OAuth-shaped body is a
+/// refusal to pass on, anything else a server failure.
+fn classify_failure(status: u16, body: &[u8]) -> Result<Value, ServerCallError> {
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let error = body
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let description = body
+        .get("error_description")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    match status {
+        401 => Err(ServerCallError::Unauthorized { error, description }),
+        400..=499 if !error.is_empty() && status != 404 && status != 429 => {
+            Err(ServerCallError::Refused {
+                status,
+                error,
+                description,
+            })
+        }
+        _ => Err(ServerCallError::ServerFailure { status }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_sorted_by_what_the_agent_does_next() {
+        let oauth = br#"{"error":"invalid_request","error_description":"Identity not found"}"#;
+        assert!(matches!(
+            classify_failure(400, oauth),
+            Err(ServerCallError::Refused { status: 400, ref error, ref description })
+                if error == "invalid_request" && description == "Identity not found"
+        ));
+        assert!(matches!(
+            classify_failure(401, br#"{"error":"invalid_client","error_description":"gone"}"#),
+            Err(ServerCallError::Unauthorized { ref description, .. }) if description == "gone"
+        ));
+        assert!(matches!(
+            classify_failure(404, b"not found"),
+            Err(ServerCallError::ServerFailure { status: 404 })
+        ));
+        assert!(matches!(
+            classify_failure(400, b"<html>"),
+            Err(ServerCallError::ServerFailure { status: 400 })
+        ));
+        assert!(matches!(
+            classify_failure(503, oauth),
+            Err(ServerCallError::ServerFailure { status: 503 })
+        ));
+    }
+
+    #[test]
+    fn minted_tokens_accept_numbers_or_strings() {
+        let token: MintedToken = serde_json::from_value(json!({
+            "access_token": "a.b.c", "token_type": "Bearer", "resource": "r",
+            "expires_in": 86400, "expires_on": "1700086400", "not_before": 1700000000,
+            "client_id": "c", "object_id": "o", "msi_res_id": "m"
+        }))
+        .unwrap();
+        assert_eq!(
+            (token.expires_in, token.expires_on, token.not_before),
+            (86400, 1_700_086_400, 1_700_000_000)
+        );
+    }
+
+    #[test]
+    fn selector_keys_ignore_case() {
+        assert_eq!(
+            Selector::ClientId("ABC".into()).key(),
+            Selector::ClientId("abc".into()).key()
+        );
+        assert_ne!(
+            Selector::ClientId("abc".into()).key(),
+            Selector::ObjectId("abc".into()).key()
+        );
+    }
+}

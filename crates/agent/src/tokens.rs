@@ -1,0 +1,486 @@
+//! The token service behind every endpoint: throttle, cache, coalescing and the call to the
+//! server, plus the current view of the VM (the last instance document) used for cache keys and
+//! revocation.
+//!
+//! A request is keyed by the identity its selector means on the VM (the principal id, found in
+//! the instance document, or learned from the server's answer for a selector the document cannot
+//! resolve, such as the system identity's client id) and by the normalised resource, so the same
+//! identity asked for by client id, object id or resource id shares one token. The endpoints only
+//! shape the result into their protocol's body.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::cache::{CacheKey, CachedToken, IdentityKey, TokenCache};
+use crate::instance::Snapshot;
+use crate::server_client::{
+    now, InstanceDocument, MintedToken, Selector, ServerCallError, ServerClient,
+};
+use crate::throttle::{Throttle, Throttled};
+
+/// Why no token can be given; each endpoint words it in its own protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenFailure {
+    /// The VM has no such identity (or the agent's registration is gone).
+    IdentityNotFound,
+    /// The server refused with an OAuth-shaped 4xx, passed on as it was worded.
+    Refused {
+        status: u16,
+        error: String,
+        description: String,
+    },
+    /// The server cannot be reached and nothing usable is cached.
+    Unavailable,
+    Throttled(Throttled),
+}
+
+/// Where the token service reads the time: seconds since the epoch.
+type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The agent's token service.
+pub struct TokenService {
+    client: ServerClient,
+    throttle: Throttle,
+    cache: TokenCache,
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// Selector keys the instance document cannot resolve, mapped to the principal the server
+    /// answered with (e.g. the system identity's client id).
+    learned: RwLock<HashMap<String, String>>,
+    /// The server answered 401: the VM or the agent's registration is gone.
+    unregistered: AtomicBool,
+    /// Seconds since the epoch (a parameter so tests can move time).
+    clock: Clock,
+}
+
+impl TokenService {
+    pub fn new(client: ServerClient, throttle: Throttle) -> TokenService {
+        TokenService {
+            client,
+            throttle,
+            cache: TokenCache::default(),
+            snapshot: RwLock::new(None),
+            learned: RwLock::new(HashMap::new()),
+            unregistered: AtomicBool::new(false),
+            clock: Arc::new(now),
+        }
+    }
+
+    /// The same service reading time from `clock`.
+    #[cfg(test)]
+    fn with_clock(mut self, clock: Clock) -> TokenService {
+        self.clock = clock;
+        self
+    }
+
+    pub fn client(&self) -> &ServerClient {
+        &self.client
+    }
+
+    /// The last instance document, digested.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn is_unregistered(&self) -> bool {
+        self.unregistered.load(Ordering::Relaxed)
+    }
+
+    /// Takes a new instance document: drops the tokens of identities no longer on the VM.
+    /// Returns the VM-extension endpoint's port, if the VM has that extension.
+    pub fn apply_instance(&self, document: &InstanceDocument) -> Option<u16> {
+        let snapshot = Arc::new(Snapshot::from_document(document));
+        let principals = snapshot.principals();
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(snapshot.clone());
+        self.learned
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|_, principal| principals.contains(principal));
+        let dropped = self.cache.retain_principals(principals);
+        self.unregistered.store(false, Ordering::Relaxed);
+        tracing::info!(
+            version = snapshot.version,
+            identities =
+                snapshot.user_assigned.len() + usize::from(snapshot.system_principal.is_some()),
+            dropped_tokens = dropped,
+            cached_tokens = self.cache.len(),
+            "instance document"
+        );
+        snapshot.extension_port
+    }
+
+    /// The server answered 401: drops every token and the VM view; token requests answer
+    /// "Identity not found" until the server knows the agent again.
+    pub fn revoke_all(&self) {
+        self.unregistered.store(true, Ordering::Relaxed);
+        self.cache.clear();
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        self.learned
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+
+    /// The identity `selector` means now.
+    fn identity_key(&self, selector: &Selector) -> IdentityKey {
+        if let Some(snapshot) = self.snapshot() {
+            if let Some(principal) = snapshot.resolve(selector) {
+                return IdentityKey::Principal(principal);
+            }
+        }
+        if let Selector::ObjectId(object_id) = selector {
+            // An object id names the principal itself. Tokens are stored only for principals on
+            // the VM, so the key can find nothing the VM should not have.
+            return IdentityKey::Principal(object_id.to_ascii_lowercase());
+        }
+        let selector_key = selector.key();
+        let learned = self
+            .learned
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&selector_key)
+            .cloned();
+        match learned {
+            Some(principal) => IdentityKey::Principal(principal),
+            None => IdentityKey::Unresolved(selector_key),
+        }
+    }
+
+    /// A token for `resource` as the identity `selector` names: from the cache while fresh, else
+    /// from the server (one request per key however many ask at once), else a cached token that
+    /// has not expired when the server cannot be reached.
+    pub async fn token(
+        &self,
+        selector: &Selector,
+        resource: &str,
+        bypass_cache: bool,
+    ) -> Result<Arc<CachedToken>, TokenFailure> {
+        let _admission = self.throttle.admit().map_err(TokenFailure::Throttled)?;
+        if self.is_unregistered() {
+            return Err(TokenFailure::IdentityNotFound);
+        }
+        loop {
+            let key = CacheKey::new(self.identity_key(selector), resource);
+            if !bypass_cache {
+                if let Some(token) = self.cache.fresh(&key, (self.clock)()) {
+                    return Ok(token);
+                }
+            }
+            let slot = self.cache.slot(&key);
+            let _refreshing = slot.refresh.lock().await;
+            if self.identity_key(selector) != key.identity {
+                // The server's answer to a request we waited for taught us which identity this
+                // selector means: look there.
+                continue;
+            }
+            if !bypass_cache {
+                if let Some(token) = self.cache.fresh(&key, (self.clock)()) {
+                    return Ok(token);
+                }
+            }
+            let stale = slot.token();
+            let result = self.fetch(selector, resource, &key).await;
+            drop(_refreshing);
+            drop(slot);
+            let result = match result {
+                Err(TokenFailure::Unavailable) => match stale {
+                    Some(token) if token.is_usable((self.clock)()) => {
+                        tracing::warn!("server unreachable; serving a cached token");
+                        Ok(token)
+                    }
+                    _ => Err(TokenFailure::Unavailable),
+                },
+                other => other,
+            };
+            self.cache.discard_if_empty(&key);
+            return result;
+        }
+    }
+
+    /// Asks the server, then stores the token under the identity it was minted for.
+    async fn fetch(
+        &self,
+        selector: &Selector,
+        resource: &str,
+        key: &CacheKey,
+    ) -> Result<Arc<CachedToken>, TokenFailure> {
+        let received = self.client.token(selector, resource).await;
+        let received_at = (self.clock)();
+        match received {
+            Ok(minted) => Ok(self.keep(selector, resource, key, minted, received_at)),
+            Err(ServerCallError::Refused {
+                status,
+                error,
+                description,
+            }) => {
+                self.cache.remove_token(key);
+                Err(TokenFailure::Refused {
+                    status,
+                    error,
+                    description,
+                })
+            }
+            Err(ServerCallError::Unauthorized { description, .. }) => {
+                tracing::warn!(%description, "the server refused the agent; dropping every token");
+                self.revoke_all();
+                Err(TokenFailure::IdentityNotFound)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "token request to the server failed");
+                Err(TokenFailure::Unavailable)
+            }
+        }
+    }
+
+    fn keep(
+        &self,
+        selector: &Selector,
+        resource: &str,
+        key: &CacheKey,
+        minted: MintedToken,
+        received_at: i64,
+    ) -> Arc<CachedToken> {
+        let principal = minted.object_id.to_ascii_lowercase();
+        let token = Arc::new(CachedToken::new(
+            minted.access_token,
+            minted.client_id,
+            minted.object_id,
+            minted.msi_res_id,
+            minted.expires_on,
+            minted.not_before,
+            minted.expires_in,
+            received_at,
+        ));
+        let store_key = if principal.is_empty() {
+            key.clone()
+        } else {
+            CacheKey::new(IdentityKey::Principal(principal.clone()), resource)
+        };
+        if !matches!(store_key.identity, IdentityKey::Principal(_)) {
+            return token;
+        }
+        let stored = self.cache.store(&store_key, token.clone());
+        if stored && matches!(key.identity, IdentityKey::Unresolved(_)) && !principal.is_empty() {
+            self.learned
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(selector.key(), principal);
+        }
+        token
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, AtomicU32};
+
+    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use axum::Json;
+    use serde_json::{json, Value};
+
+    use crate::assertion::AssertionSigner;
+
+    /// What the fake server answers to `POST /openmi/agent/token`.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Answer {
+        Token,
+        IdentityNotFound,
+        Down,
+        Unauthorized,
+    }
+
+    #[derive(Clone)]
+    struct Fake {
+        requests: Arc<AtomicU32>,
+        answer: Arc<RwLock<Answer>>,
+        expires_in: i64,
+    }
+
+    async fn fake_token(
+        State(fake): State<Fake>,
+        Json(body): Json<Value>,
+    ) -> axum::response::Response {
+        let count = fake.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        // Long enough for concurrent requests to pile up behind the first.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let answer = *fake.answer.read().unwrap();
+        match answer {
+            Answer::Token => Json(json!({
+                "access_token": format!("token-{count}"), "token_type": "Bearer",
+                "resource": body["resource"], "expires_in": fake.expires_in,
+                "expires_on": 1_000_000 + fake.expires_in, "not_before": 1_000_000,
+                "client_id": "c1", "object_id": "P1", "msi_res_id": "/vm",
+            }))
+            .into_response(),
+            Answer::IdentityNotFound => (
+                StatusCode::BAD_REQUEST,
+                Json(
+                    json!({"error": "invalid_request", "error_description": "Identity not found"}),
+                ),
+            )
+                .into_response(),
+            Answer::Down => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            Answer::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "invalid_client", "error_description": "gone"})),
+            )
+                .into_response(),
+        }
+    }
+
+    /// A token service talking to a fake server (plain HTTP), with a clock the test moves.
+    async fn service(expires_in: i64) -> (Arc<TokenService>, Fake, Arc<AtomicI64>) {
+        let fake = Fake {
+            requests: Arc::new(AtomicU32::new(0)),
+            answer: Arc::new(RwLock::new(Answer::Token)),
+            expires_in,
+        };
+        let router = axum::Router::new()
+            .route("/openmi/agent/token", axum::routing::post(fake_token))
+            .with_state(fake.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let key_pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let client = ServerClient::new(&format!("http://{address}"), None)
+            .unwrap()
+            .with_signer(AssertionSigner::new("agent".into(), key_pair));
+        let time = Arc::new(AtomicI64::new(1_000_000));
+        let clock_time = time.clone();
+        let tokens = TokenService::new(client, Throttle::new(0, 0))
+            .with_clock(Arc::new(move || clock_time.load(Ordering::SeqCst)));
+        (Arc::new(tokens), fake, time)
+    }
+
+    fn instance(principals: &[(&str, &str)]) -> InstanceDocument {
+        let identities: serde_json::Map<String, Value> = principals
+            .iter()
+            .map(|(principal, client)| {
+                (
+                    format!("/identities/{client}"),
+                    json!({"principalId": principal, "clientId": client}),
+                )
+            })
+            .collect();
+        InstanceDocument {
+            version: 1,
+            vm: json!({"id": "/vm", "identity": {"type": "UserAssigned", "userAssignedIdentities": identities}}),
+            extensions: vec![],
+            tenant_id: "t".into(),
+            subscription_id: "s".into(),
+            resource_group_name: "g".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_make_one_server_request() {
+        let (tokens, fake, _) = service(86_400).await;
+        let requests: Vec<_> = (0..10)
+            .map(|_| {
+                let tokens = tokens.clone();
+                tokio::spawn(async move { tokens.token(&Selector::Default, "r", false).await })
+            })
+            .collect();
+        for request in requests {
+            let token = request.await.unwrap().unwrap();
+            assert_eq!(token.access_token, "token-1");
+        }
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 1);
+        // The identity learned from the answer: the same principal by object id shares the token.
+        let by_object = tokens
+            .token(&Selector::ObjectId("p1".into()), "r", false)
+            .await
+            .unwrap();
+        assert_eq!(by_object.access_token, "token-1");
+        // Another resource is another token.
+        tokens.token(&Selector::Default, "r/", false).await.unwrap();
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn refresh_at_half_life_and_serve_stale_while_the_server_is_down() {
+        let (tokens, fake, time) = service(100).await;
+        let first = tokens.token(&Selector::Default, "r", false).await.unwrap();
+        time.store(1_000_049, Ordering::SeqCst);
+        assert_eq!(
+            tokens.token(&Selector::Default, "r", false).await.unwrap(),
+            first
+        );
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 1);
+        // Past the refresh point, the server down: the cached token, until it expires.
+        time.store(1_000_050, Ordering::SeqCst);
+        *fake.answer.write().unwrap() = Answer::Down;
+        assert_eq!(
+            tokens.token(&Selector::Default, "r", false).await.unwrap(),
+            first
+        );
+        time.store(1_000_100, Ordering::SeqCst);
+        assert_eq!(
+            tokens.token(&Selector::Default, "r", false).await,
+            Err(TokenFailure::Unavailable)
+        );
+        // The server back: a new token.
+        *fake.answer.write().unwrap() = Answer::Token;
+        let renewed = tokens.token(&Selector::Default, "r", false).await.unwrap();
+        assert_ne!(renewed.access_token, first.access_token);
+        assert_eq!(renewed.expires_in(1_000_100), 100);
+    }
+
+    #[tokio::test]
+    async fn identities_leaving_the_vm_lose_their_tokens_at_once() {
+        let (tokens, fake, _) = service(86_400).await;
+        tokens.apply_instance(&instance(&[("p1", "c1"), ("p2", "c2")]));
+        tokens
+            .token(&Selector::ClientId("C1".into()), "r", false)
+            .await
+            .unwrap();
+        tokens
+            .token(&Selector::ClientId("c1".into()), "r", false)
+            .await
+            .unwrap();
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 1);
+        tokens.apply_instance(&instance(&[("p2", "c2")]));
+        *fake.answer.write().unwrap() = Answer::IdentityNotFound;
+        assert_eq!(
+            tokens
+                .token(&Selector::ClientId("c1".into()), "r", false)
+                .await,
+            Err(TokenFailure::Refused {
+                status: 400,
+                error: "invalid_request".into(),
+                description: "Identity not found".into(),
+            })
+        );
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_agent_serves_nothing_more() {
+        let (tokens, fake, _) = service(86_400).await;
+        tokens.token(&Selector::Default, "r", false).await.unwrap();
+        *fake.answer.write().unwrap() = Answer::Unauthorized;
+        assert_eq!(
+            tokens.token(&Selector::Default, "other", false).await,
+            Err(TokenFailure::IdentityNotFound)
+        );
+        assert!(tokens.is_unregistered());
+        assert_eq!(
+            tokens.token(&Selector::Default, "r", false).await,
+            Err(TokenFailure::IdentityNotFound)
+        );
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
+    }
+}
