@@ -10,6 +10,7 @@
 //! same lock as the revocation). Derived state only; nothing here is written to disk.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// A token as the agent keeps it. Times are epoch seconds; `expires_on` and `not_before` are the
@@ -102,9 +103,25 @@ impl CacheKey {
 pub struct Slot {
     token: RwLock<Option<Arc<CachedToken>>>,
     pub refresh: tokio::sync::Mutex<()>,
+    /// After a failed refresh: until when (epoch seconds) the stale token is served without
+    /// asking the server again, so an unreachable server costs one attempt per key and period.
+    retry_at: AtomicI64,
 }
 
 impl Slot {
+    /// The token past its refresh point, while a failed refresh says not to retry yet.
+    pub fn stale_while_failing(&self, now: i64) -> Option<Arc<CachedToken>> {
+        if now >= self.retry_at.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.token().filter(|token| token.is_usable(now))
+    }
+
+    /// Remembers until when not to retry a failed refresh (0: retry at once).
+    pub fn set_retry_at(&self, retry_at: i64) {
+        self.retry_at.store(retry_at, Ordering::Relaxed);
+    }
+
     pub fn token(&self) -> Option<Arc<CachedToken>> {
         self.token
             .read()

@@ -35,6 +35,10 @@ pub enum TokenFailure {
     Throttled(Throttled),
 }
 
+/// While the server cannot be reached, a key's stale token is served this long before the next
+/// attempt.
+const STALE_RETRY_SECONDS: i64 = 5;
+
 /// Where the token service reads the time: seconds since the epoch.
 type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
@@ -176,7 +180,12 @@ impl TokenService {
                 }
             }
             let slot = self.cache.slot(&key);
-            let _refreshing = slot.refresh.lock().await;
+            if !bypass_cache {
+                if let Some(token) = slot.stale_while_failing((self.clock)()) {
+                    return Ok(token);
+                }
+            }
+            let refreshing = slot.refresh.lock().await;
             if self.identity_key(selector) != key.identity {
                 // The server's answer to a request we waited for taught us which identity this
                 // selector means: look there.
@@ -186,21 +195,32 @@ impl TokenService {
                 if let Some(token) = self.cache.fresh(&key, (self.clock)()) {
                     return Ok(token);
                 }
+                if let Some(token) = slot.stale_while_failing((self.clock)()) {
+                    return Ok(token);
+                }
             }
-            let stale = slot.token();
             let result = self.fetch(selector, resource, &key).await;
-            drop(_refreshing);
-            drop(slot);
+            let now = (self.clock)();
             let result = match result {
-                Err(TokenFailure::Unavailable) => match stale {
-                    Some(token) if token.is_usable((self.clock)()) => {
-                        tracing::warn!("server unreachable; serving a cached token");
+                // Read after the attempt: a revocation meanwhile has emptied the slot.
+                Err(TokenFailure::Unavailable) => match slot.token() {
+                    Some(token) if token.is_usable(now) => {
+                        tracing::warn!(
+                            retry_in_s = STALE_RETRY_SECONDS,
+                            "server unreachable; serving the cached token"
+                        );
+                        slot.set_retry_at(now + STALE_RETRY_SECONDS);
                         Ok(token)
                     }
                     _ => Err(TokenFailure::Unavailable),
                 },
-                other => other,
+                other => {
+                    slot.set_retry_at(0);
+                    other
+                }
             };
+            drop(refreshing);
+            drop(slot);
             self.cache.discard_if_empty(&key);
             return result;
         }
@@ -427,6 +447,20 @@ mod tests {
             tokens.token(&Selector::Default, "r", false).await.unwrap(),
             first
         );
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
+        // For a while the stale token is served without asking again, then the server is tried.
+        time.store(1_000_054, Ordering::SeqCst);
+        assert_eq!(
+            tokens.token(&Selector::Default, "r", false).await.unwrap(),
+            first
+        );
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
+        time.store(1_000_055, Ordering::SeqCst);
+        assert_eq!(
+            tokens.token(&Selector::Default, "r", false).await.unwrap(),
+            first
+        );
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 3);
         time.store(1_000_100, Ordering::SeqCst);
         assert_eq!(
             tokens.token(&Selector::Default, "r", false).await,
