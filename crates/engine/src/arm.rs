@@ -291,7 +291,7 @@ impl Engine {
     {
         for _ in 0..MAX_ATTEMPTS {
             let (change, result) = build().await?;
-            match self.store().apply(&change).await {
+            match self.apply_change(&change).await {
                 Ok(_) => return Ok(result),
                 Err(StoreError::PreconditionFailed) => continue,
                 Err(other) => return Err(other.into()),
@@ -421,7 +421,13 @@ impl Engine {
             "Microsoft.Resources/subscriptions/resourceGroups/read",
             &group_scope(subscription, name),
         )?;
-        Self::parse_document(&self.group_record(subscription, name).await?)
+        self.check_subscription(subscription)?;
+        let key = resource_key(&group_scope(subscription, name));
+        let record = self
+            .cached_resource(&key)
+            .await?
+            .ok_or_else(|| EngineError::ResourceGroupNotFound(name.to_string()))?;
+        Self::parse_document(&record)
     }
 
     /// `PATCH /subscriptions/{s}/resourcegroups/{name}` (tags, managedBy).
@@ -479,12 +485,11 @@ impl Engine {
         )?;
         match self.group_record(subscription, name).await {
             Ok(record) => {
-                self.store()
-                    .apply(&ResourceChange {
-                        deletes: vec![record.key],
-                        ..ResourceChange::default()
-                    })
-                    .await?;
+                self.apply_change(&ResourceChange {
+                    deletes: vec![record.key],
+                    ..ResourceChange::default()
+                })
+                .await?;
                 Ok(true)
             }
             Err(EngineError::ResourceGroupNotFound(_)) => Ok(false),
@@ -525,8 +530,8 @@ impl Engine {
         self.check_subscription(&path.subscription)?;
         let group = path.resource_group.clone().unwrap_or_default();
         let id = path.to_id();
-        if let Some(record) = self.store().resource(&resource_key(&id)).await? {
-            return Ok(record);
+        if let Some(record) = self.cached_resource(&resource_key(&id)).await? {
+            return Ok((*record).clone());
         }
         // Only a miss needs the group, to tell ARM's two not-found errors apart.
         if let Some(group_id) = path.group_id() {
@@ -585,12 +590,11 @@ impl Engine {
         self.authorize(caller, &action(path, "delete"), &path.to_id())?;
         match self.existing_resource(path).await {
             Ok(record) => {
-                self.store()
-                    .apply(&ResourceChange {
-                        deletes: vec![record.key],
-                        ..ResourceChange::default()
-                    })
-                    .await?;
+                self.apply_change(&ResourceChange {
+                    deletes: vec![record.key],
+                    ..ResourceChange::default()
+                })
+                .await?;
                 Ok(true)
             }
             Err(EngineError::ResourceNotFound { .. }) => Ok(false),

@@ -172,6 +172,7 @@ impl Engine {
                 clients: Default::default(),
                 bearers: Default::default(),
                 rbac: Default::default(),
+                read_cache: Default::default(),
                 subscription_id: subscription.id.to_string(),
             }),
         };

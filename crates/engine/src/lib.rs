@@ -11,6 +11,7 @@ mod bootstrap;
 mod clients;
 mod directory;
 mod keys;
+mod read_cache;
 mod tokens;
 
 #[cfg(test)]
@@ -238,6 +239,7 @@ struct Inner {
     clients: clients::ClientCache,
     bearers: clients::BearerCache,
     rbac: authorization::RbacState,
+    read_cache: read_cache::ReadCache,
     // The subscription served; fixed after bootstrap.
     subscription_id: String,
 }

@@ -189,14 +189,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
         }
     });
-    // Authorization changes made through another server reach this one within a poll interval.
+    // Authorization and resource changes made through another server reach this one within a poll
+    // interval (100 ms).
     let rbac_engine = engine.clone();
     let rbac_task = tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_millis(250));
+        let mut interval = tokio::time::interval(Duration::from_millis(100));
         loop {
             interval.tick().await;
             if let Err(error) = rbac_engine.refresh_rbac(false).await {
                 tracing::warn!(error = %error, "RBAC refresh failed");
+            }
+            if let Err(error) = rbac_engine.refresh_read_cache().await {
+                tracing::warn!(error = %error, "read cache refresh failed");
             }
         }
     });

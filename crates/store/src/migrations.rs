@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_resources.sql")),
     (3, include_str!("../migrations/0003_authorization.sql")),
     (4, include_str!("../migrations/0004_agents.sql")),
+    (5, include_str!("../migrations/0005_resource_counter.sql")),
 ];
 
 pub(crate) async fn apply(store: &Store) -> Result<(), StoreError> {

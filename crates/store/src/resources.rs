@@ -206,6 +206,15 @@ impl Store {
         rows.iter().map(record_from_row).collect()
     }
 
+    /// The resource change counter (bumped by every committed batch).
+    pub async fn resources_version(&self) -> Result<i64, StoreError> {
+        let (value,): (i64,) =
+            sqlx::query_as("SELECT value FROM counters WHERE name = 'resources'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(value)
+    }
+
     /// Applies a change atomically; returns the rows deleted (cascades included).
     ///
     /// Changes go through the group-commit writer: concurrent changes share one transaction and
@@ -285,6 +294,9 @@ async fn commit_batch(
             }
         }
     }
+    sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'resources'")
+        .execute(&mut *transaction)
+        .await?;
     transaction.commit().await?;
     Ok(outcomes)
 }
