@@ -59,16 +59,6 @@ fn object(body: &Value) -> Result<&Map<String, Value>, EngineError> {
         .ok_or_else(|| invalid_content("The request content must be a JSON object."))
 }
 
-fn iso(epoch: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(epoch)
-        .ok()
-        .and_then(|time| {
-            time.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 fn system_data(
     caller: &Caller,
     created_at: i64,
@@ -84,10 +74,10 @@ fn system_data(
     json!({
         "createdBy": created_by.cloned().unwrap_or(who.clone()),
         "createdByType": kind,
-        "createdAt": iso(created_at),
+        "createdAt": openmi_model::rfc3339(created_at),
         "lastModifiedBy": who,
         "lastModifiedByType": kind,
-        "lastModifiedAt": iso(updated_at),
+        "lastModifiedAt": openmi_model::rfc3339(updated_at),
     })
 }
 
@@ -992,7 +982,7 @@ impl Engine {
             let time_created = previous
                 .and_then(|previous| previous.pointer("/properties/timeCreated"))
                 .cloned()
-                .unwrap_or_else(|| json!(iso(now)));
+                .unwrap_or_else(|| json!(openmi_model::rfc3339(now)));
             properties["timeCreated"] = time_created;
             properties["provisioningState"] = json!("Succeeded");
             let identity = self

@@ -29,16 +29,6 @@ pub(crate) struct RbacState {
 const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/roleAssignments";
 const DEFINITION_TYPE: &str = "Microsoft.Authorization/roleDefinitions";
 
-fn iso(epoch: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(epoch)
-        .ok()
-        .and_then(|time| {
-            time.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 fn strings(value: Option<&Value>) -> Vec<String> {
     value
         .and_then(Value::as_array)
@@ -288,8 +278,8 @@ impl Engine {
                 "condition": null,
                 "conditionVersion": null,
                 "description": assignment.description,
-                "createdOn": iso(assignment.created_at),
-                "updatedOn": iso(assignment.updated_at),
+                "createdOn": openmi_model::rfc3339(assignment.created_at),
+                "updatedOn": openmi_model::rfc3339(assignment.updated_at),
                 "createdBy": assignment.created_by.map(|id| id.to_string()),
                 "updatedBy": assignment.updated_by.map(|id| id.to_string()),
                 "delegatedManagedIdentityResourceId": null,
@@ -312,8 +302,8 @@ impl Engine {
                 "description": definition.description,
                 "assignableScopes": definition.assignable_scopes,
                 "permissions": permissions_json(&definition.permissions),
-                "createdOn": stored.map(|stored| iso(stored.created_at)),
-                "updatedOn": stored.map(|stored| iso(stored.updated_at)),
+                "createdOn": stored.map(|stored| openmi_model::rfc3339(stored.created_at)),
+                "updatedOn": stored.map(|stored| openmi_model::rfc3339(stored.updated_at)),
                 "createdBy": null,
                 "updatedBy": null,
             },

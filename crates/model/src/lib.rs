@@ -15,3 +15,15 @@ pub use principal::{Principal, PrincipalKind};
 
 /// Seconds since the Unix epoch, as the JWT `iat`/`exp` claims count them.
 pub type UnixTime = i64;
+
+/// `time` as ARM and Graph print instants (RFC 3339, UTC), or "" for an impossible value.
+pub fn rfc3339(time: UnixTime) -> String {
+    ::time::OffsetDateTime::from_unix_timestamp(time)
+        .ok()
+        .and_then(|moment| {
+            moment
+                .format(&::time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

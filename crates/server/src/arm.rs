@@ -556,14 +556,7 @@ async fn join_token(
         .generate_join_token(caller, &vm, expires_in)
         .await
         .map_err(|error| ArmError::from_engine(error, context))?;
-    let expires_on = time::OffsetDateTime::from_unix_timestamp(token.expires_at)
-        .ok()
-        .and_then(|moment| {
-            moment
-                .format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default();
+    let expires_on = openmi_model::rfc3339(token.expires_at);
     Ok(Some(json_response(
         StatusCode::OK,
         json!({"joinToken": token.token, "expiresOn": expires_on, "vmResourceId": token.vm_resource_id}),

@@ -41,16 +41,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1.0/users", get(user_list))
 }
 
-fn iso(epoch: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(epoch)
-        .ok()
-        .and_then(|time| {
-            time.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 fn not_found(id: &str) -> ArmError {
     ArmError::new(StatusCode::NOT_FOUND, "Request_ResourceNotFound", format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."))
 }
@@ -76,16 +66,16 @@ fn credential_json(credential: &ClientCredential) -> (Option<Value>, Option<Valu
     match &credential.kind {
         CredentialKind::Secret { hint, .. } => (
             Some(
-                json!({"customKeyIdentifier": null, "displayName": credential.display_name, "endDateTime": iso(credential.end_at),
-                "hint": hint, "keyId": credential.key_id, "secretText": null, "startDateTime": iso(credential.start_at)}),
+                json!({"customKeyIdentifier": null, "displayName": credential.display_name, "endDateTime": openmi_model::rfc3339(credential.end_at),
+                "hint": hint, "keyId": credential.key_id, "secretText": null, "startDateTime": openmi_model::rfc3339(credential.start_at)}),
             ),
             None,
         ),
         CredentialKind::Certificate { thumbprint, .. } => (
             None,
             Some(
-                json!({"customKeyIdentifier": thumbprint, "displayName": credential.display_name, "endDateTime": iso(credential.end_at),
-                "key": null, "keyId": credential.key_id, "startDateTime": iso(credential.start_at), "type": "AsymmetricX509Cert", "usage": "Verify"}),
+                json!({"customKeyIdentifier": thumbprint, "displayName": credential.display_name, "endDateTime": openmi_model::rfc3339(credential.end_at),
+                "key": null, "keyId": credential.key_id, "startDateTime": openmi_model::rfc3339(credential.start_at), "type": "AsymmetricX509Cert", "usage": "Verify"}),
             ),
         ),
     }
@@ -97,7 +87,7 @@ fn application_json(principal: &Principal, credentials: &[ClientCredential]) -> 
         "id": principal.application_object_id.map(|id| id.to_string()),
         "appId": principal.client_id.map(|id| id.to_string()),
         "displayName": principal.display_name,
-        "createdDateTime": iso(principal.created_at),
+        "createdDateTime": openmi_model::rfc3339(principal.created_at),
         "signInAudience": "AzureADMyOrg",
         "passwordCredentials": passwords.into_iter().flatten().collect::<Vec<_>>(),
         "keyCredentials": keys.into_iter().flatten().collect::<Vec<_>>(),
