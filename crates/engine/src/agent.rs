@@ -191,6 +191,15 @@ impl Engine {
 
     /// Authenticates an agent's ES256 assertion (`Authorization: Agent <jws>`).
     pub async fn authenticate_agent(&self, assertion: &str) -> Result<AgentCaller, EngineError> {
+        if let Some(agent) = self.inner.agents.assertion(assertion, self.now()) {
+            return Ok(agent);
+        }
+        let agent = self.verify_agent_assertion(assertion).await?;
+        Ok(agent)
+    }
+
+    /// Verifies an assertion against the enrolled key and remembers it until it expires.
+    async fn verify_agent_assertion(&self, assertion: &str) -> Result<AgentCaller, EngineError> {
         let unverified = jwt::decode_unverified(assertion)
             .map_err(|_| EngineError::InvalidAgent("the assertion is not a JWT".to_string()))?;
         let agent_id = unverified
@@ -239,14 +248,22 @@ impl Engine {
                 "the assertion's iss, sub, aud, iat or exp are not acceptable".to_string(),
             ));
         }
-        Ok(AgentCaller {
+        let caller = AgentCaller {
             agent_id,
             vm_key: agent.vm_key,
-        })
+        };
+        // Entra-style skew: an assertion is accepted up to five minutes past its exp.
+        self.inner
+            .agents
+            .remember_assertion(assertion, caller.clone(), exp + 300);
+        Ok(caller)
     }
 
-    async fn agent_vm(&self, agent: &AgentCaller) -> Result<(ResourceRecord, Value), EngineError> {
-        let record = self.store().resource(&agent.vm_key).await?.ok_or_else(|| {
+    async fn agent_vm(
+        &self,
+        agent: &AgentCaller,
+    ) -> Result<(std::sync::Arc<ResourceRecord>, Value), EngineError> {
+        let record = self.cached_resource(&agent.vm_key).await?.ok_or_else(|| {
             EngineError::InvalidAgent("the agent's VM no longer exists".to_string())
         })?;
         let document = parse_document(&record)?;
@@ -318,11 +335,16 @@ impl Engine {
         // The system identity's client id lives on its principal.
         for identity in identities.iter_mut().filter(|identity| identity.system) {
             if let Ok(object_id) = identity.principal_id.parse::<ObjectId>() {
-                if let Some(principal) = self.store().principal(object_id).await? {
+                if let Some(client_id) = self.inner.agents.client_id(object_id) {
+                    identity.client_id = client_id;
+                } else if let Some(principal) = self.store().principal(object_id).await? {
                     identity.client_id = principal
                         .client_id
                         .map(|id| id.to_string())
                         .unwrap_or_default();
+                    self.inner
+                        .agents
+                        .remember_client_id(object_id, identity.client_id.clone());
                 }
             }
         }

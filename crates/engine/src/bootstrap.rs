@@ -173,6 +173,7 @@ impl Engine {
                 bearers: Default::default(),
                 rbac: Default::default(),
                 read_cache: Default::default(),
+                agents: Default::default(),
                 subscription_id: subscription.id.to_string(),
             }),
         };

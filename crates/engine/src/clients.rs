@@ -126,3 +126,47 @@ impl BearerCache {
         }
     }
 }
+
+/// Verified agent assertions with their agent and expiry, and the (immutable) client ids of
+/// principals: the agent token path then needs no signature check and no principal read per
+/// request.
+#[derive(Debug, Default)]
+pub(crate) struct AgentCache {
+    assertions: Mutex<HashMap<String, (crate::AgentCaller, i64)>>,
+    client_ids: Mutex<HashMap<openmi_model::ObjectId, String>>,
+}
+
+impl AgentCache {
+    pub(crate) fn assertion(&self, assertion: &str, now: i64) -> Option<crate::AgentCaller> {
+        let entries = self.assertions.lock().ok()?;
+        let (agent, expires_at) = entries.get(assertion)?;
+        (now <= *expires_at).then(|| agent.clone())
+    }
+
+    pub(crate) fn remember_assertion(
+        &self,
+        assertion: &str,
+        agent: crate::AgentCaller,
+        expires_at: i64,
+    ) {
+        if let Ok(mut entries) = self.assertions.lock() {
+            if entries.len() >= CLIENT_CACHE_CAPACITY {
+                entries.clear();
+            }
+            entries.insert(assertion.to_string(), (agent, expires_at));
+        }
+    }
+
+    pub(crate) fn client_id(&self, object_id: openmi_model::ObjectId) -> Option<String> {
+        self.client_ids.lock().ok()?.get(&object_id).cloned()
+    }
+
+    pub(crate) fn remember_client_id(&self, object_id: openmi_model::ObjectId, client_id: String) {
+        if let Ok(mut entries) = self.client_ids.lock() {
+            if entries.len() >= CLIENT_CACHE_CAPACITY {
+                entries.clear();
+            }
+            entries.insert(object_id, client_id);
+        }
+    }
+}

@@ -240,6 +240,7 @@ struct Inner {
     bearers: clients::BearerCache,
     rbac: authorization::RbacState,
     read_cache: read_cache::ReadCache,
+    agents: clients::AgentCache,
     // The subscription served; fixed after bootstrap.
     subscription_id: String,
 }
