@@ -119,7 +119,7 @@ pub fn check_identity_header(headers: &HeaderMap, expected: &str) -> Result<(), 
 
 /// `resource` and at most one of `client_id`, `mi_res_id`, `object_id`/`principal_id`.
 pub fn parse_parameters(
-    parameters: &[(String, String)],
+    parameters: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)],
 ) -> Result<(String, Selector), AppServiceError> {
     if parameter(parameters, "api-version") != Some(API_VERSION) {
         return Err(AppServiceError::bad_request(format!(
@@ -200,7 +200,7 @@ pub async fn msi_token(
 mod tests {
     use super::*;
 
-    fn pairs(query: &str) -> Vec<(String, String)> {
+    fn pairs(query: &str) -> crate::imds::Parameters<'_> {
         parse_query(Some(query)).unwrap()
     }
 

@@ -26,6 +26,15 @@ pub struct CachedToken {
     pub not_before: i64,
     pub usable_until: i64,
     pub refresh_at: i64,
+    /// `access_token` as a JSON string, when escaping changes it (a JWT never needs escaping), so
+    /// a cache hit does not escape it again.
+    access_token_json: Option<Box<str>>,
+}
+
+/// Whether serde_json would escape anything in `text` (quotes, backslashes, control characters).
+pub fn needs_json_escape(text: &str) -> bool {
+    text.bytes()
+        .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
 }
 
 impl CachedToken {
@@ -42,7 +51,12 @@ impl CachedToken {
         received_at: i64,
     ) -> CachedToken {
         let expires_in = expires_in.max(0);
+        let access_token_json = needs_json_escape(&access_token)
+            .then(|| serde_json::to_string(&access_token).ok())
+            .flatten()
+            .map(String::into_boxed_str);
         CachedToken {
+            access_token_json,
             access_token,
             client_id,
             object_id,
@@ -51,6 +65,18 @@ impl CachedToken {
             not_before,
             usable_until: received_at + expires_in,
             refresh_at: received_at + expires_in / 2,
+        }
+    }
+
+    /// Appends `access_token` as a JSON string.
+    pub fn write_access_token_json(&self, out: &mut Vec<u8>) {
+        match &self.access_token_json {
+            Some(escaped) => out.extend_from_slice(escaped.as_bytes()),
+            None => {
+                out.push(b'"');
+                out.extend_from_slice(self.access_token.as_bytes());
+                out.push(b'"');
+            }
         }
     }
 
@@ -139,9 +165,29 @@ impl Slot {
 
 #[derive(Default)]
 struct CacheState {
-    slots: HashMap<CacheKey, Arc<Slot>>,
+    /// Identity, then resource: looked up with a borrowed resource, no key built per request.
+    slots: HashMap<IdentityKey, HashMap<String, Arc<Slot>>>,
     /// The principals on the VM; `None` until the first instance document.
     allowed: Option<HashSet<String>>,
+}
+
+impl CacheState {
+    fn get(&self, identity: &IdentityKey, resource: &str) -> Option<&Arc<Slot>> {
+        self.slots.get(identity)?.get(resource)
+    }
+
+    /// The slot of `key`, created when missing.
+    fn entry(&mut self, key: &CacheKey) -> &Arc<Slot> {
+        self.slots
+            .entry(key.identity.clone())
+            .or_default()
+            .entry(key.resource.clone())
+            .or_default()
+    }
+
+    fn slot_count(&self) -> usize {
+        self.slots.values().map(HashMap::len).sum()
+    }
 }
 
 /// The cache of one agent.
@@ -153,17 +199,27 @@ pub struct TokenCache {
 impl TokenCache {
     /// The fresh token under `key`, if any: the hot path, two read locks and no allocation.
     pub fn fresh(&self, key: &CacheKey, now: i64) -> Option<Arc<CachedToken>> {
+        self.fresh_for(&key.identity, &key.resource, now)
+    }
+
+    /// [`TokenCache::fresh`] with the key's parts borrowed.
+    pub fn fresh_for(
+        &self,
+        identity: &IdentityKey,
+        resource: &str,
+        now: i64,
+    ) -> Option<Arc<CachedToken>> {
         let state = self.read();
-        let token = state.slots.get(key)?.token()?;
+        let token = state.get(identity, resource)?.token()?;
         token.is_fresh(now).then_some(token)
     }
 
     /// The slot of `key`, created when missing.
     pub fn slot(&self, key: &CacheKey) -> Arc<Slot> {
-        if let Some(slot) = self.read().slots.get(key) {
+        if let Some(slot) = self.read().get(&key.identity, &key.resource) {
             return slot.clone();
         }
-        self.write().slots.entry(key.clone()).or_default().clone()
+        self.write().entry(key).clone()
     }
 
     /// Stores `token` under `key` unless the identity is no longer on the VM; says whether it did.
@@ -175,13 +231,13 @@ impl TokenCache {
                 return false;
             }
         }
-        state.slots.entry(key.clone()).or_default().set(Some(token));
+        state.entry(key).set(Some(token));
         true
     }
 
     /// Forgets the token under `key` (the server refused the identity or the resource).
     pub fn remove_token(&self, key: &CacheKey) {
-        if let Some(slot) = self.read().slots.get(key) {
+        if let Some(slot) = self.read().get(&key.identity, &key.resource) {
             slot.set(None);
         }
     }
@@ -190,12 +246,17 @@ impl TokenCache {
     /// unknown identities or resources leave nothing behind.
     pub fn discard_if_empty(&self, key: &CacheKey) {
         let mut state = self.write();
-        let unused = state
-            .slots
-            .get(key)
+        let Some(resources) = state.slots.get_mut(&key.identity) else {
+            return;
+        };
+        let unused = resources
+            .get(key.resource.as_str())
             .is_some_and(|slot| slot.token().is_none() && Arc::strong_count(slot) == 1);
         if unused {
-            state.slots.remove(key);
+            resources.remove(key.resource.as_str());
+            if resources.is_empty() {
+                state.slots.remove(&key.identity);
+            }
         }
     }
 
@@ -203,22 +264,21 @@ impl TokenCache {
     /// token stored under a selector).
     pub fn retain_principals(&self, principals: HashSet<String>) -> usize {
         let mut state = self.write();
-        let before = state.slots.len();
-        state.slots.retain(|key, slot| match &key.identity {
-            IdentityKey::Principal(principal) => {
-                let keep = principals.contains(principal);
-                if !keep {
-                    // A request waiting on this slot must not hand out its token either.
+        let before = state.slot_count();
+        state.slots.retain(|identity, resources| {
+            let keep = match identity {
+                IdentityKey::Principal(principal) => principals.contains(principal),
+                IdentityKey::Unresolved(_) => false,
+            };
+            if !keep {
+                // A request waiting on one of these slots must not hand out its token either.
+                for slot in resources.values() {
                     slot.set(None);
                 }
-                keep
             }
-            IdentityKey::Unresolved(_) => {
-                slot.set(None);
-                false
-            }
+            keep
         });
-        let dropped = before - state.slots.len();
+        let dropped = before - state.slot_count();
         state.allowed = Some(principals);
         dropped
     }
@@ -226,7 +286,7 @@ impl TokenCache {
     /// Drops everything: the VM or the agent's registration is gone.
     pub fn clear(&self) {
         let mut state = self.write();
-        for slot in state.slots.values() {
+        for slot in state.slots.values().flat_map(HashMap::values) {
             slot.set(None);
         }
         state.slots.clear();
@@ -238,6 +298,7 @@ impl TokenCache {
         self.read()
             .slots
             .values()
+            .flat_map(HashMap::values)
             .filter(|slot| slot.token().is_some())
             .count()
     }
@@ -336,6 +397,7 @@ mod tests {
         assert!(Arc::ptr_eq(&slot, &cache.slot(&key)), "still held: kept");
         drop(slot);
         cache.discard_if_empty(&key);
+        assert_eq!(cache.read().slot_count(), 0);
         assert_eq!(cache.read().slots.len(), 0);
     }
 }

@@ -11,7 +11,11 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use std::borrow::Cow;
+use std::io::Write as _;
+
+use serde::de::Visitor;
+use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
 use crate::cache::CachedToken;
@@ -229,35 +233,80 @@ pub fn check_headers(headers: &HeaderMap) -> Result<(), ImdsError> {
     Ok(())
 }
 
+/// A query's name/value pairs, decoded; borrowed from the query where no decoding was needed.
+pub type Parameters<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+/// One decoded name or value: borrowed when the text needed no decoding.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text<'de>, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                value: &'de str,
+            ) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(value)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(value.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(value)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
 /// The query's name/value pairs; a name given twice is refused, as IMDS does.
-pub fn parse_query(query: Option<&str>) -> Result<Vec<(String, String)>, ImdsError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
+pub fn parse_query(query: Option<&str>) -> Result<Parameters<'_>, ImdsError> {
+    let pairs: Vec<(Text, Text)> = serde_urlencoded::from_str(query.unwrap_or_default())
         .map_err(|_| ImdsError::MalformedQuery)?;
+    let pairs: Parameters = pairs
+        .into_iter()
+        .map(|(name, value)| (name.0, value.0))
+        .collect();
     reject_duplicates(&pairs)?;
     Ok(pairs)
 }
 
 /// Refuses a parameter name given twice.
-pub fn reject_duplicates(pairs: &[(String, String)]) -> Result<(), ImdsError> {
+pub fn reject_duplicates(pairs: &[(Cow<'_, str>, Cow<'_, str>)]) -> Result<(), ImdsError> {
     for (index, (name, _)) in pairs.iter().enumerate() {
         if pairs[..index].iter().any(|(earlier, _)| earlier == name) {
-            return Err(ImdsError::DuplicateParameter(name.clone()));
+            return Err(ImdsError::DuplicateParameter(name.to_string()));
         }
     }
     Ok(())
 }
 
 /// The value of `name`, if given and not empty.
-pub fn parameter<'a>(parameters: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub fn parameter<'a>(
+    parameters: &'a [(Cow<'_, str>, Cow<'_, str>)],
+    name: &str,
+) -> Option<&'a str> {
     parameters
         .iter()
         .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
+        .map(|(_, value)| value.as_ref())
         .filter(|value| !value.is_empty())
 }
 
 /// Checks `api-version`: listed by IMDS and not older than `minimum`.
-pub fn check_api_version(parameters: &[(String, String)], minimum: &str) -> Result<(), ImdsError> {
+pub fn check_api_version(
+    parameters: &[(Cow<'_, str>, Cow<'_, str>)],
+    minimum: &str,
+) -> Result<(), ImdsError> {
     match parameter(parameters, "api-version") {
         Some(version) if API_VERSIONS.contains(&version) && version >= minimum => Ok(()),
         _ => Err(ImdsError::ApiVersion),
@@ -274,7 +323,9 @@ pub struct TokenRequest {
 
 /// The token parameters shared by IMDS and the VM-extension endpoint: `resource`, at most one of
 /// `client_id`, `object_id`, `msi_res_id` (or `mi_res_id`), and `bypass_cache=true`.
-pub fn parse_token_parameters(parameters: &[(String, String)]) -> Result<TokenRequest, ImdsError> {
+pub fn parse_token_parameters(
+    parameters: &[(Cow<'_, str>, Cow<'_, str>)],
+) -> Result<TokenRequest, ImdsError> {
     let resource = parameter(parameters, "resource").ok_or(ImdsError::ResourceMissing)?;
     let mut selectors = Vec::new();
     if let Some(id) = parameter(parameters, "client_id") {
@@ -300,50 +351,55 @@ pub fn parse_token_parameters(parameters: &[(String, String)]) -> Result<TokenRe
 }
 
 /// IMDS's success body (protocols.md §1.2): every value a string, `expires_in` counted down from
-/// now, `resource` as requested, the selector echoed.
-#[derive(Serialize)]
-struct TokenBody<'a> {
-    access_token: &'a str,
-    refresh_token: &'a str,
-    expires_in: String,
-    expires_on: String,
-    ext_expires_in: String,
-    not_before: String,
-    resource: &'a str,
-    token_type: &'a str,
-    client_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    object_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    msi_res_id: Option<&'a str>,
+/// now, `resource` as requested, the selector echoed. Written by hand in the order and with the
+/// escaping serde_json would use; the token's own strings are escaped once, when it is cached.
+pub fn token_body(token: &CachedToken, request: &TokenRequest, now: i64) -> Vec<u8> {
+    let (object_id, msi_res_id) = match &request.selector {
+        Selector::ObjectId(id) => (Some(id.as_str()), None),
+        Selector::ResourceId(id) => (None, Some(id.as_str())),
+        _ => (None, None),
+    };
+    let mut body = Vec::with_capacity(
+        token.access_token.len() + request.resource.len() + token.client_id.len() + 320,
+    );
+    let expires_in = token.expires_in(now);
+    body.extend_from_slice(b"{\"access_token\":");
+    token.write_access_token_json(&mut body);
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        body,
+        ",\"refresh_token\":\"\",\"expires_in\":\"{expires_in}\",\"expires_on\":\"{}\",\"ext_expires_in\":\"{expires_in}\",\"not_before\":\"{}\",\"resource\":",
+        token.expires_on, token.not_before
+    );
+    write_json_str(&mut body, &request.resource);
+    body.extend_from_slice(b",\"token_type\":\"Bearer\",\"client_id\":");
+    write_json_str(&mut body, &token.client_id);
+    if let Some(id) = object_id {
+        body.extend_from_slice(b",\"object_id\":");
+        write_json_str(&mut body, id);
+    }
+    if let Some(id) = msi_res_id {
+        body.extend_from_slice(b",\"msi_res_id\":");
+        write_json_str(&mut body, id);
+    }
+    body.push(b'}');
+    body
+}
+
+/// Appends `text` as a JSON string, escaped as serde_json escapes it.
+pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    if crate::cache::needs_json_escape(text) {
+        let _ = serde_json::to_writer(&mut *out, text);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
 }
 
 /// The IMDS success response for `token`.
 pub fn token_response(token: &CachedToken, request: &TokenRequest, now: i64) -> Response {
-    let expires_in = token.expires_in(now).to_string();
-    let body = TokenBody {
-        access_token: &token.access_token,
-        refresh_token: "",
-        ext_expires_in: expires_in.clone(),
-        expires_in,
-        expires_on: token.expires_on.to_string(),
-        not_before: token.not_before.to_string(),
-        resource: &request.resource,
-        token_type: "Bearer",
-        client_id: &token.client_id,
-        object_id: match &request.selector {
-            Selector::ObjectId(id) => Some(id),
-            _ => None,
-        },
-        msi_res_id: match &request.selector {
-            Selector::ResourceId(id) => Some(id),
-            _ => None,
-        },
-    };
-    match serde_json::to_vec(&body) {
-        Ok(bytes) => json_response(StatusCode::OK, bytes),
-        Err(_) => ImdsError::Unavailable.into_response(),
-    }
+    json_response(StatusCode::OK, token_body(token, request, now))
 }
 
 /// `GET /metadata/identity/oauth2/token` (protocols.md §1.1-§1.3).
@@ -487,7 +543,7 @@ pub async fn not_found() -> Response {
 mod tests {
     use super::*;
 
-    fn pairs(query: &str) -> Vec<(String, String)> {
+    fn pairs(query: &str) -> crate::imds::Parameters<'_> {
         parse_query(Some(query)).unwrap()
     }
 
@@ -677,6 +733,107 @@ mod tests {
                 "resource": "https://management.azure.com", "token_type": "Bearer",
                 "client_id": "client", "object_id": "OBJECT",
             })
+        );
+    }
+
+    #[test]
+    fn hand_written_body_is_what_serde_json_writes() {
+        #[derive(serde::Serialize)]
+        struct TokenBody<'a> {
+            access_token: &'a str,
+            refresh_token: &'a str,
+            expires_in: String,
+            expires_on: String,
+            ext_expires_in: String,
+            not_before: String,
+            resource: &'a str,
+            token_type: &'a str,
+            client_id: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            object_id: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            msi_res_id: Option<&'a str>,
+        }
+        let selectors = [
+            Selector::Default,
+            Selector::ClientId("C\"1".into()),
+            Selector::ObjectId("o\\b\u{1}é".into()),
+            Selector::ResourceId("/subscriptions/x/\n".into()),
+        ];
+        for access_token in ["a.b.c", "q\"uo\\te\t\u{7f}ü"] {
+            for client_id in ["client", "c\"l"] {
+                for selector in &selectors {
+                    for resource in ["https://management.azure.com/", "r\"\u{0}"] {
+                        let token = CachedToken::new(
+                            access_token.into(),
+                            client_id.into(),
+                            "object".into(),
+                            "/res".into(),
+                            1_086_400,
+                            -5,
+                            86_400,
+                            1_000_000,
+                        );
+                        let request = TokenRequest {
+                            resource: resource.into(),
+                            selector: selector.clone(),
+                            bypass_cache: false,
+                        };
+                        for now in [1_000_100, 2_000_000] {
+                            let expires_in = token.expires_in(now).to_string();
+                            let expected = serde_json::to_vec(&TokenBody {
+                                access_token,
+                                refresh_token: "",
+                                ext_expires_in: expires_in.clone(),
+                                expires_in,
+                                expires_on: token.expires_on.to_string(),
+                                not_before: token.not_before.to_string(),
+                                resource,
+                                token_type: "Bearer",
+                                client_id,
+                                object_id: match selector {
+                                    Selector::ObjectId(id) => Some(id),
+                                    _ => None,
+                                },
+                                msi_res_id: match selector {
+                                    Selector::ResourceId(id) => Some(id),
+                                    _ => None,
+                                },
+                            })
+                            .unwrap();
+                            assert_eq!(
+                                String::from_utf8(token_body(&token, &request, now)).unwrap(),
+                                String::from_utf8(expected).unwrap()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn queries_decode_as_before_and_borrow_when_they_can() {
+        for query in [
+            "a=1&b=x+y&c=%2F%zz%&&d&=e&f==g&h=%C3%A9%FF",
+            "resource=https://management.azure.com/&client_id=X",
+            "",
+        ] {
+            let expected: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
+            let got: Vec<(String, String)> = parse_query(Some(query))
+                .unwrap()
+                .into_iter()
+                .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                .collect();
+            assert_eq!(got, expected);
+        }
+        let parameters = parse_query(Some("resource=https://a/&client_id=X")).unwrap();
+        assert!(parameters
+            .iter()
+            .all(|(name, value)| matches!((name, value), (Cow::Borrowed(_), Cow::Borrowed(_)))));
+        assert_eq!(
+            parse_query(Some("a=1&%61=2")),
+            Err(ImdsError::DuplicateParameter("a".into()))
         );
     }
 

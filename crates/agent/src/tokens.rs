@@ -173,12 +173,13 @@ impl TokenService {
             return Err(TokenFailure::IdentityNotFound);
         }
         loop {
-            let key = CacheKey::new(self.identity_key(selector), resource);
+            let identity = self.identity_key(selector);
             if !bypass_cache {
-                if let Some(token) = self.cache.fresh(&key, (self.clock)()) {
+                if let Some(token) = self.cache.fresh_for(&identity, resource, (self.clock)()) {
                     return Ok(token);
                 }
             }
+            let key = CacheKey::new(identity, resource);
             let slot = self.cache.slot(&key);
             if !bypass_cache {
                 if let Some(token) = slot.stale_while_failing((self.clock)()) {
