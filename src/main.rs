@@ -45,24 +45,29 @@ enum KeysAction {
     Rotate(openmi_server::RotateArgs),
 }
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENMI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+/// `openmi agent ...` hands over to `openmi-agent` when that binary sits beside this one (same
+/// process id, same arguments); otherwise the agent runs in this process.
+fn exec_agent_binary() {
+    use std::os::unix::process::CommandExt as _;
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(std::ffi::OsStr::new("agent")) {
+        return;
     }
+    let Some(agent) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(openmi::AGENT_BINARY)))
+        .filter(|path| path.is_file())
+    else {
+        return;
+    };
+    // `exec` returns only when it failed: then run the agent here.
+    let _ = std::process::Command::new(agent).args(args).exec();
 }
 
 async fn try_main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Server(ServerCommand { action: None, args }) => {
-            init_logging(args.log_format == "json");
+            openmi::init_logging(args.log_format == "json");
             openmi_server::run(args).await?;
             Ok(0)
         }
@@ -76,21 +81,13 @@ async fn try_main(cli: Cli) -> anyhow::Result<i32> {
             openmi_server::rotate_keys(args).await?;
             Ok(0)
         }
-        Command::Agent(args) => {
-            init_logging(args.log_format == "json");
-            match openmi_agent::run(args).await {
-                Ok(()) => Ok(0),
-                Err(error) => {
-                    eprintln!("openmi: {error}");
-                    Ok(error.exit_code())
-                }
-            }
-        }
+        Command::Agent(args) => Ok(openmi::run_agent(args).await),
         Command::Client(command) => openmi_cli::run(command).await,
     }
 }
 
 fn main() {
+    exec_agent_binary();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -13,7 +13,6 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -23,7 +22,7 @@ use crate::server_client::now;
 
 /// The extension endpoint's listener, owned by the watch task.
 pub struct ExtensionListener {
-    router: Router,
+    endpoint: http::Endpoint,
     shutdown: watch::Receiver<bool>,
     running: Option<RunningListener>,
 }
@@ -35,9 +34,9 @@ struct RunningListener {
 
 impl ExtensionListener {
     /// A listener serving `router` once started; it also stops when `shutdown` turns true.
-    pub fn new(router: Router, shutdown: watch::Receiver<bool>) -> ExtensionListener {
+    pub fn new(endpoint: http::Endpoint, shutdown: watch::Receiver<bool>) -> ExtensionListener {
         ExtensionListener {
-            router,
+            endpoint,
             shutdown,
             running: None,
         }
@@ -68,7 +67,7 @@ impl ExtensionListener {
                         _ = local.wait_for(|stop| *stop) => {}
                     }
                 };
-                tokio::spawn(http::serve(listener, self.router.clone(), signal));
+                tokio::spawn(http::serve(listener, self.endpoint.clone(), signal));
                 tracing::info!(port, "VM-extension endpoint listening on 127.0.0.1");
                 self.running = Some(RunningListener { port, stop });
             }

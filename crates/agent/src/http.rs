@@ -1,20 +1,26 @@
-//! The agent's plain-HTTP side: the shared state of the handlers, the two routers (IMDS with the
+//! The agent's plain-HTTP side: the shared state of the handlers, the two endpoints (IMDS with the
 //! App Service endpoint, and the VM-extension endpoint), one log line per request, serving with
 //! graceful shutdown, and the shutdown signal.
 //!
 //! Log lines carry method, path, status and latency: never the query string, a header or a body,
 //! so no token, selector secret or identity header reaches the log.
 
+use std::borrow::Cow;
+use std::convert::Infallible;
 use std::future::Future;
 use std::io::Read as _;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::Request;
-use axum::middleware::Next;
+use axum::body::Body;
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tower::Service as _;
 
 use crate::tokens::TokenService;
 use crate::{app_service, extension, imds};
@@ -29,7 +35,7 @@ pub struct AppState {
 }
 
 /// IMDS (`/metadata/...`) and the App Service endpoint (`/msi/token`).
-pub fn imds_router(state: AppState) -> Router {
+fn imds_router(state: AppState) -> Router {
     Router::new()
         .route("/metadata/identity/oauth2/token", any(imds::token_get))
         .route("/metadata/identity/info", any(imds::identity_info))
@@ -38,54 +44,118 @@ pub fn imds_router(state: AppState) -> Router {
         .route("/metadata/versions", any(imds::versions_get))
         .route("/msi/token", any(app_service::msi_token))
         .fallback(imds::not_found)
-        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
 
 /// The VM-extension endpoint (`/oauth2/token`).
-pub fn extension_router(state: AppState) -> Router {
+fn extension_router(state: AppState) -> Router {
     Router::new()
         .route("/oauth2/token", any(extension::oauth2_token))
         .fallback(extension::unknown_source)
-        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
 
-/// One `openmi::request` line per request.
-async fn log_request(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    // The path only: the query may name identities and is never logged.
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    tracing::info!(
-        target: "openmi::request",
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
-    response
+/// The IMDS token path, answered without the router (see `serve`).
+pub const TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
+
+/// What one listener serves: a router, and optionally the IMDS token endpoint as a fast path.
+#[derive(Clone)]
+pub struct Endpoint {
+    router: Router,
+    token_fast_path: Option<AppState>,
 }
 
-/// Serves `router` on `listener` until `signal` completes, then lets open requests finish.
+impl Endpoint {
+    /// IMDS and App Service: the router, with `TOKEN_PATH` answered directly.
+    pub fn imds(state: AppState) -> Endpoint {
+        Endpoint {
+            router: imds_router(state.clone()),
+            token_fast_path: Some(state),
+        }
+    }
+
+    /// The VM-extension endpoint.
+    pub fn extension(state: AppState) -> Endpoint {
+        Endpoint {
+            router: extension_router(state),
+            token_fast_path: None,
+        }
+    }
+
+    /// Answers one request and logs one `openmi::request` line (method, path, status, latency).
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Result<Response, Infallible> {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let (path, response) = match &self.token_fast_path {
+            Some(state) if request.uri().path() == TOKEN_PATH => {
+                let response = imds::token(
+                    state,
+                    request.method(),
+                    request.headers(),
+                    request.uri().query(),
+                )
+                .await;
+                (Cow::Borrowed(TOKEN_PATH), response)
+            }
+            _ => {
+                // The path only: the query may name identities and is never logged.
+                let path = Cow::Owned(request.uri().path().to_owned());
+                let response = match self.router.clone().call(request.map(Body::new)).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+                (path, response)
+            }
+        };
+        tracing::info!(
+            target: "openmi::request",
+            method = %method,
+            path = %path,
+            status = response.status().as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        Ok(response)
+    }
+}
+
+/// Serves `endpoint` over HTTP/1.1 on `listener` until `signal` completes, then lets open requests
+/// finish (10 s at most). hyper directly, not `axum::serve`: no protocol sniffing, no per-request
+/// middleware boxing (BENCHMARKS.md, agent).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    router: Router,
+    endpoint: Endpoint,
     signal: impl Future<Output = ()> + Send + 'static,
 ) {
-    use axum::serve::ListenerExt as _;
-    let listener = listener.tap_io(|stream| {
-        // Small responses on keep-alive connections: do not let Nagle hold them back.
-        let _ = stream.set_nodelay(true);
-    });
-    if let Err(error) = axum::serve(listener, router)
-        .with_graceful_shutdown(signal)
-        .await
-    {
-        tracing::warn!(%error, "listener stopped");
+    let endpoint = Arc::new(endpoint);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper::server::conn::http1::Builder::new();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _peer)) => stream,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                // Small responses on keep-alive connections: do not let Nagle hold them back.
+                let _ = stream.set_nodelay(true);
+                let endpoint = endpoint.clone();
+                let service = service_fn(move |request| endpoint.clone().handle(request));
+                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            _ = &mut signal => break,
+        }
     }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
 }
 
 /// Completes when `shutdown` turns true (or its sender is gone).

@@ -14,8 +14,6 @@ use axum::response::{IntoResponse, Response};
 use std::borrow::Cow;
 use std::io::Write as _;
 
-use serde::de::Visitor;
-use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
 use crate::cache::CachedToken;
@@ -236,45 +234,50 @@ pub fn check_headers(headers: &HeaderMap) -> Result<(), ImdsError> {
 /// A query's name/value pairs, decoded; borrowed from the query where no decoding was needed.
 pub type Parameters<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
-/// One decoded name or value: borrowed when the text needed no decoding.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text<'de>, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-
-            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-                formatter.write_str("a string")
-            }
-
-            fn visit_borrowed_str<E: serde::de::Error>(
-                self,
-                value: &'de str,
-            ) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(value)))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(value.to_owned())))
-            }
-
-            fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(value)))
-            }
+/// One name or value of `application/x-www-form-urlencoded` text decoded as `form_urlencoded`
+/// (and so `serde_urlencoded`) decodes it: `+` is a space, `%XX` a byte, a `%` not followed by
+/// two hex digits stays, invalid UTF-8 becomes U+FFFD; borrowed when nothing needed decoding.
+fn form_decode(text: &str) -> Cow<'_, str> {
+    if !text.bytes().any(|byte| byte == b'%' || byte == b'+') {
+        return Cow::Borrowed(text);
+    }
+    let hex = |byte: u8| (byte as char).to_digit(16);
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        match byte {
+            b'+' => decoded.push(b' '),
+            b'%' => match (
+                bytes.get(index + 1).copied().and_then(hex),
+                bytes.get(index + 2).copied().and_then(hex),
+            ) {
+                (Some(high), Some(low)) => {
+                    decoded.push((high * 16 + low) as u8);
+                    index += 2;
+                }
+                _ => decoded.push(b'%'),
+            },
+            other => decoded.push(other),
         }
-        deserializer.deserialize_str(TextVisitor)
+        index += 1;
+    }
+    match String::from_utf8(decoded) {
+        Ok(decoded) => Cow::Owned(decoded),
+        Err(error) => Cow::Owned(String::from_utf8_lossy(error.as_bytes()).into_owned()),
     }
 }
 
 /// The query's name/value pairs; a name given twice is refused, as IMDS does.
 pub fn parse_query(query: Option<&str>) -> Result<Parameters<'_>, ImdsError> {
-    let pairs: Vec<(Text, Text)> = serde_urlencoded::from_str(query.unwrap_or_default())
-        .map_err(|_| ImdsError::MalformedQuery)?;
-    let pairs: Parameters = pairs
-        .into_iter()
-        .map(|(name, value)| (name.0, value.0))
+    let pairs: Parameters = query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(name), form_decode(value))
+        })
         .collect();
     reject_duplicates(&pairs)?;
     Ok(pairs)
@@ -402,19 +405,30 @@ pub fn token_response(token: &CachedToken, request: &TokenRequest, now: i64) -> 
     json_response(StatusCode::OK, token_body(token, request, now))
 }
 
-/// `GET /metadata/identity/oauth2/token` (protocols.md §1.1-§1.3).
+/// `GET /metadata/identity/oauth2/token` (protocols.md §1.1-§1.3), as an axum handler.
 pub async fn token_get(
     State(state): State<AppState>,
     method: Method,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    token(&state, &method, &headers, query.as_deref()).await
+}
+
+/// The token endpoint on borrowed request parts: the agent's hot path, which `http::serve` calls
+/// without the router (nothing is cloned per request).
+pub async fn token(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Response {
     let result = async {
         if method != Method::GET {
             return Err(ImdsError::MethodNotAllowed);
         }
-        check_headers(&headers)?;
-        let parameters = parse_query(query.as_deref())?;
+        check_headers(headers)?;
+        let parameters = parse_query(query)?;
         check_api_version(&parameters, IDENTITY_MINIMUM_VERSION)?;
         let request = parse_token_parameters(&parameters)?;
         let token = state
@@ -817,6 +831,7 @@ mod tests {
         for query in [
             "a=1&b=x+y&c=%2F%zz%&&d&=e&f==g&h=%C3%A9%FF",
             "resource=https://management.azure.com/&client_id=X",
+            "p=%4&q=%%41&r=+%2B&a%20b=c%3Dd&s=%e9&t=%E2%82",
             "",
         ] {
             let expected: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();

@@ -216,7 +216,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         println!("listening on http://{bound}");
         servers.push(tokio::spawn(http::serve(
             listener,
-            http::imds_router(state.clone()),
+            http::Endpoint::imds(state.clone()),
             http::stopped(shutdown.clone()),
         )));
     }
@@ -224,8 +224,10 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         write_ready_file(path, &first_url)?;
     }
 
-    let extensions =
-        extension::ExtensionListener::new(http::extension_router(state.clone()), shutdown.clone());
+    let extensions = extension::ExtensionListener::new(
+        http::Endpoint::extension(state.clone()),
+        shutdown.clone(),
+    );
     let watcher = tokio::spawn(watch::run(tokens.clone(), extensions));
 
     http::shutdown_signal(args.stop_when_stdin_closes).await;
