@@ -8,7 +8,8 @@
 //! Every request gets `200` with `Content-Type: application/json` and one fixed JSON body of
 //! exactly N bytes (the size of the agent's IMDS token response, so both send the same bytes).
 //! No routing, parsing, logging or state: the floor the agent is compared with. The runtime is
-//! tokio's default multi-threaded one, as `openmi` builds it, and sockets get TCP_NODELAY as the
+//! tokio's multi-threaded one, or with `--single-thread` a current-thread one as `openmi-agent`
+//! builds it (the bench runs both and compares with the faster); sockets get TCP_NODELAY as the
 //! agent's do.
 
 use std::convert::Infallible;
@@ -23,7 +24,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
 fn usage() -> ! {
-    eprintln!("usage: openmi-bench-agent-ref --listen ADDR:PORT --body-bytes N");
+    eprintln!("usage: openmi-bench-agent-ref --listen ADDR:PORT --body-bytes N [--single-thread]");
     std::process::exit(2);
 }
 
@@ -39,21 +40,34 @@ fn body_of(size: usize) -> Bytes {
     Bytes::from(body)
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let mut listen: Option<SocketAddr> = None;
     let mut size: Option<usize> = None;
+    let mut single_thread = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = args.next().and_then(|value| value.parse().ok()),
             "--body-bytes" => size = args.next().and_then(|value| value.parse().ok()),
+            "--single-thread" => single_thread = true,
             _ => usage(),
         }
     }
     let (Some(listen), Some(size)) = (listen, size) else {
         usage()
     };
+    let runtime = if single_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()
+    .expect("tokio runtime");
+    runtime.block_on(serve(listen, size));
+}
+
+async fn serve(listen: SocketAddr, size: usize) {
     let body = body_of(size);
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
