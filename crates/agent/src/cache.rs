@@ -10,7 +10,7 @@
 //! same lock as the revocation). Derived state only; nothing here is written to disk.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// A token as the agent keeps it. Times are epoch seconds; `expires_on` and `not_before` are the
@@ -194,6 +194,9 @@ impl CacheState {
 #[derive(Default)]
 pub struct TokenCache {
     state: RwLock<CacheState>,
+    /// Moves on every change that can change an answer (a token stored, removed or dropped, the
+    /// VM's identities, what a selector means): a memoised response is valid only in its epoch.
+    epoch: AtomicU64,
 }
 
 impl TokenCache {
@@ -240,6 +243,17 @@ impl TokenCache {
         if let Some(slot) = self.read().get(&key.identity, &key.resource) {
             slot.set(None);
         }
+        self.bump_epoch();
+    }
+
+    /// The current epoch (see the field).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Starts a new epoch: something an answer depends on changed.
+    pub fn bump_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Drops the slot of `key` if it holds no token and nobody else holds it, so requests for
@@ -309,10 +323,15 @@ impl TokenCache {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The state for a change; the epoch moves (before the change is made, and the lock keeps
+    /// readers out until it is done).
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, CacheState> {
-        self.state
+        let state = self
+            .state
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.bump_epoch();
+        state
     }
 }
 

@@ -7,7 +7,7 @@
 //! `CredentialUnavailableError` and move on, while 404/410/429/5xx cost them minutes of retries
 //! (protocols.md §6). The token itself is never logged.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use crate::cache::CachedToken;
 use crate::http::AppState;
 use crate::instance;
-use crate::server_client::{now, Selector};
+use crate::server_client::Selector;
 use crate::tokens::TokenFailure;
 
 /// Every api-version IMDS accepts (protocols.md §1.1), oldest first.
@@ -205,6 +205,16 @@ impl IntoResponse for ImdsError {
 /// A response with `body` as `application/json; charset=utf-8`.
 pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     typed_response(status, JSON, body)
+}
+
+/// A JSON response with a body already in `Bytes` (shared, not copied).
+pub fn json_bytes_response(status: StatusCode, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    response
 }
 
 fn typed_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
@@ -416,7 +426,9 @@ pub async fn token_get(
 }
 
 /// The token endpoint on borrowed request parts: the agent's hot path, which `http::serve` calls
-/// without the router (nothing is cloned per request).
+/// without the router (nothing is cloned per request). After the method, the headers and the
+/// throttle, a query answered in this second with nothing changed since gets the same bytes
+/// (`memo.rs`).
 pub async fn token(
     state: &AppState,
     method: &Method,
@@ -428,14 +440,24 @@ pub async fn token(
             return Err(ImdsError::MethodNotAllowed);
         }
         check_headers(headers)?;
+        let tokens = &state.tokens;
+        let _admission = tokens.admit()?;
+        let epoch = tokens.epoch();
+        if let Some(body) = query.and_then(|query| tokens.memo().get(query, epoch, tokens.now())) {
+            return Ok(json_bytes_response(StatusCode::OK, body));
+        }
         let parameters = parse_query(query)?;
         check_api_version(&parameters, IDENTITY_MINIMUM_VERSION)?;
         let request = parse_token_parameters(&parameters)?;
-        let token = state
-            .tokens
-            .token(&request.selector, &request.resource, request.bypass_cache)
+        let token = tokens
+            .token_admitted(&request.selector, &request.resource, request.bypass_cache)
             .await?;
-        Ok(token_response(&token, &request, now()))
+        let now = tokens.now();
+        let body = Bytes::from(token_body(&token, &request, now));
+        if let Some(query) = query.filter(|_| !request.bypass_cache && token.is_fresh(now)) {
+            tokens.memo().put(query, epoch, now, body.clone());
+        }
+        Ok(json_bytes_response(StatusCode::OK, body))
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)

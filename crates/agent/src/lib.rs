@@ -27,6 +27,7 @@ mod extension;
 mod http;
 mod imds;
 mod instance;
+mod memo;
 mod server_client;
 mod throttle;
 mod tokens;

@@ -14,10 +14,11 @@ use std::sync::{Arc, RwLock};
 
 use crate::cache::{CacheKey, CachedToken, IdentityKey, TokenCache};
 use crate::instance::Snapshot;
+use crate::memo::ResponseMemo;
 use crate::server_client::{
     now, InstanceDocument, MintedToken, Selector, ServerCallError, ServerClient,
 };
-use crate::throttle::{Throttle, Throttled};
+use crate::throttle::{Admission, Throttle, Throttled};
 
 /// Why no token can be given; each endpoint words it in its own protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub struct TokenService {
     unregistered: AtomicBool,
     /// Seconds since the epoch (a parameter so tests can move time).
     clock: Clock,
+    /// IMDS token responses by query, valid within one cache epoch and second.
+    memo: ResponseMemo,
 }
 
 impl TokenService {
@@ -67,6 +70,7 @@ impl TokenService {
             learned: RwLock::new(HashMap::new()),
             unregistered: AtomicBool::new(false),
             clock: Arc::new(now),
+            memo: ResponseMemo::default(),
         }
     }
 
@@ -87,6 +91,26 @@ impl TokenService {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// The memo of IMDS token responses.
+    pub fn memo(&self) -> &ResponseMemo {
+        &self.memo
+    }
+
+    /// The cache's epoch: read it before computing an answer to memoise.
+    pub fn epoch(&self) -> u64 {
+        self.cache.epoch()
+    }
+
+    /// The current second, as this service counts it.
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Lets one token request in, or answers that the VM is over its limit.
+    pub fn admit(&self) -> Result<Admission, TokenFailure> {
+        self.throttle.admit().map_err(TokenFailure::Throttled)
     }
 
     pub fn is_unregistered(&self) -> bool {
@@ -168,7 +192,17 @@ impl TokenService {
         resource: &str,
         bypass_cache: bool,
     ) -> Result<Arc<CachedToken>, TokenFailure> {
-        let _admission = self.throttle.admit().map_err(TokenFailure::Throttled)?;
+        let _admission = self.admit()?;
+        self.token_admitted(selector, resource, bypass_cache).await
+    }
+
+    /// [`TokenService::token`] for a request already admitted by the throttle.
+    pub async fn token_admitted(
+        &self,
+        selector: &Selector,
+        resource: &str,
+        bypass_cache: bool,
+    ) -> Result<Arc<CachedToken>, TokenFailure> {
         if self.is_unregistered() {
             return Err(TokenFailure::IdentityNotFound);
         }
@@ -295,6 +329,8 @@ impl TokenService {
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .insert(selector.key(), principal);
+            // What this selector means changed.
+            self.cache.bump_epoch();
         }
         token
     }
