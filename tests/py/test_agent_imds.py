@@ -10,9 +10,12 @@ behind it does).
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import threading
 import time
+import uuid
 
+import jwt
 import pytest
 import requests
 
@@ -212,3 +215,95 @@ def test_concurrent_misses_make_one_server_request(vm_agent, server):
         time.sleep(0.3)  # the server logs a request after answering it
         made = server_token_requests(server) - before
         assert made == 1, f"10 concurrent requests for {resource} made {made} token requests to the server"
+
+
+def test_concurrent_misses_of_different_keys_each_get_their_own_answer(vm_agent, server):
+    """Misses of different keys at once (which the agent may send together in one
+    `POST /openmi/agent/tokens`, agent protocol §4.3): each caller gets exactly its own answer: its
+    audience and the VM's identity, or its own error."""
+    vm, agent = vm_agent
+    resources = [
+        "https://management.azure.com",
+        "https://management.azure.com/",
+        "https://management.core.windows.net",
+        "https://management.core.windows.net/",
+        "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+        "https://graph.microsoft.com",
+        "https://graph.microsoft.com/",
+        "00000003-0000-0000-c000-000000000000",
+        server.url,
+        server.url + "/",
+    ]
+    unknown = "https://unknown.example.com"
+    asked = resources + [unknown]
+    barrier = threading.Barrier(len(asked))
+
+    def one(resource):
+        barrier.wait()
+        return agent.token(resource=resource, timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(asked)) as pool:
+        answers = dict(zip(asked, pool.map(one, asked)))
+    for resource in resources:
+        body = support.imds_token_body(answers[resource])
+        assert body["resource"] == resource, body
+        claims = support.verify_token(server, body["access_token"], audience=resource)
+        assert claims["oid"] == vm.identity.principal_id, claims
+    refused = answers[unknown]
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == "invalid_resource", refused.text
+
+
+def agent_authorization(agent) -> str:
+    """An `Authorization: Agent <ES256 assertion>` made with the agent's own enrolled key (agent
+    protocol §3), read from its state directory."""
+    state = json.loads((agent.state_dir / "agent.json").read_text())
+    key = (agent.state_dir / "agent.key").read_bytes()
+    now = int(time.time())
+    agent_id = state["agentId"]
+    claims = {"iss": agent_id, "sub": agent_id, "aud": "openmi-agent", "iat": now, "exp": now + 300,
+              "jti": str(uuid.uuid4())}
+    return "Agent " + jwt.encode(claims, key, algorithm="ES256", headers={"kid": agent_id})
+
+
+def test_batch_token_endpoint_answers_each_request_as_alone(vm_agent, server):
+    """`POST /openmi/agent/tokens` (agent protocol §4.3) with the agent's key: one answer per
+    request in order, each what `/openmi/agent/token` gives for it alone; bad batches and callers
+    without the key are refused as a whole."""
+    vm, agent = vm_agent
+    url = f"{server.url}/openmi/agent/tokens"
+    headers = {"Authorization": agent_authorization(agent)}
+    requests_ = [
+        {"resource": ARM},
+        {"resource": "https://graph.microsoft.com", "objectId": vm.identity.principal_id},
+        {"resource": ARM, "clientId": "00000000-0000-0000-0000-00000000beef"},
+        {"resource": "https://unknown.example.com"},
+    ]
+    res = requests.post(url, json={"requests": requests_}, headers=headers, verify=server.ca_cert_path, timeout=30)
+    assert res.status_code == 200, res.text
+    assert res.headers.get("Cache-Control") == "no-store"
+    answers = res.json()["responses"]
+    assert [a["status"] for a in answers] == [200, 200, 400, 400], answers
+    for answer, request in zip(answers[:2], requests_[:2]):
+        body = answer["body"]
+        assert body["resource"] == request["resource"], body
+        assert body["object_id"] == vm.identity.principal_id, body
+        claims = support.verify_token(server, body["access_token"], audience=request["resource"])
+        assert claims["xms_mirid"].lower() == vm.id.lower(), claims
+    assert answers[2]["body"] == {"error": "invalid_request", "error_description": "Identity not found"}
+    assert answers[3]["body"]["error"] == "invalid_resource", answers[3]
+    # The same request alone answers the same.
+    alone = requests.post(f"{server.url}/openmi/agent/token", json=requests_[2], headers=headers,
+                          verify=server.ca_cert_path, timeout=30)
+    assert (alone.status_code, alone.json()) == (400, answers[2]["body"])
+
+    for bad in ({"requests": []}, {"requests": [{"resource": ARM}] * 65}, {"nothing": 1}):
+        res = requests.post(url, json=bad, headers=headers, verify=server.ca_cert_path, timeout=30)
+        assert res.status_code == 400 and res.json()["error"] == "invalid_request", res.text
+    res = requests.post(url, json={"requests": requests_[:1]}, verify=server.ca_cert_path, timeout=30)
+    assert res.status_code == 401 and res.json()["error"] == "invalid_client", res.text
+    # An admin's bearer token is not an agent's key.
+    admin_token = support.post_token(server, support.client_credentials(server)).json()["access_token"]
+    admin = {"Authorization": "Bearer " + admin_token}
+    res = requests.post(url, json={"requests": requests_[:1]}, headers=admin, verify=server.ca_cert_path, timeout=30)
+    assert res.status_code == 401, res.text

@@ -6,6 +6,7 @@
 //! registration is gone), a refusal with an OAuth-shaped body (passed through to the workload).
 //! Nothing here logs a token or a join token.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
@@ -23,12 +24,35 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time allowed for one long poll (the server answers after about 20 s).
 const WATCH_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A client bound to one server.
+/// A client bound to one server. Clones share the connection pool, the key and the batch queue.
+#[derive(Clone)]
 pub struct ServerClient {
     http: reqwest::Client,
     server: String,
-    signer: Option<AssertionSigner>,
+    signer: Option<Arc<AssertionSigner>>,
+    batch: Arc<Mutex<BatchQueue>>,
 }
+
+/// Token calls waiting to be sent, and how many batch senders are running.
+#[derive(Default)]
+struct BatchQueue {
+    waiting: Vec<PendingToken>,
+    senders: usize,
+}
+
+/// One token call waiting in the queue.
+struct PendingToken {
+    selector: Selector,
+    resource: String,
+    reply: tokio::sync::oneshot::Sender<Result<MintedToken, ServerCallError>>,
+}
+
+/// At most this many token calls (single or batch) are in flight at once; calls arriving
+/// meanwhile wait and leave together in the next batch. Two keep a two-core server signing on
+/// both cores while the next batch gathers.
+const MAX_SENDERS: usize = 4;
+/// The most token requests in one batch (the server's limit too).
+const MAX_BATCH: usize = 64;
 
 /// Why a call to the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +75,34 @@ pub enum ServerCallError {
     NotEnrolled,
     #[error(transparent)]
     Signing(#[from] crate::assertion::SigningError),
+}
+
+impl ServerCallError {
+    /// The same failure again, for every call of a batch that failed as a whole.
+    fn duplicate(&self) -> ServerCallError {
+        match self {
+            ServerCallError::Unreachable(detail) => ServerCallError::Unreachable(detail.clone()),
+            ServerCallError::Unauthorized { error, description } => ServerCallError::Unauthorized {
+                error: error.clone(),
+                description: description.clone(),
+            },
+            ServerCallError::Refused {
+                status,
+                error,
+                description,
+            } => ServerCallError::Refused {
+                status: *status,
+                error: error.clone(),
+                description: description.clone(),
+            },
+            ServerCallError::ServerFailure { status } => {
+                ServerCallError::ServerFailure { status: *status }
+            }
+            ServerCallError::Malformed(detail) => ServerCallError::Malformed(detail.clone()),
+            ServerCallError::NotEnrolled => ServerCallError::NotEnrolled,
+            ServerCallError::Signing(_) => ServerCallError::Signing(crate::assertion::SigningError),
+        }
+    }
 }
 
 /// `200` of `POST /openmi/agent/enroll`.
@@ -170,12 +222,13 @@ impl ServerClient {
                 .map_err(|error| AgentError::HttpClient(describe(&error)))?,
             server: server.trim_end_matches('/').to_string(),
             signer: None,
+            batch: Arc::default(),
         })
     }
 
     /// The same client, authenticating its calls with `signer`.
     pub fn with_signer(mut self, signer: AssertionSigner) -> ServerClient {
-        self.signer = Some(signer);
+        self.signer = Some(Arc::new(signer));
         self
     }
 
@@ -195,24 +248,127 @@ impl ServerClient {
         serde_json::from_value(reply).map_err(|error| ServerCallError::Malformed(error.to_string()))
     }
 
-    /// `POST /openmi/agent/token` for `resource` as the identity `selector` names.
+    /// A token for `resource` as the identity `selector` names. Calls made while others are in
+    /// flight wait and go together in one `POST /openmi/agent/tokens` (agent protocol §4.3);
+    /// each still gets exactly the answer its own `/openmi/agent/token` call would.
     pub async fn token(
         &self,
         selector: &Selector,
         resource: &str,
     ) -> Result<MintedToken, ServerCallError> {
-        let mut body = json!({"resource": resource});
-        match selector {
-            Selector::Default => {}
-            Selector::ClientId(id) => body["clientId"] = json!(id),
-            Selector::ObjectId(id) => body["objectId"] = json!(id),
-            Selector::ResourceId(id) => body["msiResId"] = json!(id),
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let start_sender = {
+            let mut queue = self.batch_queue();
+            queue.waiting.push(PendingToken {
+                selector: selector.clone(),
+                resource: resource.to_string(),
+                reply,
+            });
+            let start = queue.senders < MAX_SENDERS;
+            if start {
+                queue.senders += 1;
+            }
+            start
+        };
+        if start_sender {
+            tokio::spawn(batch_sender(self.clone()));
         }
+        answer.await.unwrap_or_else(|_| {
+            Err(ServerCallError::Unreachable(
+                "the token call was abandoned".to_string(),
+            ))
+        })
+    }
+
+    fn batch_queue(&self) -> std::sync::MutexGuard<'_, BatchQueue> {
+        self.batch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sends what waits, a batch at a time, until nothing does.
+    async fn send_waiting(&self) {
+        loop {
+            let (calls, another) = {
+                let mut queue = self.batch_queue();
+                if queue.waiting.is_empty() {
+                    queue.senders -= 1;
+                    return;
+                }
+                // An even share per sender, so a server signing on several cores gets batches
+                // of one size rather than one long one; what is left starts another sender.
+                let take = queue
+                    .waiting
+                    .len()
+                    .div_ceil(MAX_SENDERS)
+                    .clamp(1, MAX_BATCH);
+                let calls: Vec<PendingToken> = queue.waiting.drain(..take).collect();
+                let another = !queue.waiting.is_empty() && queue.senders < MAX_SENDERS;
+                if another {
+                    queue.senders += 1;
+                }
+                (calls, another)
+            };
+            if another {
+                tokio::spawn(batch_sender(self.clone()));
+            }
+            if let [call] = calls.as_slice() {
+                let result = self.token_call(&call.selector, &call.resource).await;
+                if let Some(call) = calls.into_iter().next() {
+                    let _ = call.reply.send(result);
+                }
+                continue;
+            }
+            let requests: Vec<Value> = calls
+                .iter()
+                .map(|call| token_request_body(&call.selector, &call.resource))
+                .collect();
+            let request = self
+                .http
+                .post(format!("{}/openmi/agent/tokens", self.server))
+                .timeout(CALL_TIMEOUT)
+                .json(&json!({ "requests": requests }));
+            match self.send_signed(request).await {
+                Ok(reply) => {
+                    let responses = reply
+                        .get("responses")
+                        .and_then(Value::as_array)
+                        .filter(|responses| responses.len() == calls.len());
+                    match responses {
+                        Some(responses) => {
+                            for (call, response) in calls.into_iter().zip(responses) {
+                                let _ = call.reply.send(batch_item(response));
+                            }
+                        }
+                        None => {
+                            for call in calls {
+                                let _ = call.reply.send(Err(ServerCallError::Malformed(
+                                    "the batch reply does not answer every request".to_string(),
+                                )));
+                            }
+                        }
+                    }
+                }
+                Err(failure) => {
+                    for call in calls {
+                        let _ = call.reply.send(Err(failure.duplicate()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `POST /openmi/agent/token`: one call.
+    async fn token_call(
+        &self,
+        selector: &Selector,
+        resource: &str,
+    ) -> Result<MintedToken, ServerCallError> {
         let request = self
             .http
             .post(format!("{}/openmi/agent/token", self.server))
             .timeout(CALL_TIMEOUT)
-            .json(&body);
+            .json(&token_request_body(selector, resource));
         let reply = self.send_signed(request).await?;
         serde_json::from_value(reply).map_err(|error| ServerCallError::Malformed(error.to_string()))
     }
@@ -273,6 +429,42 @@ impl ServerClient {
         }
         classify_failure(status.as_u16(), &bytes)
     }
+}
+
+/// A task sending what waits in `client`'s queue (boxed: a sender may start another).
+fn batch_sender(
+    client: ServerClient,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move { client.send_waiting().await })
+}
+
+/// The body of one token request.
+fn token_request_body(selector: &Selector, resource: &str) -> Value {
+    let mut body = json!({ "resource": resource });
+    match selector {
+        Selector::Default => {}
+        Selector::ClientId(id) => body["clientId"] = json!(id),
+        Selector::ObjectId(id) => body["objectId"] = json!(id),
+        Selector::ResourceId(id) => body["msiResId"] = json!(id),
+    }
+    body
+}
+
+/// One `{"status","body"}` of a batch reply, as its own call would have ended.
+fn batch_item(response: &Value) -> Result<MintedToken, ServerCallError> {
+    let status = response
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|status| u16::try_from(status).ok())
+        .ok_or_else(|| ServerCallError::Malformed("a batch answer without a status".to_string()))?;
+    let body = response.get("body").cloned().unwrap_or(Value::Null);
+    if (200..300).contains(&status) {
+        return serde_json::from_value(body)
+            .map_err(|error| ServerCallError::Malformed(error.to_string()));
+    }
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    // A 2xx was handled above, so this is always a failure.
+    classify_failure(status, &bytes).and(Err(ServerCallError::ServerFailure { status }))
 }
 
 /// Sorts a non-2xx reply: 401 is the agent refused, another 4xx with an OAuth-shaped body is a

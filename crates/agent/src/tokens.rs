@@ -362,8 +362,32 @@ mod tests {
     #[derive(Clone)]
     struct Fake {
         requests: Arc<AtomicU32>,
+        /// HTTP calls to the batch endpoint.
+        batches: Arc<AtomicU32>,
         answer: Arc<RwLock<Answer>>,
         expires_in: i64,
+    }
+
+    /// The batch endpoint: each request answered as `fake_token` would, in one reply.
+    async fn fake_tokens(
+        State(fake): State<Fake>,
+        Json(body): Json<Value>,
+    ) -> axum::response::Response {
+        fake.batches.fetch_add(1, Ordering::SeqCst);
+        let mut responses = Vec::new();
+        for request in body["requests"].as_array().cloned().unwrap_or_default() {
+            let response = fake_token(State(fake.clone()), Json(request)).await;
+            let status = response.status().as_u16();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            if status == 503 {
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            responses.push(json!({"status": status, "body": body}));
+        }
+        Json(json!({ "responses": responses })).into_response()
     }
 
     async fn fake_token(
@@ -402,11 +426,13 @@ mod tests {
     async fn service(expires_in: i64) -> (Arc<TokenService>, Fake, Arc<AtomicI64>) {
         let fake = Fake {
             requests: Arc::new(AtomicU32::new(0)),
+            batches: Arc::new(AtomicU32::new(0)),
             answer: Arc::new(RwLock::new(Answer::Token)),
             expires_in,
         };
         let router = axum::Router::new()
             .route("/openmi/agent/token", axum::routing::post(fake_token))
+            .route("/openmi/agent/tokens", axum::routing::post(fake_tokens))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -465,6 +491,52 @@ mod tests {
         // Another resource is another token.
         tokens.token(&Selector::Default, "r/", false).await.unwrap();
         assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn misses_of_different_keys_at_once_share_batches() {
+        let (tokens, fake, _) = service(86_400).await;
+        let requests: Vec<_> = (0..12)
+            .map(|index| {
+                let tokens = tokens.clone();
+                tokio::spawn(async move {
+                    tokens
+                        .token(&Selector::Default, &format!("r{index}"), false)
+                        .await
+                })
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for request in requests {
+            let token = request.await.unwrap().unwrap();
+            assert!(seen.insert(token.access_token.clone()), "one token per key");
+        }
+        // Every key minted once; at most two calls in flight, the rest gathered into batches.
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 12);
+        let batches = fake.batches.load(Ordering::SeqCst);
+        assert!((1..=10).contains(&batches), "{batches} batch calls");
+        // A refusal inside a batch reaches only its own caller, worded as the server worded it.
+        *fake.answer.write().unwrap() = Answer::IdentityNotFound;
+        let refused: Vec<_> = (0..4)
+            .map(|index| {
+                let tokens = tokens.clone();
+                tokio::spawn(async move {
+                    tokens
+                        .token(&Selector::Default, &format!("other{index}"), false)
+                        .await
+                })
+            })
+            .collect();
+        for request in refused {
+            assert_eq!(
+                request.await.unwrap().unwrap_err(),
+                TokenFailure::Refused {
+                    status: 400,
+                    error: "invalid_request".into(),
+                    description: "Identity not found".into(),
+                }
+            );
+        }
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/openmi/agent/enroll", post(enroll))
         .route("/openmi/agent/token", post(token))
+        .route("/openmi/agent/tokens", post(tokens))
         .route("/openmi/agent/instance", get(instance))
         .route("/openmi/agent/watch", get(watch))
 }
@@ -168,41 +169,103 @@ pub async fn token(
         Ok(body) => body,
         Err(failure) => return failure.into_response(),
     };
-    let selector = IdentitySelector {
-        client_id: text(&body, "clientId"),
-        object_id: text(&body, "objectId"),
-        msi_res_id: text(&body, "msiResId"),
-    };
-    let resource = text(&body, "resource").unwrap_or_default();
-    match state
-        .engine
-        .agent_token(&agent, &resource, &selector, state.base_url(&context))
-        .await
-    {
-        Ok(token) => {
-            let mut response = Json(json!({
-                "access_token": token.access_token,
-                "token_type": "Bearer",
-                "resource": token.resource,
-                "expires_in": token.expires_in,
-                "expires_on": token.expires_on,
-                "not_before": token.not_before,
-                "client_id": token.client_id,
-                "object_id": token.object_id,
-                "msi_res_id": token.msi_res_id,
-            }))
-            .into_response();
-            response.headers_mut().insert(
-                header::CACHE_CONTROL,
-                header::HeaderValue::from_static("no-store"),
-            );
-            response
-                .extensions_mut()
-                .insert(CallerObjectId(token.object_id));
+    match mint(&state, &agent, &body, &context).await {
+        Ok((token, object_id)) => {
+            let mut response = no_store(Json(token).into_response());
+            response.extensions_mut().insert(CallerObjectId(object_id));
             response
         }
-        Err(failure) => engine_error(failure, &context).into_response(),
+        Err(failure) => failure.into_response(),
     }
+}
+
+/// The most token requests one `POST /openmi/agent/tokens` may carry.
+const MAX_BATCH: usize = 64;
+
+/// `POST /openmi/agent/tokens`: several token requests of one agent in one call (agent protocol
+/// §4.3), each decided exactly as `/openmi/agent/token` decides it: `{"requests":[...]}` answers
+/// `{"responses":[{"status":200,"body":{token}} | {"status":4xx/5xx,"body":{"error",...}}]}` in
+/// the same order. The agent sends one when several misses wait at once, so the TLS, HTTP and
+/// authentication work is shared by the batch.
+pub async fn tokens(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let agent = match agent(&state, &headers, &context).await {
+        Ok(agent) => agent,
+        Err(failure) => return failure.into_response(),
+    };
+    let body = match json_body(&body) {
+        Ok(body) => body,
+        Err(failure) => return failure.into_response(),
+    };
+    let Some(requests) = body
+        .get("requests")
+        .and_then(Value::as_array)
+        .filter(|requests| !requests.is_empty() && requests.len() <= MAX_BATCH)
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("'requests' must be an array of 1 to {MAX_BATCH} token requests."),
+        )
+        .into_response();
+    };
+    let mut responses = Vec::with_capacity(requests.len());
+    for request in requests {
+        responses.push(match mint(&state, &agent, request, &context).await {
+            Ok((token, _)) => json!({"status": 200, "body": token}),
+            Err(failure) => json!({
+                "status": failure.status.as_u16(),
+                "body": {"error": failure.code, "error_description": failure.description},
+            }),
+        });
+    }
+    no_store(Json(json!({ "responses": responses })).into_response())
+}
+
+/// One token request (`{"resource", "clientId"|"objectId"|"msiResId"}`) of `agent`: the token
+/// body and the identity's object id.
+async fn mint(
+    state: &AppState,
+    agent: &AgentCaller,
+    request: &Value,
+    context: &RequestContext,
+) -> Result<(Value, String), AgentError> {
+    let selector = IdentitySelector {
+        client_id: text(request, "clientId"),
+        object_id: text(request, "objectId"),
+        msi_res_id: text(request, "msiResId"),
+    };
+    let resource = text(request, "resource").unwrap_or_default();
+    let token = state
+        .engine
+        .agent_token(agent, &resource, &selector, state.base_url(context))
+        .await
+        .map_err(|failure| engine_error(failure, context))?;
+    let body = json!({
+        "access_token": token.access_token,
+        "token_type": "Bearer",
+        "resource": token.resource,
+        "expires_in": token.expires_in,
+        "expires_on": token.expires_on,
+        "not_before": token.not_before,
+        "client_id": token.client_id,
+        "object_id": token.object_id,
+        "msi_res_id": token.msi_res_id,
+    });
+    Ok((body, token.object_id))
+}
+
+/// Tokens are never to be cached by intermediaries.
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// `GET /openmi/agent/instance`
