@@ -328,25 +328,24 @@ impl ServerClient {
                 .post(format!("{}/openmi/agent/tokens", self.server))
                 .timeout(CALL_TIMEOUT)
                 .json(&json!({ "requests": requests }));
-            match self.send_signed(request).await {
-                Ok(reply) => {
-                    let responses = reply
-                        .get("responses")
-                        .and_then(Value::as_array)
-                        .filter(|responses| responses.len() == calls.len());
-                    match responses {
-                        Some(responses) => {
-                            for (call, response) in calls.into_iter().zip(responses) {
-                                let _ = call.reply.send(batch_item(response));
-                            }
-                        }
-                        None => {
-                            for call in calls {
-                                let _ = call.reply.send(Err(ServerCallError::Malformed(
-                                    "the batch reply does not answer every request".to_string(),
-                                )));
-                            }
-                        }
+            let reply = self.send_signed_bytes(request).await.and_then(|bytes| {
+                let reply: BatchReply = serde_json::from_slice(&bytes)
+                    .map_err(|error| ServerCallError::Malformed(error.to_string()))?;
+                if reply.responses.len() != calls.len() {
+                    return Err(ServerCallError::Malformed(
+                        "the batch reply does not answer every request".to_string(),
+                    ));
+                }
+                Ok(reply
+                    .responses
+                    .into_iter()
+                    .map(|answer| batch_item(answer.status, answer.body.get()))
+                    .collect::<Vec<_>>())
+            });
+            match reply {
+                Ok(results) => {
+                    for (call, result) in calls.into_iter().zip(results) {
+                        let _ = call.reply.send(result);
                     }
                 }
                 Err(failure) => {
@@ -369,8 +368,8 @@ impl ServerClient {
             .post(format!("{}/openmi/agent/token", self.server))
             .timeout(CALL_TIMEOUT)
             .json(&token_request_body(selector, resource));
-        let reply = self.send_signed(request).await?;
-        serde_json::from_value(reply).map_err(|error| ServerCallError::Malformed(error.to_string()))
+        let reply = self.send_signed_bytes(request).await?;
+        serde_json::from_slice(&reply).map_err(|error| ServerCallError::Malformed(error.to_string()))
     }
 
     /// `GET /openmi/agent/instance`.
@@ -401,10 +400,20 @@ impl ServerClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<Value, ServerCallError> {
+        let bytes = self.send_signed_bytes(request).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|error| ServerCallError::Malformed(error.to_string()))
+    }
+
+    /// `send_bytes` with the agent's assertion.
+    async fn send_signed_bytes(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<axum::body::Bytes, ServerCallError> {
         let signer = self.signer.as_ref().ok_or(ServerCallError::NotEnrolled)?;
         let authorization = signer.authorization(now())?;
         let result = self
-            .send(request.header(reqwest::header::AUTHORIZATION, authorization))
+            .send_bytes(request.header(reqwest::header::AUTHORIZATION, authorization))
             .await;
         if let Err(ServerCallError::Unauthorized { .. }) = &result {
             // A refused assertion is never sent again (clock skew, a rotated registration).
@@ -414,6 +423,16 @@ impl ServerClient {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ServerCallError> {
+        let bytes = self.send_bytes(request).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|error| ServerCallError::Malformed(error.to_string()))
+    }
+
+    /// The body of a 2xx answer; any other answer sorted into its failure.
+    async fn send_bytes(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<axum::body::Bytes, ServerCallError> {
         let response = request
             .send()
             .await
@@ -424,10 +443,11 @@ impl ServerClient {
             .await
             .map_err(|error| ServerCallError::Unreachable(describe(&error)))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|error| ServerCallError::Malformed(error.to_string()));
+            return Ok(bytes);
         }
-        classify_failure(status.as_u16(), &bytes)
+        classify_failure(status.as_u16(), &bytes).and(Err(ServerCallError::ServerFailure {
+            status: status.as_u16(),
+        }))
     }
 }
 
@@ -450,21 +470,29 @@ fn token_request_body(selector: &Selector, resource: &str) -> Value {
     body
 }
 
-/// One `{"status","body"}` of a batch reply, as its own call would have ended.
-fn batch_item(response: &Value) -> Result<MintedToken, ServerCallError> {
-    let status = response
-        .get("status")
-        .and_then(Value::as_u64)
-        .and_then(|status| u16::try_from(status).ok())
-        .ok_or_else(|| ServerCallError::Malformed("a batch answer without a status".to_string()))?;
-    let body = response.get("body").cloned().unwrap_or(Value::Null);
+/// `200` of `POST /openmi/agent/tokens`: one answer per request, each body left unparsed until
+/// its status says what it is.
+#[derive(Deserialize)]
+struct BatchReply<'a> {
+    #[serde(borrow)]
+    responses: Vec<BatchAnswer<'a>>,
+}
+
+#[derive(Deserialize)]
+struct BatchAnswer<'a> {
+    status: u16,
+    #[serde(borrow)]
+    body: &'a serde_json::value::RawValue,
+}
+
+/// One answer of a batch reply, as its own call would have ended.
+fn batch_item(status: u16, body: &str) -> Result<MintedToken, ServerCallError> {
     if (200..300).contains(&status) {
-        return serde_json::from_value(body)
+        return serde_json::from_str(body)
             .map_err(|error| ServerCallError::Malformed(error.to_string()));
     }
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
     // A 2xx was handled above, so this is always a failure.
-    classify_failure(status, &bytes).and(Err(ServerCallError::ServerFailure { status }))
+    classify_failure(status, body.as_bytes()).and(Err(ServerCallError::ServerFailure { status }))
 }
 
 /// Sorts a non-2xx reply: 401 is the agent refused, another 4xx with an OAuth-shaped body is a

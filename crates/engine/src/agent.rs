@@ -77,7 +77,8 @@ impl std::fmt::Debug for ManagedIdentityToken {
 }
 
 /// One identity of a VM: (principal id, client id, `xms_mirid`).
-struct VmIdentity {
+#[derive(Debug)]
+pub(crate) struct VmIdentity {
     principal_id: String,
     client_id: String,
     mirid: String,
@@ -270,6 +271,44 @@ impl Engine {
         Ok((record, document))
     }
 
+    /// The identities of the agent's VM as it is now. Parsed once per version of the VM record:
+    /// the read cache hands out the same `Arc` until the record changes, so a mint that finds
+    /// its record in the agent cache reuses the parsed list.
+    async fn agent_vm_identities(
+        &self,
+        agent: &AgentCaller,
+    ) -> Result<std::sync::Arc<Vec<VmIdentity>>, EngineError> {
+        let record = self.cached_resource(&agent.vm_key).await?.ok_or_else(|| {
+            EngineError::InvalidAgent("the agent's VM no longer exists".to_string())
+        })?;
+        if let Some(identities) = self.inner.agents.vm_identities(&agent.vm_key, &record) {
+            return Ok(identities);
+        }
+        let document = parse_document(&record)?;
+        let mut identities = self.vm_identities(&record.id, &document);
+        // The system identity's client id lives on its principal.
+        for identity in identities.iter_mut().filter(|identity| identity.system) {
+            if let Ok(object_id) = identity.principal_id.parse::<ObjectId>() {
+                if let Some(client_id) = self.inner.agents.client_id(object_id) {
+                    identity.client_id = client_id;
+                } else if let Some(principal) = self.store().principal(object_id).await? {
+                    identity.client_id = principal
+                        .client_id
+                        .map(|id| id.to_string())
+                        .unwrap_or_default();
+                    self.inner
+                        .agents
+                        .remember_client_id(object_id, identity.client_id.clone());
+                }
+            }
+        }
+        let identities = std::sync::Arc::new(identities);
+        self.inner
+            .agents
+            .remember_vm_identities(&agent.vm_key, record, identities.clone());
+        Ok(identities)
+    }
+
     fn vm_identities(&self, vm_id: &str, document: &Value) -> Vec<VmIdentity> {
         let mut identities = Vec::new();
         if let Some(principal) = document
@@ -330,24 +369,7 @@ impl Engine {
         if resource.trim().is_empty() {
             return Err(EngineError::MissingParameter("resource"));
         }
-        let (record, document) = self.agent_vm(agent).await?;
-        let mut identities = self.vm_identities(&record.id, &document);
-        // The system identity's client id lives on its principal.
-        for identity in identities.iter_mut().filter(|identity| identity.system) {
-            if let Ok(object_id) = identity.principal_id.parse::<ObjectId>() {
-                if let Some(client_id) = self.inner.agents.client_id(object_id) {
-                    identity.client_id = client_id;
-                } else if let Some(principal) = self.store().principal(object_id).await? {
-                    identity.client_id = principal
-                        .client_id
-                        .map(|id| id.to_string())
-                        .unwrap_or_default();
-                    self.inner
-                        .agents
-                        .remember_client_id(object_id, identity.client_id.clone());
-                }
-            }
-        }
+        let identities = self.agent_vm_identities(agent).await?;
         let matches = |identity: &&VmIdentity| match (
             &selector.client_id,
             &selector.object_id,

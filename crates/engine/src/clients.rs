@@ -134,7 +134,14 @@ impl BearerCache {
 pub(crate) struct AgentCache {
     assertions: Mutex<HashMap<String, (crate::AgentCaller, i64)>>,
     client_ids: Mutex<HashMap<openmi_model::ObjectId, String>>,
+    /// Per VM key: the record (as the read cache handed it out) and its parsed identities.
+    vm_identities: Mutex<HashMap<String, VmIdentities>>,
 }
+
+type VmIdentities = (
+    std::sync::Arc<openmi_store::ResourceRecord>,
+    std::sync::Arc<Vec<crate::agent::VmIdentity>>,
+);
 
 impl AgentCache {
     pub(crate) fn assertion(&self, assertion: &str, now: i64) -> Option<crate::AgentCaller> {
@@ -159,6 +166,31 @@ impl AgentCache {
 
     pub(crate) fn client_id(&self, object_id: openmi_model::ObjectId) -> Option<String> {
         self.client_ids.lock().ok()?.get(&object_id).cloned()
+    }
+
+    /// The identities parsed from `record`, if they were parsed from this very record.
+    pub(crate) fn vm_identities(
+        &self,
+        vm_key: &str,
+        record: &std::sync::Arc<openmi_store::ResourceRecord>,
+    ) -> Option<std::sync::Arc<Vec<crate::agent::VmIdentity>>> {
+        let entries = self.vm_identities.lock().ok()?;
+        let (parsed_from, identities) = entries.get(vm_key)?;
+        std::sync::Arc::ptr_eq(parsed_from, record).then(|| identities.clone())
+    }
+
+    pub(crate) fn remember_vm_identities(
+        &self,
+        vm_key: &str,
+        record: std::sync::Arc<openmi_store::ResourceRecord>,
+        identities: std::sync::Arc<Vec<crate::agent::VmIdentity>>,
+    ) {
+        if let Ok(mut entries) = self.vm_identities.lock() {
+            if entries.len() >= CLIENT_CACHE_CAPACITY {
+                entries.clear();
+            }
+            entries.insert(vm_key.to_string(), (record, identities));
+        }
     }
 
     pub(crate) fn remember_client_id(&self, object_id: openmi_model::ObjectId, client_id: String) {
