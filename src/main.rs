@@ -45,18 +45,31 @@ enum KeysAction {
     Rotate(openmi_server::RotateArgs),
 }
 
-/// `openmi agent ...` hands over to `openmi-agent` when that binary sits beside this one (same
-/// process id, same arguments); otherwise the agent runs in this process.
+/// How much older than `openmi` the `openmi-agent` beside it may be and still be taken for the
+/// same build (both are linked by one `cargo build`, seconds apart).
+const SAME_BUILD_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `openmi agent ...` hands over to `openmi-agent` when that binary sits beside this one and is
+/// not older than it (so a stale one left by an earlier build, after `cargo build --bin openmi`,
+/// is not run): same process id, same arguments. Otherwise the agent runs in this process.
 fn exec_agent_binary() {
     use std::os::unix::process::CommandExt as _;
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() != Some(std::ffi::OsStr::new("agent")) {
         return;
     }
-    let Some(agent) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join(openmi::AGENT_BINARY)))
-        .filter(|path| path.is_file())
+    let Some(exe) = std::env::current_exe().ok() else {
+        return;
+    };
+    let modified =
+        |path: &std::path::Path| std::fs::metadata(path).and_then(|meta| meta.modified());
+    let Some(agent) = exe
+        .parent()
+        .map(|dir| dir.join(openmi::AGENT_BINARY))
+        .filter(|agent| match (modified(agent), modified(&exe)) {
+            (Ok(agent), Ok(openmi)) => agent + SAME_BUILD_WINDOW >= openmi,
+            _ => false,
+        })
     else {
         return;
     };

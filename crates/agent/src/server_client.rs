@@ -369,7 +369,8 @@ impl ServerClient {
             .timeout(CALL_TIMEOUT)
             .json(&token_request_body(selector, resource));
         let reply = self.send_signed_bytes(request).await?;
-        serde_json::from_slice(&reply).map_err(|error| ServerCallError::Malformed(error.to_string()))
+        serde_json::from_slice(&reply)
+            .map_err(|error| ServerCallError::Malformed(error.to_string()))
     }
 
     /// `GET /openmi/agent/instance`.
