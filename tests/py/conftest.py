@@ -287,3 +287,10 @@ class _AgentLogsPlugin:
 
 def pytest_configure(config):
     config.pluginmanager.register(_AgentLogsPlugin(), "openmi-agent-logs")
+
+
+@pytest.fixture
+def cli(server, tmp_path):
+    """The `openmi` CLI logged in as the bootstrap service principal."""
+    support.cli_login_sp(server, tmp_path / "cli")
+    return support.Cli(tmp_path / "cli")

@@ -6,6 +6,7 @@ Nothing here imitates a client: the tests drive azure-identity, msal, PyJWT and 
 
 from __future__ import annotations
 
+import atexit
 import base64
 import datetime
 import hashlib
@@ -174,16 +175,19 @@ class Server:
         return self is other
 
 
-# Servers started and not yet stopped, so that a crashed session never leaves one behind.
-_LIVE: set[Server] = set()
+# Servers and agents started and not yet stopped, so that a crashed session never leaves one behind.
+_LIVE: set = set()
 
 
 def kill_leftovers() -> None:
-    for server in list(_LIVE):
-        _LIVE.discard(server)
-        if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait(timeout=10)
+    for started in list(_LIVE):
+        _LIVE.discard(started)
+        if started.proc.poll() is None:
+            started.proc.kill()
+            started.proc.wait(timeout=10)
+
+
+atexit.register(kill_leftovers)
 
 
 def server_command(data_dir: Path, port: int, database_url: str | None, extra_args: tuple | list) -> list[str]:
@@ -418,6 +422,30 @@ def run_cli(args: list[str], config_dir: Path | str, check: bool = True, timeout
     if check:
         assert res.returncode == 0, out.describe()
     return out
+
+
+class Cli:
+    """The `openmi` CLI with one config directory (one login), as a shell runs it."""
+
+    def __init__(self, config_dir: Path | str):
+        self.config_dir = config_dir
+
+    def __call__(self, *args: str, check: bool = True) -> CliResult:
+        return run_cli([*args], self.config_dir, check=check)
+
+    def json(self, *args: str):
+        out = self(*args)
+        try:
+            return out.json()
+        except ValueError as err:
+            raise AssertionError(f"not JSON ({err}): {out.describe()}") from None
+
+    def fails(self, *args: str, code: str | None = None) -> CliResult:
+        out = self(*args, check=False)
+        assert out.returncode != 0, out.describe()
+        if code:
+            assert code in out.stderr, out.describe()
+        return out
 
 
 def cli_login_sp(server: Server, config_dir: Path) -> CliResult:
@@ -1014,7 +1042,7 @@ class Agent:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM, then SIGKILL if it does not exit in time; the exit status (None if it had to be killed)."""
-        _LIVE_AGENTS.discard(self)
+        _LIVE.discard(self)
         if self.proc.poll() is not None:
             return self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)
@@ -1030,22 +1058,6 @@ class Agent:
 
     def __eq__(self, other: object) -> bool:
         return self is other
-
-
-_LIVE_AGENTS: set[Agent] = set()
-
-
-def kill_agent_leftovers() -> None:
-    for agent in list(_LIVE_AGENTS):
-        _LIVE_AGENTS.discard(agent)
-        if agent.proc.poll() is None:
-            agent.proc.kill()
-            agent.proc.wait(timeout=10)
-
-
-import atexit  # noqa: E402 - kept next to its only use
-
-atexit.register(kill_agent_leftovers)
 
 
 def agent_command(
@@ -1081,7 +1093,7 @@ def start_agent(
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     agent = Agent("", proc, state_dir, Path(log_path), ready_file, cmd)
-    _LIVE_AGENTS.add(agent)
+    _LIVE.add(agent)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -1092,7 +1104,7 @@ def start_agent(
             agent.url = text.splitlines()[0].strip().rstrip("/")
             return agent
         if proc.poll() is not None:
-            _LIVE_AGENTS.discard(agent)
+            _LIVE.discard(agent)
             raise AgentStartError(
                 f"openmi agent exited with {proc.returncode} before writing its ready file;"
                 f" command: {' '.join(cmd)}\nlog tail:\n{tail(log_path)}"

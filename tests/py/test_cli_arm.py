@@ -10,35 +10,6 @@ from azure.core.exceptions import ResourceNotFoundError
 import support
 
 
-class Cli:
-    def __init__(self, server, config_dir):
-        self.server = server
-        self.config_dir = config_dir
-
-    def __call__(self, *args: str, check: bool = True) -> support.CliResult:
-        return support.run_cli([*args], self.config_dir, check=check)
-
-    def json(self, *args: str):
-        out = self(*args)
-        try:
-            return out.json()
-        except ValueError as err:
-            raise AssertionError(f"not JSON ({err}): {out.describe()}") from None
-
-    def fails(self, *args: str, code: str | None = None) -> support.CliResult:
-        out = self(*args, check=False)
-        assert out.returncode != 0, out.describe()
-        if code:
-            assert code in out.stderr, out.describe()
-        return out
-
-
-@pytest.fixture
-def cli(server, tmp_path):
-    support.cli_login_sp(server, tmp_path / "cli")
-    return Cli(server, tmp_path / "cli")
-
-
 @pytest.fixture
 def cli_rg(cli, arm):
     """A resource group created with the CLI, removed after the test."""

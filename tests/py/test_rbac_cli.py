@@ -13,35 +13,7 @@ import support
 from support import ROLE_MI_OPERATOR, ROLE_READER
 
 
-class Cli:
-    def __init__(self, config_dir):
-        self.config_dir = config_dir
-
-    def __call__(self, *args: str, check: bool = True) -> support.CliResult:
-        return support.run_cli([*args], self.config_dir, check=check)
-
-    def json(self, *args: str):
-        out = self(*args)
-        try:
-            return out.json()
-        except ValueError as err:
-            raise AssertionError(f"not JSON ({err}): {out.describe()}") from None
-
-    def fails(self, *args: str, code: str | None = None) -> support.CliResult:
-        out = self(*args, check=False)
-        assert out.returncode != 0, out.describe()
-        if code:
-            assert code in out.stderr, out.describe()
-        return out
-
-
-@pytest.fixture
-def cli(server, tmp_path):
-    support.cli_login_sp(server, tmp_path / "cli")
-    return Cli(tmp_path / "cli")
-
-
-def login_as(server, sp: support.ServicePrincipal, config_dir) -> Cli:
+def login_as(server, sp: support.ServicePrincipal, config_dir) -> support.Cli:
     support.run_cli(
         [
             "login",
@@ -54,7 +26,7 @@ def login_as(server, sp: support.ServicePrincipal, config_dir) -> Cli:
         ],
         config_dir,
     )
-    return Cli(config_dir)
+    return support.Cli(config_dir)
 
 
 def by_principal(rbac, principal_id: str, scope: str | None = None) -> list:

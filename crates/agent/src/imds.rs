@@ -209,16 +209,15 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 
 /// A JSON response with a body already in `Bytes` (shared, not copied).
 pub fn json_bytes_response(status: StatusCode, body: Bytes) -> Response {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
-    response
+    typed_response(status, JSON, body)
 }
 
-fn typed_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
-    let mut response = Response::new(Body::from(body));
+fn typed_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response {
+    let mut response = Response::new(Body::from(body.into()));
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
@@ -244,8 +245,7 @@ impl ServerClient {
             .post(format!("{}/openmi/agent/enroll", self.server))
             .timeout(CALL_TIMEOUT)
             .json(&body);
-        let reply = self.send(request).await?;
-        serde_json::from_value(reply).map_err(|error| ServerCallError::Malformed(error.to_string()))
+        self.send(request).await
     }
 
     /// A token for `resource` as the identity `selector` names. Calls made while others are in
@@ -329,8 +329,7 @@ impl ServerClient {
                 .timeout(CALL_TIMEOUT)
                 .json(&json!({ "requests": requests }));
             let reply = self.send_signed_bytes(request).await.and_then(|bytes| {
-                let reply: BatchReply = serde_json::from_slice(&bytes)
-                    .map_err(|error| ServerCallError::Malformed(error.to_string()))?;
+                let reply: BatchReply = parse_reply(&bytes)?;
                 if reply.responses.len() != calls.len() {
                     return Err(ServerCallError::Malformed(
                         "the batch reply does not answer every request".to_string(),
@@ -368,9 +367,7 @@ impl ServerClient {
             .post(format!("{}/openmi/agent/token", self.server))
             .timeout(CALL_TIMEOUT)
             .json(&token_request_body(selector, resource));
-        let reply = self.send_signed_bytes(request).await?;
-        serde_json::from_slice(&reply)
-            .map_err(|error| ServerCallError::Malformed(error.to_string()))
+        self.send_signed(request).await
     }
 
     /// `GET /openmi/agent/instance`.
@@ -397,13 +394,11 @@ impl ServerClient {
         serde_json::from_value(reply).map_err(|error| ServerCallError::Malformed(error.to_string()))
     }
 
-    async fn send_signed(
+    async fn send_signed<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
-    ) -> Result<Value, ServerCallError> {
-        let bytes = self.send_signed_bytes(request).await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|error| ServerCallError::Malformed(error.to_string()))
+    ) -> Result<T, ServerCallError> {
+        parse_reply(&self.send_signed_bytes(request).await?)
     }
 
     /// `send_bytes` with the agent's assertion.
@@ -423,10 +418,11 @@ impl ServerClient {
         result
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ServerCallError> {
-        let bytes = self.send_bytes(request).await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|error| ServerCallError::Malformed(error.to_string()))
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ServerCallError> {
+        parse_reply(&self.send_bytes(request).await?)
     }
 
     /// The body of a 2xx answer; any other answer sorted into its failure.
@@ -446,9 +442,7 @@ impl ServerClient {
         if status.is_success() {
             return Ok(bytes);
         }
-        classify_failure(status.as_u16(), &bytes).and(Err(ServerCallError::ServerFailure {
-            status: status.as_u16(),
-        }))
+        Err(classify_failure(status.as_u16(), &bytes))
     }
 }
 
@@ -457,6 +451,11 @@ fn batch_sender(
     client: ServerClient,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     Box::pin(async move { client.send_waiting().await })
+}
+
+/// A 2xx body as `T`; a body that is not one is a malformed reply.
+fn parse_reply<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ServerCallError> {
+    serde_json::from_slice(bytes).map_err(|error| ServerCallError::Malformed(error.to_string()))
 }
 
 /// The body of one token request.
@@ -489,16 +488,14 @@ struct BatchAnswer<'a> {
 /// One answer of a batch reply, as its own call would have ended.
 fn batch_item(status: u16, body: &str) -> Result<MintedToken, ServerCallError> {
     if (200..300).contains(&status) {
-        return serde_json::from_str(body)
-            .map_err(|error| ServerCallError::Malformed(error.to_string()));
+        return parse_reply(body.as_bytes());
     }
-    // A 2xx was handled above, so this is always a failure.
-    classify_failure(status, body.as_bytes()).and(Err(ServerCallError::ServerFailure { status }))
+    Err(classify_failure(status, body.as_bytes()))
 }
 
 /// Sorts a non-2xx reply: 401 is the agent refused, another 4xx with an OAuth-shaped body is a
 /// refusal to pass on, anything else a server failure.
-fn classify_failure(status: u16, body: &[u8]) -> Result<Value, ServerCallError> {
+fn classify_failure(status: u16, body: &[u8]) -> ServerCallError {
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let error = body
         .get("error")
@@ -511,15 +508,15 @@ fn classify_failure(status: u16, body: &[u8]) -> Result<Value, ServerCallError> 
         .unwrap_or_default()
         .to_string();
     match status {
-        401 => Err(ServerCallError::Unauthorized { error, description }),
+        401 => ServerCallError::Unauthorized { error, description },
         400..=499 if !error.is_empty() && status != 404 && status != 429 => {
-            Err(ServerCallError::Refused {
+            ServerCallError::Refused {
                 status,
                 error,
                 description,
-            })
+            }
         }
-        _ => Err(ServerCallError::ServerFailure { status }),
+        _ => ServerCallError::ServerFailure { status },
     }
 }
 
@@ -532,24 +529,24 @@ mod tests {
         let oauth = br#"{"error":"invalid_request","error_description":"Identity not found"}"#;
         assert!(matches!(
             classify_failure(400, oauth),
-            Err(ServerCallError::Refused { status: 400, ref error, ref description })
+            ServerCallError::Refused { status: 400, ref error, ref description }
                 if error == "invalid_request" && description == "Identity not found"
         ));
         assert!(matches!(
             classify_failure(401, br#"{"error":"invalid_client","error_description":"gone"}"#),
-            Err(ServerCallError::Unauthorized { ref description, .. }) if description == "gone"
+            ServerCallError::Unauthorized { ref description, .. } if description == "gone"
         ));
         assert!(matches!(
             classify_failure(404, b"not found"),
-            Err(ServerCallError::ServerFailure { status: 404 })
+            ServerCallError::ServerFailure { status: 404 }
         ));
         assert!(matches!(
             classify_failure(400, b"<html>"),
-            Err(ServerCallError::ServerFailure { status: 400 })
+            ServerCallError::ServerFailure { status: 400 }
         ));
         assert!(matches!(
             classify_failure(503, oauth),
-            Err(ServerCallError::ServerFailure { status: 503 })
+            ServerCallError::ServerFailure { status: 503 }
         ));
     }
 

@@ -132,20 +132,14 @@ fn group_list_table(groups: &Value) -> Vec<Vec<(String, Value)>> {
         .into_iter()
         .flatten()
         .map(|group| {
-            table_row(&[
-                ("Name", group.get("name").cloned().unwrap_or(Value::Null)),
-                (
-                    "Location",
-                    group.get("location").cloned().unwrap_or(Value::Null),
-                ),
-                (
-                    "Status",
-                    group
-                        .pointer("/properties/provisioningState")
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                ),
-            ])
+            table_row(
+                group,
+                &[
+                    ("Name", "/name"),
+                    ("Location", "/location"),
+                    ("Status", "/properties/provisioningState"),
+                ],
+            )
         })
         .collect()
 }

@@ -542,11 +542,15 @@ fn capitalize_first(key: &str) -> String {
     }
 }
 
-/// A table row from `(column, value)` pairs, for table transformers.
-pub fn table_row(columns: &[(&str, Value)]) -> Vec<(String, Value)> {
+/// A table row for table transformers: each (column, JSON pointer into `item`); missing values
+/// are null.
+pub fn table_row(item: &Value, columns: &[(&str, &str)]) -> Vec<(String, Value)> {
     columns
         .iter()
-        .map(|(name, value)| (name.to_string(), value.clone()))
+        .map(|(name, pointer)| {
+            let value = item.pointer(pointer).cloned().unwrap_or(Value::Null);
+            (name.to_string(), value)
+        })
         .collect()
 }
 
@@ -661,10 +665,13 @@ mod tests {
                 .into_iter()
                 .flatten()
                 .map(|item| {
-                    table_row(&[
-                        ("Name", item["name"].clone()),
-                        ("Status", item["properties"]["provisioningState"].clone()),
-                    ])
+                    table_row(
+                        item,
+                        &[
+                            ("Name", "/name"),
+                            ("Status", "/properties/provisioningState"),
+                        ],
+                    )
                 })
                 .collect()
         }

@@ -781,12 +781,14 @@ fn assignment_table(output: &Value) -> Vec<Vec<(String, Value)>> {
         .into_iter()
         .flatten()
         .map(|assignment| {
-            let column = |key: &str| assignment.get(key).cloned().unwrap_or(Value::Null);
-            table_row(&[
-                ("Principal", column("principalName")),
-                ("Role", column("roleDefinitionName")),
-                ("Scope", column("scope")),
-            ])
+            table_row(
+                assignment,
+                &[
+                    ("Principal", "/principalName"),
+                    ("Role", "/roleDefinitionName"),
+                    ("Scope", "/scope"),
+                ],
+            )
         })
         .collect()
 }
@@ -1082,12 +1084,14 @@ fn definition_table(output: &Value) -> Vec<Vec<(String, Value)>> {
         .into_iter()
         .flatten()
         .map(|definition| {
-            let column = |key: &str| definition.get(key).cloned().unwrap_or(Value::Null);
-            table_row(&[
-                ("Name", column("roleName")),
-                ("Type", column("type")),
-                ("Description", column("description")),
-            ])
+            table_row(
+                definition,
+                &[
+                    ("Name", "/roleName"),
+                    ("Type", "/type"),
+                    ("Description", "/description"),
+                ],
+            )
         })
         .collect()
 }

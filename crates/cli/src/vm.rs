@@ -880,31 +880,35 @@ fn vm_create_output(vm: &Value, group: &str, with_identity: bool) -> Value {
 
 /// az's table for `vm create`: the transform's keys in its order.
 fn vm_create_table(output: &Value) -> Vec<Vec<(String, Value)>> {
-    let column = |key: &str| output.get(key).cloned().unwrap_or(Value::Null);
-    vec![table_row(&[
-        ("ResourceGroup", column("resourceGroup")),
-        ("PowerState", column("powerState")),
-        ("PublicIpAddress", column("publicIpAddress")),
-        ("Fqdns", column("fqdns")),
-        ("PrivateIpAddress", column("privateIpAddress")),
-        ("MacAddress", column("macAddress")),
-        ("Location", column("location")),
-        ("Zones", column("zones")),
-    ])]
+    vec![table_row(
+        output,
+        &[
+            ("ResourceGroup", "/resourceGroup"),
+            ("PowerState", "/powerState"),
+            ("PublicIpAddress", "/publicIpAddress"),
+            ("Fqdns", "/fqdns"),
+            ("PrivateIpAddress", "/privateIpAddress"),
+            ("MacAddress", "/macAddress"),
+            ("Location", "/location"),
+            ("Zones", "/zones"),
+        ],
+    )]
 }
 
 /// az's `transform_vm` (for `vm show` and, per item, `vm list`).
 fn vm_table(output: &Value) -> Vec<Vec<(String, Value)>> {
     let row = |vm: &Value| {
-        let column = |key: &str| vm.get(key).cloned().unwrap_or(Value::Null);
-        let mut row = table_row(&[
-            ("Name", column("name")),
-            ("ResourceGroup", column("resourceGroup")),
-            ("PowerState", column("powerState")),
-            ("PublicIps", column("publicIps")),
-            ("Fqdns", column("fqdns")),
-            ("Location", column("location")),
-        ]);
+        let mut row = table_row(
+            vm,
+            &[
+                ("Name", "/name"),
+                ("ResourceGroup", "/resourceGroup"),
+                ("PowerState", "/powerState"),
+                ("PublicIps", "/publicIps"),
+                ("Fqdns", "/fqdns"),
+                ("Location", "/location"),
+            ],
+        );
         if let Some(zones) = vm.get("zones") {
             let joined = zones
                 .as_array()

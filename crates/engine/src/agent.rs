@@ -90,15 +90,6 @@ const MAX_JOIN_TOKEN_LIFETIME: i64 = 86400;
 /// Longest accepted lifetime of an agent assertion.
 const MAX_ASSERTION_LIFETIME: i64 = 600;
 
-fn parse_document(record: &ResourceRecord) -> Result<Value, EngineError> {
-    serde_json::from_str(&record.body).map_err(|_| {
-        EngineError::Internal(format!(
-            "EN0501 stored document of {} is damaged",
-            record.id
-        ))
-    })
-}
-
 impl Engine {
     /// `POST {vm id}/generateJoinToken`: a one-time token that enrols one agent for the VM.
     pub async fn generate_join_token(
@@ -260,14 +251,22 @@ impl Engine {
         Ok(caller)
     }
 
+    /// The agent's VM record as it is now.
+    async fn agent_vm_record(
+        &self,
+        agent: &AgentCaller,
+    ) -> Result<std::sync::Arc<ResourceRecord>, EngineError> {
+        self.cached_resource(&agent.vm_key)
+            .await?
+            .ok_or_else(|| EngineError::InvalidAgent("the agent's VM no longer exists".to_string()))
+    }
+
     async fn agent_vm(
         &self,
         agent: &AgentCaller,
     ) -> Result<(std::sync::Arc<ResourceRecord>, Value), EngineError> {
-        let record = self.cached_resource(&agent.vm_key).await?.ok_or_else(|| {
-            EngineError::InvalidAgent("the agent's VM no longer exists".to_string())
-        })?;
-        let document = parse_document(&record)?;
+        let record = self.agent_vm_record(agent).await?;
+        let document = Self::parse_document(&record)?;
         Ok((record, document))
     }
 
@@ -278,13 +277,11 @@ impl Engine {
         &self,
         agent: &AgentCaller,
     ) -> Result<std::sync::Arc<Vec<VmIdentity>>, EngineError> {
-        let record = self.cached_resource(&agent.vm_key).await?.ok_or_else(|| {
-            EngineError::InvalidAgent("the agent's VM no longer exists".to_string())
-        })?;
+        let record = self.agent_vm_record(agent).await?;
         if let Some(identities) = self.inner.agents.vm_identities(&agent.vm_key, &record) {
             return Ok(identities);
         }
-        let document = parse_document(&record)?;
+        let document = Self::parse_document(&record)?;
         let mut identities = self.vm_identities(&record.id, &document);
         // The system identity's client id lives on its principal.
         for identity in identities.iter_mut().filter(|identity| identity.system) {
@@ -464,7 +461,7 @@ impl Engine {
             .filter(|child| child.type_key == VM_EXTENSION_TYPE.to_lowercase())
         {
             (child.version, &child.key).hash(&mut hasher);
-            extensions.push(parse_document(child)?);
+            extensions.push(Self::parse_document(child)?);
         }
         let group = ArmPath::parse(&record.id)
             .ok()

@@ -264,7 +264,8 @@ impl Engine {
             .ok_or_else(|| EngineError::ResourceGroupNotFound(name.to_string()))
     }
 
-    fn parse_document(record: &ResourceRecord) -> Result<Value, EngineError> {
+    /// A stored resource document, parsed.
+    pub(crate) fn parse_document(record: &ResourceRecord) -> Result<Value, EngineError> {
         serde_json::from_str(&record.body).map_err(|_| {
             EngineError::Internal(format!(
                 "EN0401 stored document of {} is damaged",

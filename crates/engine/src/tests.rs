@@ -75,6 +75,19 @@ fn client_credentials(fixture: &Fixture, secret: &str, scope: &str) -> GrantRequ
     }
 }
 
+/// An ARM token for the bootstrap service principal (client credentials with its secret).
+async fn arm_token(fixture: &Fixture) -> crate::IssuedTokens {
+    fixture
+        .engine
+        .grant(client_credentials(
+            fixture,
+            &fixture.secrets.client_secret,
+            "https://management.azure.com/.default",
+        ))
+        .await
+        .unwrap()
+}
+
 fn claims_of(engine: &Engine, token: &str) -> serde_json::Map<String, Value> {
     jwt::decode_unverified(token)
         .unwrap()
@@ -86,16 +99,7 @@ fn claims_of(engine: &Engine, token: &str) -> serde_json::Map<String, Value> {
 #[tokio::test]
 async fn client_credentials_token_carries_entra_v1_claims() {
     let fixture = fixture().await;
-    let secret = fixture.secrets.client_secret.clone();
-    let issued = fixture
-        .engine
-        .grant(client_credentials(
-            &fixture,
-            &secret,
-            "https://management.azure.com/.default",
-        ))
-        .await
-        .unwrap();
+    let issued = arm_token(&fixture).await;
     let claims = claims_of(&fixture.engine, &issued.access_token);
     let tenant = fixture.engine.tenant().id.to_string();
     let text = |name: &str| {
@@ -235,16 +239,7 @@ async fn password_and_refresh_grants_issue_user_tokens() {
 #[tokio::test]
 async fn rotation_keeps_old_tokens_valid_and_switches_after_the_delay() {
     let fixture = fixture().await;
-    let secret = fixture.secrets.client_secret.clone();
-    let before = fixture
-        .engine
-        .grant(client_credentials(
-            &fixture,
-            &secret,
-            "https://management.azure.com/.default",
-        ))
-        .await
-        .unwrap();
+    let before = arm_token(&fixture).await;
     let kek = Kek::from_hex(&fixture.kek_hex).unwrap();
     let new_kid = rotate_signing_key(fixture.engine.store(), &kek, START, 600, 86700)
         .await
@@ -257,30 +252,14 @@ async fn rotation_keeps_old_tokens_valid_and_switches_after_the_delay() {
             .unwrap()
             .to_string()
     };
-    let still_old = fixture
-        .engine
-        .grant(client_credentials(
-            &fixture,
-            &secret,
-            "https://management.azure.com/.default",
-        ))
-        .await
-        .unwrap();
+    let still_old = arm_token(&fixture).await;
     assert_eq!(
         kid_of(&still_old.access_token),
         kid_of(&before.access_token),
         "signing must wait for the publish delay"
     );
     fixture.clock.0.fetch_add(600, Ordering::SeqCst);
-    let after = fixture
-        .engine
-        .grant(client_credentials(
-            &fixture,
-            &secret,
-            "https://management.azure.com/.default",
-        ))
-        .await
-        .unwrap();
+    let after = arm_token(&fixture).await;
     assert_eq!(kid_of(&after.access_token), new_kid);
     claims_of(&fixture.engine, &before.access_token);
     let published: Vec<String> = fixture
