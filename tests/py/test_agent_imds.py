@@ -267,9 +267,9 @@ def agent_authorization(agent) -> str:
 
 
 def test_batch_token_endpoint_answers_each_request_as_alone(vm_agent, server):
-    """`POST /openmi/agent/tokens` (agent protocol §4.3) with the agent's key: one answer per
-    request in order, each what `/openmi/agent/token` gives for it alone; bad batches and callers
-    without the key are refused as a whole."""
+    """`POST /openmi/agent/tokens` (agent protocol §4.3) with the agent's key: one JSON line per
+    request, naming its index, each what `/openmi/agent/token` gives for it alone; bad batches and
+    callers without the key are refused as a whole."""
     vm, agent = vm_agent
     url = f"{server.url}/openmi/agent/tokens"
     headers = {"Authorization": agent_authorization(agent)}
@@ -282,7 +282,11 @@ def test_batch_token_endpoint_answers_each_request_as_alone(vm_agent, server):
     res = requests.post(url, json={"requests": requests_}, headers=headers, verify=server.ca_cert_path, timeout=30)
     assert res.status_code == 200, res.text
     assert res.headers.get("Cache-Control") == "no-store"
-    answers = res.json()["responses"]
+    assert res.headers.get("Content-Type") == "application/x-ndjson"
+    assert res.text.endswith("\n"), res.text
+    lines = [json.loads(line) for line in res.text.splitlines()]
+    assert sorted(line["index"] for line in lines) == [0, 1, 2, 3], lines
+    answers = sorted(lines, key=lambda line: line["index"])
     assert [a["status"] for a in answers] == [200, 200, 400, 400], answers
     for answer, request in zip(answers[:2], requests_[:2]):
         body = answer["body"]

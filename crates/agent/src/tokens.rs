@@ -184,8 +184,9 @@ impl TokenService {
     }
 
     /// A token for `resource` as the identity `selector` names: from the cache while fresh, else
-    /// from the server (one request per key however many ask at once), else a cached token that
-    /// has not expired when the server cannot be reached.
+    /// from the server (one request per key however many ask at once; with `bypass_cache` one
+    /// request per caller, none waiting for another's), else a cached token that has not expired
+    /// when the server cannot be reached.
     pub async fn token(
         &self,
         selector: &Selector,
@@ -220,7 +221,13 @@ impl TokenService {
                     return Ok(token);
                 }
             }
-            let refreshing = slot.refresh.lock().await;
+            // A bypass_cache request wants a token minted for it, so it has nothing to gain from
+            // waiting for another request's call: only the others coalesce.
+            let refreshing = if bypass_cache {
+                None
+            } else {
+                Some(slot.refresh.lock().await)
+            };
             if self.identity_key(selector) != key.identity {
                 // The server's answer to a request we waited for taught us which identity this
                 // selector means: look there.
@@ -341,6 +348,8 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicI64, AtomicU32};
 
+    use futures_util::StreamExt;
+
     use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
     use axum::extract::State;
     use axum::http::StatusCode;
@@ -366,41 +375,68 @@ mod tests {
         batches: Arc<AtomicU32>,
         answer: Arc<RwLock<Answer>>,
         expires_in: i64,
+        /// Token requests (alone or in a batch) being answered now, and the most at once.
+        active: Arc<AtomicU32>,
+        most_active: Arc<AtomicU32>,
     }
 
-    /// The batch endpoint: each request answered as `fake_token` would, in one reply.
+    /// The batch endpoint: each request answered as `fake_token` would, one line each, the last
+    /// request first and the lines `LINE_GAP` apart (so a caller whose line came early is
+    /// answered while the batch is still open).
     async fn fake_tokens(
         State(fake): State<Fake>,
         Json(body): Json<Value>,
     ) -> axum::response::Response {
         fake.batches.fetch_add(1, Ordering::SeqCst);
-        let mut responses = Vec::new();
-        for request in body["requests"].as_array().cloned().unwrap_or_default() {
-            let response = fake_token(State(fake.clone()), Json(request)).await;
+        let requests = body["requests"].as_array().cloned().unwrap_or_default();
+        let count = requests.len() as u32;
+        let active = fake.active.fetch_add(count, Ordering::SeqCst) + count;
+        fake.most_active.fetch_max(active, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        fake.active.fetch_sub(count, Ordering::SeqCst);
+        let mut lines = Vec::new();
+        for (index, request) in requests.iter().enumerate().rev() {
+            let response = fake_answer(&fake, request, "batch-token");
             let status = response.status().as_u16();
-            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap();
             if status == 503 {
                 return StatusCode::SERVICE_UNAVAILABLE.into_response();
             }
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            responses.push(json!({"status": status, "body": body}));
+            let line = json!({"index": index, "status": status, "body": body}).to_string() + "\n";
+            lines.push(line);
         }
-        Json(json!({ "responses": responses })).into_response()
+        let lines = futures_util::stream::iter(lines).then(|line| async move {
+            tokio::time::sleep(LINE_GAP).await;
+            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(line))
+        });
+        axum::body::Body::from_stream(lines).into_response()
     }
+
+    /// The time between two lines of a fake batch answer.
+    const LINE_GAP: std::time::Duration = std::time::Duration::from_millis(60);
 
     async fn fake_token(
         State(fake): State<Fake>,
         Json(body): Json<Value>,
     ) -> axum::response::Response {
-        let count = fake.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let active = fake.active.fetch_add(1, Ordering::SeqCst) + 1;
+        fake.most_active.fetch_max(active, Ordering::SeqCst);
         // Long enough for concurrent requests to pile up behind the first.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        fake.active.fetch_sub(1, Ordering::SeqCst);
+        fake_answer(&fake, &body, "token")
+    }
+
+    /// The answer to one token request, as `fake.answer` says; tokens are named `{name}-{count}`.
+    fn fake_answer(fake: &Fake, body: &Value, name: &str) -> axum::response::Response {
+        let count = fake.requests.fetch_add(1, Ordering::SeqCst) + 1;
         let answer = *fake.answer.read().unwrap();
         match answer {
             Answer::Token => Json(json!({
-                "access_token": format!("token-{count}"), "token_type": "Bearer",
+                "access_token": format!("{name}-{count}"), "token_type": "Bearer",
                 "resource": body["resource"], "expires_in": fake.expires_in,
                 "expires_on": 1_000_000 + fake.expires_in, "not_before": 1_000_000,
                 "client_id": "c1", "object_id": "P1", "msi_res_id": "/vm",
@@ -429,6 +465,8 @@ mod tests {
             batches: Arc::new(AtomicU32::new(0)),
             answer: Arc::new(RwLock::new(Answer::Token)),
             expires_in,
+            active: Arc::new(AtomicU32::new(0)),
+            most_active: Arc::new(AtomicU32::new(0)),
         };
         let router = axum::Router::new()
             .route("/openmi/agent/token", axum::routing::post(fake_token))
@@ -438,8 +476,10 @@ mod tests {
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await });
         let key_pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        // Batches from two calls in flight on, so a few concurrent misses make one.
         let client = ServerClient::new(&format!("http://{address}"), None)
             .unwrap()
+            .with_send_at_once_below(2)
             .with_signer(AssertionSigner::new("agent".into(), key_pair));
         let time = Arc::new(AtomicI64::new(1_000_000));
         let clock_time = time.clone();
@@ -494,27 +534,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn bypass_cache_requests_for_one_key_each_mint_without_waiting_for_the_others() {
+        let (tokens, fake, _) = service(86_400).await;
+        let first = tokens.token(&Selector::Default, "r", false).await.unwrap();
+        let requests: Vec<_> = (0..2)
+            .map(|_| {
+                let tokens = tokens.clone();
+                tokio::spawn(async move { tokens.token(&Selector::Default, "r", true).await })
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::from([first.access_token.clone()]);
+        for request in requests {
+            let token = request.await.unwrap().unwrap();
+            assert!(
+                seen.insert(token.access_token.clone()),
+                "a fresh token each"
+            );
+        }
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 3);
+        // Both were at the server at once (alone or together): neither waited for the other.
+        assert_eq!(fake.most_active.load(Ordering::SeqCst), 2);
+        // Requests without bypass_cache get the cached token, the newest one stored.
+        let cached = tokens.token(&Selector::Default, "r", false).await.unwrap();
+        assert!(seen.contains(&cached.access_token) && cached.access_token != first.access_token);
+    }
+
+    #[tokio::test]
     async fn misses_of_different_keys_at_once_share_batches() {
         let (tokens, fake, _) = service(86_400).await;
         let requests: Vec<_> = (0..12)
             .map(|index| {
                 let tokens = tokens.clone();
                 tokio::spawn(async move {
-                    tokens
+                    let token = tokens
                         .token(&Selector::Default, &format!("r{index}"), false)
-                        .await
+                        .await;
+                    (token, std::time::Instant::now())
                 })
             })
             .collect();
         let mut seen = std::collections::HashSet::new();
+        let mut batch_answered = Vec::new();
         for request in requests {
-            let token = request.await.unwrap().unwrap();
+            let (token, answered) = request.await.unwrap();
+            let token = token.unwrap();
             assert!(seen.insert(token.access_token.clone()), "one token per key");
+            if token.access_token.starts_with("batch-token") {
+                batch_answered.push(answered);
+            }
         }
-        // Every key minted once; at most two calls in flight, the rest gathered into batches.
+        // Every key minted once, (nearly) all in one batch: the misses came together.
         assert_eq!(fake.requests.load(Ordering::SeqCst), 12);
-        let batches = fake.batches.load(Ordering::SeqCst);
-        assert!((1..=10).contains(&batches), "{batches} batch calls");
+        assert_eq!(fake.batches.load(Ordering::SeqCst), 1);
+        assert!(
+            batch_answered.len() >= 10,
+            "{} in the batch",
+            batch_answered.len()
+        );
+        // Each caller got its line as it came, not when the batch ended (lines 60 ms apart).
+        let first = batch_answered.iter().min().unwrap();
+        let last = batch_answered.iter().max().unwrap();
+        assert!(
+            *last - *first >= LINE_GAP * 4,
+            "batch answers spread over {:?} only",
+            *last - *first
+        );
         // A refusal inside a batch reaches only its own caller, worded as the server worded it.
         *fake.answer.write().unwrap() = Answer::IdentityNotFound;
         let refused: Vec<_> = (0..4)

@@ -2,15 +2,19 @@
 //! instance document and its long-poll watch. Errors use the OAuth shape
 //! `{"error","error_description"}` that IMDS also uses, so the agent can pass them through.
 
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use openmi_engine::{AgentCaller, EngineError, IdentitySelector};
+use futures_util::stream::FuturesUnordered;
+use openmi_engine::{AgentCaller, EngineError, IdentitySelector, ManagedIdentityToken};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::context::{CallerObjectId, RequestContext};
@@ -39,13 +43,18 @@ pub struct AgentError {
     description: String,
 }
 
+impl AgentError {
+    fn body(&self) -> ErrorBody<'_> {
+        ErrorBody {
+            error: self.code,
+            error_description: &self.description,
+        }
+    }
+}
+
 impl IntoResponse for AgentError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": self.code, "error_description": self.description})),
-        )
-            .into_response()
+        (self.status, Json(self.body())).into_response()
     }
 }
 
@@ -170,9 +179,11 @@ pub async fn token(
         Err(failure) => return failure.into_response(),
     };
     match mint(&state, &agent, &body, &context).await {
-        Ok((token, object_id)) => {
-            let mut response = no_store(Json(token).into_response());
-            response.extensions_mut().insert(CallerObjectId(object_id));
+        Ok(token) => {
+            let mut response = no_store(Json(TokenBody::of(&token)).into_response());
+            response
+                .extensions_mut()
+                .insert(CallerObjectId(token.object_id.clone()));
             response
         }
         Err(failure) => failure.into_response(),
@@ -183,10 +194,12 @@ pub async fn token(
 const MAX_BATCH: usize = 64;
 
 /// `POST /openmi/agent/tokens`: several token requests of one agent in one call (agent protocol
-/// §4.3), each decided exactly as `/openmi/agent/token` decides it: `{"requests":[...]}` answers
-/// `{"responses":[{"status":200,"body":{token}} | {"status":4xx/5xx,"body":{"error",...}}]}` in
-/// the same order. The agent sends one when several misses wait at once, so the TLS, HTTP and
-/// authentication work is shared by the batch.
+/// §4.3), each decided exactly as `/openmi/agent/token` decides it. `{"requests":[...]}` is
+/// answered `200` with one JSON line per request, in the order the tokens are ready:
+/// `{"index":i,"status":200,"body":{token}}` or `{"index":i,"status":4xx/5xx,"body":{"error",...}}`.
+/// The agent sends one when several misses wait at once, so the TLS, HTTP and authentication work
+/// is shared by the batch; each request is minted as a task of its own, so one batch keeps every
+/// core signing, and each answer leaves as soon as its token is signed.
 pub async fn tokens(
     State(state): State<AppState>,
     context: RequestContext,
@@ -194,69 +207,150 @@ pub async fn tokens(
     body: Bytes,
 ) -> Response {
     let agent = match agent(&state, &headers, &context).await {
-        Ok(agent) => agent,
+        Ok(agent) => Arc::new(agent),
         Err(failure) => return failure.into_response(),
     };
     let body = match json_body(&body) {
         Ok(body) => body,
         Err(failure) => return failure.into_response(),
     };
-    let Some(requests) = body
-        .get("requests")
-        .and_then(Value::as_array)
-        .filter(|requests| !requests.is_empty() && requests.len() <= MAX_BATCH)
-    else {
+    let requests = match body {
+        Value::Object(mut body) => match body.remove("requests") {
+            Some(Value::Array(requests)) if requests.len() <= MAX_BATCH => requests,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    if requests.is_empty() {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             format!("'requests' must be an array of 1 to {MAX_BATCH} token requests."),
         )
         .into_response();
-    };
-    let mut responses = Vec::with_capacity(requests.len());
-    for request in requests {
-        responses.push(match mint(&state, &agent, request, &context).await {
-            Ok((token, _)) => json!({"status": 200, "body": token}),
-            Err(failure) => json!({
-                "status": failure.status.as_u16(),
-                "body": {"error": failure.code, "error_description": failure.description},
-            }),
-        });
     }
-    no_store(Json(json!({ "responses": responses })).into_response())
+    let context = Arc::new(context);
+    let answers: FuturesUnordered<_> = requests
+        .into_iter()
+        .enumerate()
+        .map(|(index, request)| {
+            let (state, agent, context) = (state.clone(), agent.clone(), context.clone());
+            let minting = tokio::spawn({
+                let context = context.clone();
+                async move { mint(&state, &agent, &request, &context).await }
+            });
+            async move {
+                let result = minting.await.unwrap_or_else(|join_failure| {
+                    tracing::error!(request_id = %context.request_id, error = %join_failure, "a batch mint failed");
+                    Err(error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        format!("An internal error occurred. Request id: {}", context.request_id),
+                    ))
+                });
+                Ok::<_, Infallible>(Bytes::from(answer_line(index, &result)))
+            }
+        })
+        .collect();
+    no_store(
+        (
+            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            Body::from_stream(answers),
+        )
+            .into_response(),
+    )
 }
 
-/// One token request (`{"resource", "clientId"|"objectId"|"msiResId"}`) of `agent`: the token
-/// body and the identity's object id.
+/// One line of a `POST /openmi/agent/tokens` answer.
+fn answer_line(index: usize, result: &Result<ManagedIdentityToken, AgentError>) -> Vec<u8> {
+    let item = match result {
+        Ok(token) => BatchItem {
+            index,
+            status: 200,
+            body: ItemBody::Token(TokenBody::of(token)),
+        },
+        Err(failure) => BatchItem {
+            index,
+            status: failure.status.as_u16(),
+            body: ItemBody::Error(failure.body()),
+        },
+    };
+    let mut line = serde_json::to_vec(&item).unwrap_or_else(|_| {
+        format!(r#"{{"index":{index},"status":500,"body":{{"error":"server_error","error_description":"An internal error occurred."}}}}"#).into_bytes()
+    });
+    line.push(b'\n');
+    line
+}
+
+#[derive(Serialize)]
+struct BatchItem<'a> {
+    index: usize,
+    status: u16,
+    body: ItemBody<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ItemBody<'a> {
+    Token(TokenBody<'a>),
+    Error(ErrorBody<'a>),
+}
+
+/// `{"error","error_description"}`, the OAuth error shape.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+/// The body of a minted token, as `/openmi/agent/token` answers it (agent protocol §4.2).
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    resource: &'a str,
+    expires_in: i64,
+    expires_on: i64,
+    not_before: i64,
+    client_id: &'a str,
+    object_id: &'a str,
+    msi_res_id: &'a str,
+}
+
+impl<'a> TokenBody<'a> {
+    fn of(token: &'a ManagedIdentityToken) -> TokenBody<'a> {
+        TokenBody {
+            access_token: &token.access_token,
+            token_type: "Bearer",
+            resource: &token.resource,
+            expires_in: token.expires_in,
+            expires_on: token.expires_on,
+            not_before: token.not_before,
+            client_id: &token.client_id,
+            object_id: &token.object_id,
+            msi_res_id: &token.msi_res_id,
+        }
+    }
+}
+
+/// One token request (`{"resource", "clientId"|"objectId"|"msiResId"}`) of `agent`.
 async fn mint(
     state: &AppState,
     agent: &AgentCaller,
     request: &Value,
     context: &RequestContext,
-) -> Result<(Value, String), AgentError> {
+) -> Result<ManagedIdentityToken, AgentError> {
     let selector = IdentitySelector {
         client_id: text(request, "clientId"),
         object_id: text(request, "objectId"),
         msi_res_id: text(request, "msiResId"),
     };
     let resource = text(request, "resource").unwrap_or_default();
-    let token = state
+    state
         .engine
         .agent_token(agent, &resource, &selector, state.base_url(context))
         .await
-        .map_err(|failure| engine_error(failure, context))?;
-    let body = json!({
-        "access_token": token.access_token,
-        "token_type": "Bearer",
-        "resource": token.resource,
-        "expires_in": token.expires_in,
-        "expires_on": token.expires_on,
-        "not_before": token.not_before,
-        "client_id": token.client_id,
-        "object_id": token.object_id,
-        "msi_res_id": token.msi_res_id,
-    });
-    Ok((body, token.object_id))
+        .map_err(|failure| engine_error(failure, context))
 }
 
 /// Tokens are never to be cached by intermediaries.
