@@ -240,7 +240,13 @@ impl ServerClient {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("openmi-agent/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(90));
+            .pool_idle_timeout(Duration::from_secs(90))
+            // HTTP/1.1, a pooled connection per call in flight: every batch's answer lines then
+            // travel on their own connection, which the server serves as a task of its own,
+            // instead of all sharing one HTTP/2 connection task that waits whenever the core
+            // it is on is signing. Measured with `scripts/bench-agent`: 4 740 against 4 330
+            // mints/s (25 identities, 2 cores).
+            .http1_only();
         if let Some(pem) = ca_cert_pem {
             let certificate = reqwest::Certificate::from_pem(pem.as_bytes())
                 .map_err(|error| AgentError::HttpClient(format!("the CA certificate: {error}")))?;
