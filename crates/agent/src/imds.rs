@@ -9,7 +9,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::borrow::Cow;
 use std::io::Write as _;
@@ -227,14 +227,17 @@ fn typed_response(
 
 /// IMDS's header rules: `Metadata: true`, and no `X-Forwarded-For` (SSRF mitigation).
 pub fn check_headers(headers: &HeaderMap) -> Result<(), ImdsError> {
+    // Named once, not parsed from a string on every request.
+    static METADATA: HeaderName = HeaderName::from_static("metadata");
+    static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
     let metadata = headers
-        .get("metadata")
+        .get(&METADATA)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"));
     if !metadata {
         return Err(ImdsError::MetadataHeader);
     }
-    if headers.contains_key("x-forwarded-for") {
+    if headers.contains_key(&X_FORWARDED_FOR) {
         return Err(ImdsError::Forwarded);
     }
     Ok(())
