@@ -31,3 +31,14 @@ pub async fn run_agent(args: openmi_agent::AgentArgs) -> i32 {
 /// `openmi`: it links the agent alone, so the long-running process maps a fraction of the code
 /// (BENCHMARKS.md, agent memory).
 pub const AGENT_BINARY: &str = "openmi-agent";
+
+/// `builder`'s runtime with every driver on; exits with status 2 if it cannot be built.
+pub fn runtime_or_exit(mut builder: tokio::runtime::Builder) -> tokio::runtime::Runtime {
+    match builder.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("openmi: cannot start the async runtime: {error}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -102,16 +102,7 @@ async fn try_main(cli: Cli) -> anyhow::Result<i32> {
 fn main() {
     exec_agent_binary();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("openmi: cannot start the async runtime: {error}");
-            std::process::exit(2);
-        }
-    };
+    let runtime = openmi::runtime_or_exit(tokio::runtime::Builder::new_multi_thread());
     match runtime.block_on(try_main(cli)) {
         Ok(code) => std::process::exit(code),
         Err(error) => {

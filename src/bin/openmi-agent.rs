@@ -16,16 +16,7 @@ struct Cli {
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("openmi: cannot start the async runtime: {error}");
-            std::process::exit(2);
-        }
-    };
+    let runtime = openmi::runtime_or_exit(tokio::runtime::Builder::new_current_thread());
     let code = runtime.block_on(openmi::run_agent(cli.args));
     std::process::exit(code);
 }

@@ -345,12 +345,13 @@ impl ServerClient {
                 calls.answer(0, result);
             }
             _ => {
-                let failure = self.send_batch(&mut calls).await.err();
-                let failure = failure.unwrap_or_else(|| {
-                    ServerCallError::Malformed(
+                // Whatever the reply left unanswered fails with its error.
+                let failure = match self.send_batch(&mut calls).await {
+                    Ok(()) => ServerCallError::Malformed(
                         "the batch reply does not answer every request".to_string(),
-                    )
-                });
+                    ),
+                    Err(failure) => failure,
+                };
                 for index in 0..calls.calls.len() {
                     calls.answer(index, Err(failure.duplicate()));
                 }
@@ -366,26 +367,12 @@ impl ServerClient {
             .flatten()
             .map(|call| token_request_body(&call.selector, &call.resource))
             .collect();
-        let signer = self.signer.as_ref().ok_or(ServerCallError::NotEnrolled)?;
         let request = self
             .http
             .post(format!("{}/openmi/agent/tokens", self.server))
             .timeout(CALL_TIMEOUT)
-            .header(reqwest::header::AUTHORIZATION, signer.authorization(now())?)
             .json(&json!({ "requests": requests }));
-        let mut response = request
-            .send()
-            .await
-            .map_err(|error| ServerCallError::Unreachable(describe(&error)))?;
-        let status = response.status();
-        if !status.is_success() {
-            let bytes = response.bytes().await.unwrap_or_default();
-            let failure = classify_failure(status.as_u16(), &bytes);
-            if let ServerCallError::Unauthorized { .. } = failure {
-                signer.forget();
-            }
-            return Err(failure);
-        }
+        let mut response = self.respond_signed(request).await?;
         let mut pending: Vec<u8> = Vec::new();
         while let Some(chunk) = response
             .chunk()
@@ -461,49 +448,57 @@ impl ServerClient {
         parse_reply(&self.send_signed_bytes(request).await?)
     }
 
-    /// `send_bytes` with the agent's assertion.
+    /// The body of a 2xx answer to `request` sent with the agent's assertion.
     async fn send_signed_bytes(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<axum::body::Bytes, ServerCallError> {
-        let signer = self.signer.as_ref().ok_or(ServerCallError::NotEnrolled)?;
-        let authorization = signer.authorization(now())?;
-        let result = self
-            .send_bytes(request.header(reqwest::header::AUTHORIZATION, authorization))
-            .await;
-        if let Err(ServerCallError::Unauthorized { .. }) = &result {
-            // A refused assertion is never sent again (clock skew, a rotated registration).
-            signer.forget();
-        }
-        result
+        body_bytes(self.respond_signed(request).await?).await
     }
 
     async fn send<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, ServerCallError> {
-        parse_reply(&self.send_bytes(request).await?)
+        parse_reply(&body_bytes(respond(request).await?).await?)
     }
 
-    /// The body of a 2xx answer; any other answer sorted into its failure.
-    async fn send_bytes(
+    /// `respond` with the agent's assertion.
+    async fn respond_signed(
         &self,
         request: reqwest::RequestBuilder,
-    ) -> Result<axum::body::Bytes, ServerCallError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|error| ServerCallError::Unreachable(describe(&error)))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|error| ServerCallError::Unreachable(describe(&error)))?;
-        if status.is_success() {
-            return Ok(bytes);
+    ) -> Result<reqwest::Response, ServerCallError> {
+        let signer = self.signer.as_ref().ok_or(ServerCallError::NotEnrolled)?;
+        let authorization = signer.authorization(now())?;
+        let result = respond(request.header(reqwest::header::AUTHORIZATION, authorization)).await;
+        if let Err(ServerCallError::Unauthorized { .. }) = &result {
+            // A refused assertion is never sent again (clock skew, a rotated registration).
+            signer.forget();
         }
-        Err(classify_failure(status.as_u16(), &bytes))
+        result
     }
+}
+
+/// A 2xx answer to `request` (its body still to read); any other answer sorted into its failure.
+async fn respond(request: reqwest::RequestBuilder) -> Result<reqwest::Response, ServerCallError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|error| ServerCallError::Unreachable(describe(&error)))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let bytes = body_bytes(response).await?;
+    Err(classify_failure(status.as_u16(), &bytes))
+}
+
+/// The whole body of `response`.
+async fn body_bytes(response: reqwest::Response) -> Result<axum::body::Bytes, ServerCallError> {
+    response
+        .bytes()
+        .await
+        .map_err(|error| ServerCallError::Unreachable(describe(&error)))
 }
 
 /// A task sending what waits in `client`'s queue (boxed: a sender may start another).

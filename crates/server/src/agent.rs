@@ -115,6 +115,17 @@ async fn agent(
         .map_err(|failure| engine_error(failure, context))
 }
 
+/// The authenticated agent and the JSON body of one of its calls.
+async fn agent_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    context: &RequestContext,
+    body: &Bytes,
+) -> Result<(AgentCaller, Value), AgentError> {
+    let agent = agent(state, headers, context).await?;
+    Ok((agent, json_body(body)?))
+}
+
 fn json_body(body: &Bytes) -> Result<Value, AgentError> {
     serde_json::from_slice(body).map_err(|_| {
         error(
@@ -170,12 +181,8 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let agent = match agent(&state, &headers, &context).await {
-        Ok(agent) => agent,
-        Err(failure) => return failure.into_response(),
-    };
-    let body = match json_body(&body) {
-        Ok(body) => body,
+    let (agent, body) = match agent_request(&state, &headers, &context, &body).await {
+        Ok(request) => request,
         Err(failure) => return failure.into_response(),
     };
     match mint(&state, &agent, &body, &context).await {
@@ -206,12 +213,8 @@ pub async fn tokens(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let agent = match agent(&state, &headers, &context).await {
-        Ok(agent) => Arc::new(agent),
-        Err(failure) => return failure.into_response(),
-    };
-    let body = match json_body(&body) {
-        Ok(body) => body,
+    let (agent, body) = match agent_request(&state, &headers, &context, &body).await {
+        Ok((agent, body)) => (Arc::new(agent), body),
         Err(failure) => return failure.into_response(),
     };
     let requests = match body {
