@@ -44,12 +44,14 @@ fn main() {
     let mut listen: Option<SocketAddr> = None;
     let mut size: Option<usize> = None;
     let mut single_thread = false;
+    let mut flatten = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = args.next().and_then(|value| value.parse().ok()),
             "--body-bytes" => size = args.next().and_then(|value| value.parse().ok()),
             "--single-thread" => single_thread = true,
+            "--flatten" => flatten = true,
             _ => usage(),
         }
     }
@@ -64,10 +66,10 @@ fn main() {
     .enable_all()
     .build()
     .expect("tokio runtime");
-    runtime.block_on(serve(listen, size));
+    runtime.block_on(serve(listen, size, flatten));
 }
 
-async fn serve(listen: SocketAddr, size: usize) {
+async fn serve(listen: SocketAddr, size: usize, flatten: bool) {
     let body = body_of(size);
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
@@ -98,9 +100,11 @@ async fn serve(listen: SocketAddr, size: usize) {
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 async move { Ok::<_, Infallible>(response) }
             });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let mut builder = http1::Builder::new();
+            if flatten {
+                builder.writev(false);
+            }
+            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }

@@ -20,6 +20,7 @@ use crate::cache::CachedToken;
 use crate::http::AppState;
 use crate::instance;
 use crate::server_client::Selector;
+use crate::throttle::Admission;
 use crate::tokens::TokenFailure;
 
 /// Every api-version IMDS accepts (protocols.md §1.1), oldest first.
@@ -212,6 +213,12 @@ pub fn json_bytes_response(status: StatusCode, body: Bytes) -> Response {
     typed_response(status, JSON, body)
 }
 
+/// `200` with a JSON body already in `Bytes`, in any body type made from them (the fast path
+/// sends `Full<Bytes>`, not a boxed body).
+pub fn json_ok<B: From<Bytes>>(body: Bytes) -> axum::http::Response<B> {
+    with_content_type(axum::http::Response::new(B::from(body)), JSON)
+}
+
 fn typed_response(
     status: StatusCode,
     content_type: &'static str,
@@ -219,6 +226,13 @@ fn typed_response(
 ) -> Response {
     let mut response = Response::new(Body::from(body.into()));
     *response.status_mut() = status;
+    with_content_type(response, content_type)
+}
+
+fn with_content_type<B>(
+    mut response: axum::http::Response<B>,
+    content_type: &'static str,
+) -> axum::http::Response<B> {
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -230,14 +244,24 @@ pub fn check_headers(headers: &HeaderMap) -> Result<(), ImdsError> {
     // Named once, not parsed from a string on every request.
     static METADATA: HeaderName = HeaderName::from_static("metadata");
     static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-    let metadata = headers
-        .get(&METADATA)
+    // One pass over the few headers a request carries, not two hashed lookups of non-standard
+    // names (the cached-token path, BENCHMARKS.md). The first `Metadata` value counts, as `get`.
+    let mut metadata = None;
+    let mut forwarded = false;
+    for (name, value) in headers {
+        if *name == METADATA {
+            metadata.get_or_insert(value);
+        } else if *name == X_FORWARDED_FOR {
+            forwarded = true;
+        }
+    }
+    let metadata = metadata
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"));
     if !metadata {
         return Err(ImdsError::MetadataHeader);
     }
-    if headers.contains_key(&X_FORWARDED_FOR) {
+    if forwarded {
         return Err(ImdsError::Forwarded);
     }
     Ok(())
@@ -424,45 +448,93 @@ pub async fn token_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    token(&state, &method, &headers, query.as_deref()).await
+    match token_answer(&state, &method, &headers, query.as_deref()).await {
+        Ok(body) => json_bytes_response(StatusCode::OK, body),
+        Err(error) => error.into_response(),
+    }
 }
 
-/// The token endpoint on borrowed request parts: the agent's hot path, which `http::serve` calls
-/// without the router (nothing is cloned per request). After the method, the headers and the
-/// throttle, a query answered in this second with nothing changed since gets the same bytes
-/// (`memo.rs`).
-pub async fn token(
+/// The token endpoint's 200 body, or IMDS's error.
+pub async fn token_answer(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Response {
-    let result = async {
-        if method != Method::GET {
-            return Err(ImdsError::MethodNotAllowed);
-        }
-        check_headers(headers)?;
-        let tokens = &state.tokens;
-        let _admission = tokens.admit()?;
-        let epoch = tokens.epoch();
-        if let Some(body) = query.and_then(|query| tokens.memo().get(query, epoch, tokens.now())) {
-            return Ok(json_bytes_response(StatusCode::OK, body));
-        }
+) -> Result<Bytes, ImdsError> {
+    match token_start(state, method, headers, query) {
+        TokenStart::Answered(answer) => answer,
+        TokenStart::Mint(mint) => mint.finish(state, query).await,
+    }
+}
+
+/// What the token endpoint can tell without waiting.
+pub enum TokenStart {
+    /// Refused, or a body memoised in this second (`memo.rs`): no await needed, so the agent's
+    /// hot path (`http::Endpoint::call`) answers without building the endpoint's large future.
+    Answered(Result<Bytes, ImdsError>),
+    /// Admitted, and the answer needs the token cache (and perhaps the server).
+    Mint(Mint),
+}
+
+/// An admitted token request still to be answered.
+pub struct Mint {
+    _admission: Admission,
+    epoch: u64,
+}
+
+/// The token endpoint up to what it can answer at once: the method, the headers, the throttle,
+/// then a query answered in this second with nothing changed since gets the same bytes.
+pub fn token_start(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> TokenStart {
+    let admission = match admit_token_request(state, method, headers) {
+        Ok(admission) => admission,
+        Err(error) => return TokenStart::Answered(Err(error)),
+    };
+    let tokens = &state.tokens;
+    let epoch = tokens.epoch();
+    match query.and_then(|query| tokens.memo().get(query, epoch, tokens.now())) {
+        Some(body) => TokenStart::Answered(Ok(body)),
+        None => TokenStart::Mint(Mint {
+            _admission: admission,
+            epoch,
+        }),
+    }
+}
+
+fn admit_token_request(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Admission, ImdsError> {
+    if method != Method::GET {
+        return Err(ImdsError::MethodNotAllowed);
+    }
+    check_headers(headers)?;
+    Ok(state.tokens.admit()?)
+}
+
+impl Mint {
+    /// The rest of the token endpoint: parse the query, get the token, write (and memoise) the
+    /// body. The admission is held until the answer is made.
+    pub async fn finish(self, state: &AppState, query: Option<&str>) -> Result<Bytes, ImdsError> {
         let parameters = parse_query(query)?;
         check_api_version(&parameters, IDENTITY_MINIMUM_VERSION)?;
         let request = parse_token_parameters(&parameters)?;
+        let tokens = &state.tokens;
         let token = tokens
             .token_admitted(&request.selector, &request.resource, request.bypass_cache)
             .await?;
         let now = tokens.now();
         let body = Bytes::from(token_body(&token, &request, now));
         if let Some(query) = query.filter(|_| !request.bypass_cache && token.is_fresh(now)) {
-            tokens.memo().put(query, epoch, now, body.clone());
+            tokens.memo().put(query, self.epoch, now, body.clone());
         }
-        Ok(json_bytes_response(StatusCode::OK, body))
+        Ok(body)
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /metadata/identity/info` → `{"tenantId"}` (spec `imds.json`).
@@ -668,6 +740,27 @@ mod tests {
                 ("x-forwarded-for", "10.0.0.1")
             ])),
             Err(ImdsError::Forwarded)
+        );
+        assert_eq!(
+            check_headers(&headers(&[
+                ("x-forwarded-for", "10.0.0.1"),
+                ("host", "169.254.169.254"),
+                ("metadata", "true")
+            ])),
+            Err(ImdsError::Forwarded),
+            "wherever the header is"
+        );
+        assert_eq!(
+            check_headers(&headers(&[("x-forwarded-for", "10.0.0.1")])),
+            Err(ImdsError::MetadataHeader),
+            "the Metadata header is checked first"
+        );
+        let mut repeated = headers(&[("metadata", "false")]);
+        repeated.append("metadata", HeaderValue::from_static("true"));
+        assert_eq!(
+            check_headers(&repeated),
+            Err(ImdsError::MetadataHeader),
+            "the first value counts"
         );
     }
 

@@ -54,8 +54,9 @@ pub struct TokenService {
     learned: RwLock<HashMap<String, String>>,
     /// The server answered 401: the VM or the agent's registration is gone.
     unregistered: AtomicBool,
-    /// Seconds since the epoch (a parameter so tests can move time).
-    clock: Clock,
+    /// Where tests read the time, so they can move it; `None` reads the system clock directly
+    /// (no dynamic call on the cached-token path).
+    clock: Option<Clock>,
     /// IMDS token responses by query, valid within one cache epoch and second.
     memo: ResponseMemo,
 }
@@ -69,7 +70,7 @@ impl TokenService {
             snapshot: RwLock::new(None),
             learned: RwLock::new(HashMap::new()),
             unregistered: AtomicBool::new(false),
-            clock: Arc::new(now),
+            clock: None,
             memo: ResponseMemo::default(),
         }
     }
@@ -77,7 +78,7 @@ impl TokenService {
     /// The same service reading time from `clock`.
     #[cfg(test)]
     fn with_clock(mut self, clock: Clock) -> TokenService {
-        self.clock = clock;
+        self.clock = Some(clock);
         self
     }
 
@@ -105,7 +106,10 @@ impl TokenService {
 
     /// The current second, as this service counts it.
     pub fn now(&self) -> i64 {
-        (self.clock)()
+        match &self.clock {
+            None => now(),
+            Some(clock) => clock(),
+        }
     }
 
     /// Lets one token request in, or answers that the VM is over its limit.
@@ -210,14 +214,14 @@ impl TokenService {
         loop {
             let identity = self.identity_key(selector);
             if !bypass_cache {
-                if let Some(token) = self.cache.fresh_for(&identity, resource, (self.clock)()) {
+                if let Some(token) = self.cache.fresh_for(&identity, resource, self.now()) {
                     return Ok(token);
                 }
             }
             let key = CacheKey::new(identity, resource);
             let slot = self.cache.slot(&key);
             if !bypass_cache {
-                if let Some(token) = slot.stale_while_failing((self.clock)()) {
+                if let Some(token) = slot.stale_while_failing(self.now()) {
                     return Ok(token);
                 }
             }
@@ -234,15 +238,15 @@ impl TokenService {
                 continue;
             }
             if !bypass_cache {
-                if let Some(token) = self.cache.fresh(&key, (self.clock)()) {
+                if let Some(token) = self.cache.fresh(&key, self.now()) {
                     return Ok(token);
                 }
-                if let Some(token) = slot.stale_while_failing((self.clock)()) {
+                if let Some(token) = slot.stale_while_failing(self.now()) {
                     return Ok(token);
                 }
             }
             let result = self.fetch(selector, resource, &key).await;
-            let now = (self.clock)();
+            let now = self.now();
             let result = match result {
                 // Read after the attempt: a revocation meanwhile has emptied the slot.
                 Err(TokenFailure::Unavailable) => match slot.token() {
@@ -276,7 +280,7 @@ impl TokenService {
         key: &CacheKey,
     ) -> Result<Arc<CachedToken>, TokenFailure> {
         let received = self.client.token(selector, resource).await;
-        let received_at = (self.clock)();
+        let received_at = self.now();
         match received {
             Ok(minted) => Ok(self.keep(selector, resource, key, minted, received_at)),
             Err(ServerCallError::Refused {
