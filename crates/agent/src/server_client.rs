@@ -34,10 +34,13 @@ pub struct ServerClient {
     batch: Arc<Mutex<BatchQueue>>,
 }
 
-/// Token calls waiting to be sent, and how many sent ones are not answered yet.
+/// Token calls waiting to be sent, how many sent ones are not answered yet, and in how many
+/// calls to the server.
 struct BatchQueue {
     waiting: Vec<PendingToken>,
     in_flight: usize,
+    /// Calls to the server (`/token` or `/tokens`) not finished yet.
+    calls: usize,
     /// A sender is spawned and has not taken the waiting calls yet.
     sender_spawned: bool,
     /// [`SEND_AT_ONCE_BELOW`], lower in tests.
@@ -49,6 +52,7 @@ impl Default for BatchQueue {
         BatchQueue {
             waiting: Vec::new(),
             in_flight: 0,
+            calls: 0,
             sender_spawned: false,
             send_at_once_below: SEND_AT_ONCE_BELOW,
         }
@@ -60,7 +64,8 @@ impl BatchQueue {
     fn spawn_sender(&mut self) -> bool {
         let spawn = !self.sender_spawned
             && !self.waiting.is_empty()
-            && self.in_flight < self.send_at_once_below;
+            && self.in_flight < self.send_at_once_below
+            && self.calls < MAX_CALLS;
         self.sender_spawned |= spawn;
         spawn
     }
@@ -81,6 +86,12 @@ struct PendingToken {
 /// 40, 48 and 64 gave 4 370-4 410, 4 420, 4 350, 4 450-4 525, 4 525-4 565, 4 490 and
 /// 4 130-4 200 mints/s; below 32 the server runs dry between batches, above 40 batches shrink.
 const SEND_AT_ONCE_BELOW: usize = 32;
+/// At most this many token calls to the server at once (whatever waits meanwhile goes in the next
+/// batch), so an agent holds a few connections to the server, not one per token in flight: a
+/// burst of misses used to open ~38 pooled TLS connections, 2-3 MB of the agent's memory, and a
+/// fleet of agents would hold that many each at the server. Measured with `scripts/bench-agent`
+/// (BENCHMARKS.md, agent).
+pub(crate) const MAX_CALLS: usize = 4;
 /// The most token requests in one batch (the server's limit too).
 const MAX_BATCH: usize = 64;
 
@@ -241,6 +252,8 @@ impl ServerClient {
             .user_agent(concat!("openmi-agent/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(90))
+            // The token calls' connections, the watch's and one for the rest.
+            .pool_max_idle_per_host(MAX_CALLS + 2)
             // HTTP/1.1, a pooled connection per call in flight: every batch's answer lines then
             // travel on their own connection, which the server serves as a task of its own,
             // instead of all sharing one HTTP/2 connection task that waits whenever the core
@@ -332,6 +345,7 @@ impl ServerClient {
             queue.sender_spawned = false;
             let take = queue.waiting.len().min(MAX_BATCH);
             queue.in_flight += take;
+            queue.calls += 1;
             queue.waiting.drain(..take).collect()
         };
         let mut calls = InFlight {
@@ -391,11 +405,15 @@ impl ServerClient {
         Ok(())
     }
 
-    /// `count` calls in flight were answered (or dropped); what waits leaves when few remain.
-    fn answered(&self, count: usize) {
+    /// `count` token calls in flight were answered (or dropped), and with `call_ended` the call to
+    /// the server that carried them is over; what waits leaves when few remain.
+    fn answered(&self, count: usize, call_ended: bool) {
         let send = {
             let mut queue = self.batch_queue();
             queue.in_flight = queue.in_flight.saturating_sub(count);
+            if call_ended {
+                queue.calls = queue.calls.saturating_sub(1);
+            }
             queue.spawn_sender()
         };
         if send {
@@ -535,8 +553,9 @@ struct BatchLine<'a> {
     body: &'a serde_json::value::RawValue,
 }
 
-/// The calls one sender has in flight: each is answered once, and leaving the in-flight count
-/// (which may send what waits) whether answered or dropped unanswered.
+/// The token calls one call to the server carries: each is answered once, and leaves the in-flight
+/// count (which may send what waits) whether answered or dropped unanswered; dropping the guard
+/// ends the call.
 struct InFlight<'a> {
     client: &'a ServerClient,
     calls: Vec<Option<PendingToken>>,
@@ -547,7 +566,7 @@ impl InFlight<'_> {
     fn answer(&mut self, index: usize, result: Result<MintedToken, ServerCallError>) {
         if let Some(call) = self.calls.get_mut(index).and_then(Option::take) {
             let _ = call.reply.send(result);
-            self.client.answered(1);
+            self.client.answered(1, false);
         }
     }
 }
@@ -555,9 +574,7 @@ impl InFlight<'_> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let unanswered = self.calls.iter().flatten().count();
-        if unanswered > 0 {
-            self.client.answered(unanswered);
-        }
+        self.client.answered(unanswered, true);
     }
 }
 

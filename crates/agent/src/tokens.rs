@@ -382,6 +382,23 @@ mod tests {
         /// Token requests (alone or in a batch) being answered now, and the most at once.
         active: Arc<AtomicU32>,
         most_active: Arc<AtomicU32>,
+        /// HTTP calls (to either endpoint) being answered now, and the most at once.
+        calls: Arc<AtomicU32>,
+        most_calls: Arc<AtomicU32>,
+    }
+
+    impl Fake {
+        /// Counts `count` token requests in one HTTP call in, for as long as they are worked on.
+        async fn work_on(&self, count: u32) {
+            let calls = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_calls.fetch_max(calls, Ordering::SeqCst);
+            let active = self.active.fetch_add(count, Ordering::SeqCst) + count;
+            self.most_active.fetch_max(active, Ordering::SeqCst);
+            // Long enough for concurrent requests to pile up behind the first.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            self.active.fetch_sub(count, Ordering::SeqCst);
+            self.calls.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// The batch endpoint: each request answered as `fake_token` would, one line each, the last
@@ -393,11 +410,7 @@ mod tests {
     ) -> axum::response::Response {
         fake.batches.fetch_add(1, Ordering::SeqCst);
         let requests = body["requests"].as_array().cloned().unwrap_or_default();
-        let count = requests.len() as u32;
-        let active = fake.active.fetch_add(count, Ordering::SeqCst) + count;
-        fake.most_active.fetch_max(active, Ordering::SeqCst);
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        fake.active.fetch_sub(count, Ordering::SeqCst);
+        fake.work_on(requests.len() as u32).await;
         let mut lines = Vec::new();
         for (index, request) in requests.iter().enumerate().rev() {
             let response = fake_answer(&fake, request, "batch-token");
@@ -426,11 +439,7 @@ mod tests {
         State(fake): State<Fake>,
         Json(body): Json<Value>,
     ) -> axum::response::Response {
-        let active = fake.active.fetch_add(1, Ordering::SeqCst) + 1;
-        fake.most_active.fetch_max(active, Ordering::SeqCst);
-        // Long enough for concurrent requests to pile up behind the first.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        fake.active.fetch_sub(1, Ordering::SeqCst);
+        fake.work_on(1).await;
         fake_answer(&fake, &body, "token")
     }
 
@@ -462,8 +471,17 @@ mod tests {
         }
     }
 
-    /// A token service talking to a fake server (plain HTTP), with a clock the test moves.
+    /// A token service talking to a fake server (plain HTTP), with a clock the test moves;
+    /// misses batch from two token calls in flight on, so a few concurrent misses make one.
     async fn service(expires_in: i64) -> (Arc<TokenService>, Fake, Arc<AtomicI64>) {
+        service_batching_from(expires_in, 2).await
+    }
+
+    /// `service`, misses batching from `in_flight` token calls on.
+    async fn service_batching_from(
+        expires_in: i64,
+        in_flight: usize,
+    ) -> (Arc<TokenService>, Fake, Arc<AtomicI64>) {
         let fake = Fake {
             requests: Arc::new(AtomicU32::new(0)),
             batches: Arc::new(AtomicU32::new(0)),
@@ -471,6 +489,8 @@ mod tests {
             expires_in,
             active: Arc::new(AtomicU32::new(0)),
             most_active: Arc::new(AtomicU32::new(0)),
+            calls: Arc::new(AtomicU32::new(0)),
+            most_calls: Arc::new(AtomicU32::new(0)),
         };
         let router = axum::Router::new()
             .route("/openmi/agent/token", axum::routing::post(fake_token))
@@ -480,10 +500,9 @@ mod tests {
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await });
         let key_pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
-        // Batches from two calls in flight on, so a few concurrent misses make one.
         let client = ServerClient::new(&format!("http://{address}"), None)
             .unwrap()
-            .with_send_at_once_below(2)
+            .with_send_at_once_below(in_flight)
             .with_signer(AssertionSigner::new("agent".into(), key_pair));
         let time = Arc::new(AtomicI64::new(1_000_000));
         let clock_time = time.clone();
@@ -561,6 +580,36 @@ mod tests {
         // Requests without bypass_cache get the cached token, the newest one stored.
         let cached = tokens.token(&Selector::Default, "r", false).await.unwrap();
         assert!(seen.contains(&cached.access_token) && cached.access_token != first.access_token);
+    }
+
+    #[tokio::test]
+    async fn at_most_max_calls_reach_the_server_at_once() {
+        // The token count never holds a miss back here: only the cap on calls does.
+        let (tokens, fake, _) = service_batching_from(86_400, 1_000).await;
+        let mut requests = Vec::new();
+        for index in 0..12 {
+            let tokens = tokens.clone();
+            requests.push(tokio::spawn(async move {
+                tokens
+                    .token(&Selector::Default, &format!("r{index}"), false)
+                    .await
+            }));
+            // Each miss arrives on its own, so each could leave in a call of its own.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        for request in requests {
+            assert!(request.await.unwrap().is_ok());
+        }
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 12, "one mint each");
+        assert_eq!(
+            fake.most_calls.load(Ordering::SeqCst),
+            crate::server_client::MAX_CALLS as u32,
+            "the first misses left alone up to the cap, the rest waited for a call to end"
+        );
+        assert!(
+            fake.batches.load(Ordering::SeqCst) >= 1,
+            "the rest went together"
+        );
     }
 
     #[tokio::test]
