@@ -395,7 +395,7 @@ impl ServerClient {
         {
             pending.extend_from_slice(&chunk);
             let mut start = 0;
-            while let Some(end) = pending[start..].iter().position(|byte| *byte == b'\n') {
+            while let Some(end) = memchr::memchr(b'\n', &pending[start..]) {
                 let line: BatchLine = parse_reply(&pending[start..start + end])?;
                 calls.answer(line.index, batch_item(line.status, line.body.get()));
                 start += end + 1;
