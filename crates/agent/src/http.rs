@@ -40,10 +40,10 @@ pub struct AppState {
     pub tenant_id: Arc<str>,
 }
 
-/// IMDS (`/metadata/...`) and the App Service endpoint (`/msi/token`).
+/// IMDS (`/metadata/...`) and the App Service endpoint (`/msi/token`); the token path never gets
+/// here (`Endpoint::call` answers it).
 fn imds_router(state: AppState) -> Router {
     Router::new()
-        .route("/metadata/identity/oauth2/token", any(imds::token_get))
         .route("/metadata/identity/info", any(imds::identity_info))
         .route("/metadata/instance", any(imds::instance_get))
         .route("/metadata/instance/{*path}", any(imds::instance_get_path))
@@ -61,7 +61,7 @@ fn extension_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The IMDS token path, answered without the router (see `serve`).
+/// The IMDS token path, answered without the router (see `Endpoint::call`).
 pub const TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
 
 /// What the agent sends: the token fast path's bytes unboxed, anything else as the router made it.

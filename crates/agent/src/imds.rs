@@ -208,11 +208,6 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     typed_response(status, JSON, body)
 }
 
-/// A JSON response with a body already in `Bytes` (shared, not copied).
-pub fn json_bytes_response(status: StatusCode, body: Bytes) -> Response {
-    typed_response(status, JSON, body)
-}
-
 /// `200` with a JSON body already in `Bytes`, in any body type made from them (the fast path
 /// sends `Full<Bytes>`, not a boxed body).
 pub fn json_ok<B: From<Bytes>>(body: Bytes) -> axum::http::Response<B> {
@@ -441,32 +436,6 @@ pub fn token_response(token: &CachedToken, request: &TokenRequest, now: i64) -> 
     json_response(StatusCode::OK, token_body(token, request, now))
 }
 
-/// `GET /metadata/identity/oauth2/token` (protocols.md §1.1-§1.3), as an axum handler.
-pub async fn token_get(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    match token_answer(&state, &method, &headers, query.as_deref()).await {
-        Ok(body) => json_bytes_response(StatusCode::OK, body),
-        Err(error) => error.into_response(),
-    }
-}
-
-/// The token endpoint's 200 body, or IMDS's error.
-pub async fn token_answer(
-    state: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
-    query: Option<&str>,
-) -> Result<Bytes, ImdsError> {
-    match token_start(state, method, headers, query) {
-        TokenStart::Answered(answer) => answer,
-        TokenStart::Mint(mint) => mint.finish(state, query).await,
-    }
-}
-
 /// What the token endpoint can tell without waiting.
 pub enum TokenStart {
     /// Refused, or a body memoised in this second (`memo.rs`): no await needed, so the agent's
@@ -482,8 +451,9 @@ pub struct Mint {
     epoch: u64,
 }
 
-/// The token endpoint up to what it can answer at once: the method, the headers, the throttle,
-/// then a query answered in this second with nothing changed since gets the same bytes.
+/// `GET /metadata/identity/oauth2/token` (protocols.md §1.1-§1.3) up to what it can answer at
+/// once: the method, the headers, the throttle, then a query answered in this second with nothing
+/// changed since gets the same bytes. `Mint::finish` does the rest.
 pub fn token_start(
     state: &AppState,
     method: &Method,
