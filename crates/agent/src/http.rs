@@ -99,7 +99,7 @@ impl Endpoint {
     fn call(self: Arc<Self>, request: Request<Incoming>) -> Answering {
         let log = RequestLog::start(&request);
         if let Some(state) = &self.token_fast_path {
-            if request.uri().path() == TOKEN_PATH {
+            if without_trailing_slash(request.uri().path()) == TOKEN_PATH {
                 let (method, headers, query) =
                     (request.method(), request.headers(), request.uri().query());
                 match imds::token_start(state, method, headers, query) {
@@ -120,6 +120,7 @@ impl Endpoint {
                 }
             }
         }
+        let request = strip_trailing_slash(request);
         future::Either::Right(Box::pin(async move {
             let response = match self.router.clone().call(request.map(Body::new)).await {
                 Ok(response) => response.map(Either::Right),
@@ -129,6 +130,39 @@ impl Endpoint {
             Ok(response)
         }))
     }
+}
+
+/// A path without one trailing `/` (the root stays `/`). msal-node, which `@azure/identity` 4
+/// uses for every managed-identity source, canonicalises the endpoint it builds from
+/// `AZURE_POD_IDENTITY_AUTHORITY_HOST` or `IDENTITY_ENDPOINT` to end in `/`
+/// (msal-common `UrlString.canonicalizeUri`), so it asks for `/metadata/identity/oauth2/token/`
+/// and `/msi/token/`; Azure's endpoints answer both spellings, and so do we.
+fn without_trailing_slash(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(trimmed) if !trimmed.is_empty() => trimmed,
+        _ => path,
+    }
+}
+
+/// The request with its path passed through `without_trailing_slash`, for the routers.
+fn strip_trailing_slash<B>(mut request: Request<B>) -> Request<B> {
+    let path = request.uri().path();
+    let trimmed = without_trailing_slash(path);
+    if trimmed.len() == path.len() {
+        return request;
+    }
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{trimmed}?{query}"),
+        None => trimmed.to_string(),
+    };
+    let mut parts = request.uri().clone().into_parts();
+    if let Ok(path_and_query) = path_and_query.parse() {
+        parts.path_and_query = Some(path_and_query);
+        if let Ok(uri) = hyper::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
 }
 
 type Answer = Result<hyper::Response<ResponseBody>, Infallible>;
@@ -397,6 +431,26 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn one_trailing_slash_is_dropped_from_paths() {
+        assert_eq!(
+            without_trailing_slash("/metadata/identity/oauth2/token/"),
+            TOKEN_PATH
+        );
+        assert_eq!(without_trailing_slash(TOKEN_PATH), TOKEN_PATH);
+        assert_eq!(without_trailing_slash("/"), "/");
+        let request = Request::builder()
+            .uri("/msi/token/?resource=x&api-version=2019-08-01")
+            .body(())
+            .unwrap();
+        let request = strip_trailing_slash(request);
+        assert_eq!(request.uri().path(), "/msi/token");
+        assert_eq!(
+            request.uri().query(),
+            Some("resource=x&api-version=2019-08-01")
+        );
+    }
 
     /// Reads one response whose body is `done` (or whatever came before the connection closed).
     async fn response(stream: &mut TcpStream) -> String {
