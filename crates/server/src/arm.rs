@@ -214,6 +214,10 @@ pub async fn dispatch(
         .collect::<Vec<_>>()
         .join("/");
     let lower = path.to_lowercase();
+    // Leading and trailing slashes are dropped, as ARM does: the JavaScript clients of the
+    // core-client generation (@azure/arm-resources `getById`, @azure/arm-authorization, @azure/arm-msi
+    // `getByScope`) put a `{scope}` or `{resourceId}` that starts with `/` after the host's own
+    // `/`, so they send `//subscriptions/...`; `ArmPath::parse` trims the same way.
     let segments: Vec<&str> = lower.trim_matches('/').split('/').collect();
     if segments.first().is_none_or(|first| {
         *first != "subscriptions" && *first != "tenants" && *first != "providers"
