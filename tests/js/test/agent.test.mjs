@@ -95,7 +95,7 @@ describe("seed 002 in Node: a user-assigned identity on a VM reads its resource 
 });
 
 describe("identity selection", () => {
-  test("no selector gives the system identity; clientId, objectId and resourceId select a user-assigned one", logged(async () => {
+  test("no selector gives the system identity; clientId, objectId and resourceId select a user-assigned one, over IMDS and App Service", logged(async () => {
     const rg = await createGroup(arm);
     try {
       const id1 = await arm.msi.userAssignedIdentities.createOrUpdate(rg, "ID1", { location: "westus" });
@@ -114,11 +114,15 @@ describe("identity selection", () => {
         [{ objectId: id1.principalId }, id1],
         [{ resourceId: id2.id }, id2],
       ];
+      // msal-node (under both) names the selectors per protocol: IMDS `client_id`, `object_id`,
+      // `msi_res_id`; App Service `client_id`, `object_id`, `mi_res_id`.
       for (const [spec, expected] of cases) {
         for (const credential of ["mi", "msal"]) {
-          const out = await workload(rg, "vm1", { ...spec, credential });
-          assert.ok(out.token, `${credential} ${JSON.stringify(spec)}: ${JSON.stringify(out)}`);
-          await assertMiClaims(out.token, expected.principalId, expected.clientId, expected.id);
+          for (const protocol of [undefined, "app-service"]) {
+            const out = await workload(rg, "vm1", { ...spec, credential }, { protocol });
+            assert.ok(out.token, `${credential} ${protocol ?? "imds"} ${JSON.stringify(spec)}: ${JSON.stringify(out)}`);
+            await assertMiClaims(out.token, expected.principalId, expected.clientId, expected.id);
+          }
         }
       }
 
