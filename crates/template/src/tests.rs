@@ -1,0 +1,1 @@
+//! Tests of whole templates: planning, late evaluation and the seeds' managed-identity templates.
