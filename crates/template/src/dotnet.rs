@@ -129,7 +129,7 @@ pub(crate) fn to_dotnet_string(value: &Value) -> String {
 fn group_thousands(digits: &str) -> String {
     let mut out = String::new();
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -228,7 +228,11 @@ fn format_custom_number(value: f64, spec: &str) -> String {
     let grouped = spec.contains(',');
     let rounded = value.round() as i64;
     let digits = format!("{:0>zeros$}", rounded.unsigned_abs());
-    let digits = if grouped { group_thousands(&digits) } else { digits };
+    let digits = if grouped {
+        group_thousands(&digits)
+    } else {
+        digits
+    };
     if rounded < 0 {
         format!("-{digits}")
     } else {
@@ -254,7 +258,8 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -263,11 +268,16 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -320,7 +330,15 @@ impl DateTime {
         }
         let month = number(5, 7)?;
         let day = number(8, 10)?;
-        let mut result = DateTime { year, month, day, hour: 0, minute: 0, second: 0, ticks: 0 };
+        let mut result = DateTime {
+            year,
+            month,
+            day,
+            hour: 0,
+            minute: 0,
+            second: 0,
+            ticks: 0,
+        };
         if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
             return None;
         }
@@ -405,11 +423,17 @@ impl DateTime {
         if !number.is_empty() || !any {
             return None;
         }
-        let total_months = self.year * 12 + i64::from(self.month) - 1 + sign * (years * 12 + months);
+        let total_months =
+            self.year * 12 + i64::from(self.month) - 1 + sign * (years * 12 + months);
         let year = total_months.div_euclid(12);
         let month = (total_months.rem_euclid(12) + 1) as u32;
         let day = self.day.min(days_in_month(year, month));
-        let moved = DateTime { year, month, day, ..*self };
+        let moved = DateTime {
+            year,
+            month,
+            day,
+            ..*self
+        };
         let mut result = DateTime::from_unix(moved.unix() + sign * (days * 86_400 + seconds));
         result.ticks = self.ticks;
         Some(result)
@@ -435,9 +459,7 @@ impl DateTime {
             "U" => "dddd, dd MMMM yyyy HH:mm:ss",
             "y" | "Y" => "yyyy MMMM",
             other if other.chars().count() == 1 => {
-                return Err(EvalError::new(
-                    "Input string was not in a correct format.",
-                ))
+                return Err(EvalError::new("Input string was not in a correct format."))
             }
             custom => custom,
         };
@@ -446,11 +468,27 @@ impl DateTime {
 
     fn format_custom(&self, pattern: &str) -> String {
         const MONTHS: [&str; 12] = [
-            "January", "February", "March", "April", "May", "June", "July", "August",
-            "September", "October", "November", "December",
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
         ];
         const DAYS: [&str; 7] = [
-            "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
+            "Sunday",
+            "Monday",
+            "Tuesday",
+            "Wednesday",
+            "Thursday",
+            "Friday",
+            "Saturday",
         ];
         let characters: Vec<char> = pattern.chars().collect();
         let mut out = String::new();
@@ -482,12 +520,23 @@ impl DateTime {
                     _ => DAYS[self.day_of_week()].to_string(),
                 }),
                 'H' => out.push_str(&pad(self.hour, run)),
-                'h' => out.push_str(&pad(if self.hour % 12 == 0 { 12 } else { self.hour % 12 }, run)),
+                'h' => out.push_str(&pad(
+                    if self.hour.is_multiple_of(12) {
+                        12
+                    } else {
+                        self.hour % 12
+                    },
+                    run,
+                )),
                 'm' => out.push_str(&pad(self.minute, run)),
                 's' => out.push_str(&pad(self.second, run)),
                 't' => {
                     let designator = if self.hour < 12 { "AM" } else { "PM" };
-                    out.push_str(if run == 1 { &designator[..1] } else { designator });
+                    out.push_str(if run == 1 {
+                        &designator[..1]
+                    } else {
+                        designator
+                    });
                 }
                 'f' | 'F' => {
                     let digits = format!("{:07}", self.ticks);
@@ -551,16 +600,29 @@ mod tests {
     use serde_json::json;
 
     fn check_format(format: &str, args: Value, expected: &str) {
-        let Value::Array(args) = args else { panic!("args must be an array") };
-        assert_eq!(composite_format(format, &args).unwrap(), expected, "{format}");
+        let Value::Array(args) = args else {
+            panic!("args must be an array")
+        };
+        assert_eq!(
+            composite_format(format, &args).unwrap(),
+            expected,
+            "{format}"
+        );
     }
 
     fn check_date(unix: i64, format: &str, expected: &str) {
-        assert_eq!(DateTime::from_unix(unix).format(format).unwrap(), expected, "{format}");
+        assert_eq!(
+            DateTime::from_unix(unix).format(format).unwrap(),
+            expected,
+            "{format}"
+        );
     }
 
     fn check_add(base: &str, duration: &str, expected: &str) {
-        let date = DateTime::parse_iso(base).unwrap().add_duration(duration).unwrap();
+        let date = DateTime::parse_iso(base)
+            .unwrap()
+            .add_duration(duration)
+            .unwrap();
         assert_eq!(date.format("yyyy-MM-ddTHH:mm:ssZ").unwrap(), expected);
     }
 
@@ -606,6 +668,9 @@ mod tests {
         check_add("2020-01-31T00:00:00Z", "P1M", "2020-02-29T00:00:00Z");
         check_add("2020-01-01T00:00:00+02:00", "PT0S", "2019-12-31T22:00:00Z");
         assert!(DateTime::parse_iso("2020-13-01").is_none());
-        assert!(DateTime::parse_iso("2020-01-01").unwrap().add_duration("P").is_none());
+        assert!(DateTime::parse_iso("2020-01-01")
+            .unwrap()
+            .add_duration("P")
+            .is_none());
     }
 }

@@ -174,7 +174,15 @@ pub(crate) enum TValue {
     Literal(Value),
     Expr(Box<Expr>),
     Array(Vec<TNode>),
-    Object(Vec<(String, TNode)>, Vec<PropertyCopy>),
+    Object(Vec<(Key, TNode)>, Vec<PropertyCopy>),
+}
+
+/// An object member's name: ARM evaluates names that are expressions too, as in
+/// `"userAssignedIdentities": {"[resourceId('Microsoft.ManagedIdentity/userAssignedIdentities', 'id1')]": {}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Key {
+    Literal(String),
+    Expr(Box<Expr>),
 }
 
 /// A property loop: `"copy": [{"name": "disks", "count": 3, "input": {...}}]` in an object
@@ -214,7 +222,10 @@ impl TNode {
                     .iter()
                     .map(|item| TNode::compile(item, copy_loops))
                     .collect::<Result<Vec<_>, _>>()?;
-                if items.iter().all(|item| matches!(item.value, TValue::Literal(_))) {
+                if items
+                    .iter()
+                    .all(|item| matches!(item.value, TValue::Literal(_)))
+                {
                     TValue::Literal(Value::Array(
                         items.into_iter().map(TNode::into_literal).collect(),
                     ))
@@ -232,14 +243,23 @@ impl TNode {
                             continue;
                         }
                     }
-                    fields.push((member.key.clone(), TNode::compile(&member.value, copy_loops)?));
+                    let key = match compile_string(&member.key) {
+                        Ok(Some(expr)) => Key::Expr(Box::new(expr)),
+                        Ok(None) => Key::Literal(unescape(&member.key)),
+                        Err(error) => return Err((error, member.value.pos())),
+                    };
+                    fields.push((key, TNode::compile(&member.value, copy_loops)?));
                 }
                 if copies.is_empty()
-                    && fields.iter().all(|(_, field)| matches!(field.value, TValue::Literal(_)))
+                    && fields.iter().all(|(key, field)| {
+                        matches!(key, Key::Literal(_)) && matches!(field.value, TValue::Literal(_))
+                    })
                 {
                     let mut map = Map::new();
                     for (key, field) in fields {
-                        map.insert(key, field.into_literal());
+                        if let Key::Literal(key) = key {
+                            map.insert(key, field.into_literal());
+                        }
                     }
                     TValue::Literal(Value::Object(map))
                 } else {
@@ -268,7 +288,10 @@ impl TNode {
             TValue::Expr(expr) => visit(expr),
             TValue::Array(items) => items.iter().for_each(|item| item.visit_exprs(visit)),
             TValue::Object(fields, copies) => {
-                for (_, field) in fields {
+                for (key, field) in fields {
+                    if let Key::Expr(expr) = key {
+                        visit(expr);
+                    }
                     field.visit_exprs(visit);
                 }
                 for copy in copies {
@@ -291,7 +314,19 @@ impl TNode {
             TValue::Object(fields, copies) => {
                 let mut map = Map::new();
                 for (key, field) in fields {
-                    map.insert(key.clone(), field.eval(ctx)?);
+                    let name = match key {
+                        Key::Literal(name) => name.clone(),
+                        Key::Expr(expr) => match eval(expr, ctx)? {
+                            Value::String(name) => name,
+                            other => {
+                                return Err(EvalError::new(format!(
+                                    "The language expression used as a property name must give a string, not a value of type '{}'.",
+                                    type_name(&other)
+                                )))
+                            }
+                        },
+                    };
+                    map.insert(name, field.eval(ctx)?);
                 }
                 for copy in copies {
                     let count = copy_count(&copy.count, &ctx.with_phase(Phase::Plan), copy.pos)?;

@@ -217,7 +217,12 @@ fn arity(func: Func) -> (usize, Option<usize>) {
         | Split | Join | StartsWith | EndsWith | IndexOf | LastIndexOf | Range | Uri | Add
         | Sub | Mul | Div | Mod => (2, Some(2)),
         If | Replace => (3, Some(3)),
-        ResourceId | SubscriptionResourceId | TenantResourceId | And | Or | Union
+        ResourceId
+        | SubscriptionResourceId
+        | TenantResourceId
+        | And
+        | Or
+        | Union
         | Intersection => (2, None),
         ExtensionResourceId => (3, None),
         Concat | Format | UniqueString | Guid | Coalesce | Min | Max => (1, None),
@@ -277,21 +282,39 @@ impl Args<'_> {
     fn str(&self, index: usize) -> EvalResult<&str> {
         match &self.values[index] {
             Value::String(text) => Ok(text),
-            other => Err(type_error(self.name, index, self.values.len(), "of type 'String'", other)),
+            other => Err(type_error(
+                self.name,
+                index,
+                self.values.len(),
+                "of type 'String'",
+                other,
+            )),
         }
     }
 
     fn int(&self, index: usize) -> EvalResult<i64> {
         match &self.values[index] {
             Value::Number(number) if number.is_i64() => Ok(number.as_i64().unwrap_or(0)),
-            other => Err(type_error(self.name, index, self.values.len(), "of type 'Integer'", other)),
+            other => Err(type_error(
+                self.name,
+                index,
+                self.values.len(),
+                "of type 'Integer'",
+                other,
+            )),
         }
     }
 
     fn bool(&self, index: usize) -> EvalResult<bool> {
         match &self.values[index] {
             Value::Bool(flag) => Ok(*flag),
-            other => Err(type_error(self.name, index, self.values.len(), "of type 'Boolean'", other)),
+            other => Err(type_error(
+                self.name,
+                index,
+                self.values.len(),
+                "of type 'Boolean'",
+                other,
+            )),
         }
     }
 
@@ -304,7 +327,9 @@ impl Args<'_> {
     }
 
     fn strings(&self) -> EvalResult<Vec<&str>> {
-        (0..self.values.len()).map(|index| self.str(index)).collect()
+        (0..self.values.len())
+            .map(|index| self.str(index))
+            .collect()
     }
 }
 
@@ -836,7 +861,12 @@ fn lower(text: &str) -> String {
 fn parse_json(name: &str, text: &str) -> EvalResult<Value> {
     crate::json::parse_lenient(text)
         .map(|node| node.to_value())
-        .map_err(|error| invalid_argument(name, &format!("the argument is not valid JSON: {}", error.message)))
+        .map_err(|error| {
+            invalid_argument(
+                name,
+                &format!("the argument is not valid JSON: {}", error.message),
+            )
+        })
 }
 
 fn concat(args: &Args) -> EvalResult<Value> {
@@ -847,7 +877,15 @@ fn concat(args: &Args) -> EvalResult<Value> {
             match value {
                 Value::Array(items) => out.extend(items.iter().cloned()),
                 Value::Null => {}
-                other => return Err(type_error(args.name, index, args.values.len(), "of type 'Array' like the other parameters", other)),
+                other => {
+                    return Err(type_error(
+                        args.name,
+                        index,
+                        args.values.len(),
+                        "of type 'Array' like the other parameters",
+                        other,
+                    ))
+                }
             }
         }
         return Ok(Value::Array(out));
@@ -855,7 +893,15 @@ fn concat(args: &Args) -> EvalResult<Value> {
     let mut out = String::new();
     for (index, value) in args.values.iter().enumerate() {
         match value {
-            Value::Object(_) => return Err(type_error(args.name, index, args.values.len(), "a string or an array", value)),
+            Value::Object(_) => {
+                return Err(type_error(
+                    args.name,
+                    index,
+                    args.values.len(),
+                    "a string or an array",
+                    value,
+                ))
+            }
             other => out.push_str(&dotnet::to_dotnet_string(other)),
         }
     }
@@ -871,7 +917,13 @@ fn union(args: &Args) -> EvalResult<Value> {
             let mut out: Vec<Value> = Vec::new();
             for (index, value) in args.values.iter().enumerate() {
                 let Value::Array(items) = value else {
-                    return Err(type_error(args.name, index, args.values.len(), "of type 'Array'", value));
+                    return Err(type_error(
+                        args.name,
+                        index,
+                        args.values.len(),
+                        "of type 'Array'",
+                        value,
+                    ));
                 };
                 for item in items {
                     if !out.contains(item) {
@@ -885,20 +937,34 @@ fn union(args: &Args) -> EvalResult<Value> {
             let mut out = Map::new();
             for (index, value) in args.values.iter().enumerate() {
                 let Value::Object(map) = value else {
-                    return Err(type_error(args.name, index, args.values.len(), "of type 'Object'", value));
+                    return Err(type_error(
+                        args.name,
+                        index,
+                        args.values.len(),
+                        "of type 'Object'",
+                        value,
+                    ));
                 };
                 merge_objects(&mut out, map);
             }
             Ok(Value::Object(out))
         }
-        other => Err(type_error(args.name, 0, args.values.len(), "an array or an object", other)),
+        other => Err(type_error(
+            args.name,
+            0,
+            args.values.len(),
+            "an array or an object",
+            other,
+        )),
     }
 }
 
 fn merge_objects(into: &mut Map<String, Value>, from: &Map<String, Value>) {
     for (key, value) in from {
         match (into.get_mut(key), value) {
-            (Some(Value::Object(existing)), Value::Object(incoming)) => merge_objects(existing, incoming),
+            (Some(Value::Object(existing)), Value::Object(incoming)) => {
+                merge_objects(existing, incoming)
+            }
             _ => {
                 into.insert(key.clone(), value.clone());
             }
@@ -921,7 +987,13 @@ fn intersection(args: &Args) -> EvalResult<Value> {
             }
             for (index, value) in args.values.iter().enumerate() {
                 if !value.is_array() {
-                    return Err(type_error(args.name, index, args.values.len(), "of type 'Array'", value));
+                    return Err(type_error(
+                        args.name,
+                        index,
+                        args.values.len(),
+                        "of type 'Array'",
+                        value,
+                    ));
                 }
             }
             Ok(Value::Array(out))
@@ -930,7 +1002,13 @@ fn intersection(args: &Args) -> EvalResult<Value> {
             let mut out = Map::new();
             for (index, value) in args.values.iter().enumerate() {
                 if !value.is_object() {
-                    return Err(type_error(args.name, index, args.values.len(), "of type 'Object'", value));
+                    return Err(type_error(
+                        args.name,
+                        index,
+                        args.values.len(),
+                        "of type 'Object'",
+                        value,
+                    ));
                 }
             }
             for (key, value) in first {
@@ -943,7 +1021,13 @@ fn intersection(args: &Args) -> EvalResult<Value> {
             }
             Ok(Value::Object(out))
         }
-        other => Err(type_error(args.name, 0, args.values.len(), "an array or an object", other)),
+        other => Err(type_error(
+            args.name,
+            0,
+            args.values.len(),
+            "an array or an object",
+            other,
+        )),
     }
 }
 
@@ -961,9 +1045,13 @@ fn compare(name: &str, left: &Value, right: &Value) -> EvalResult<std::cmp::Orde
             }
         }
         (Value::String(a), Value::String(b)) => Ok(compare_culture(a, b)),
-        (Value::Number(_) | Value::String(_), other) => {
-            Err(type_error(name, 1, 2, &format!("of type '{}' like the first parameter", type_name(left)), other))
-        }
+        (Value::Number(_) | Value::String(_), other) => Err(type_error(
+            name,
+            1,
+            2,
+            &format!("of type '{}' like the first parameter", type_name(left)),
+            other,
+        )),
         (other, _) => Err(type_error(name, 0, 2, "an integer or a string", other)),
     }
 }
@@ -976,7 +1064,11 @@ fn compare_culture(left: &str, right: &str) -> std::cmp::Ordering {
     for (a, b) in left.chars().zip(right.chars()) {
         if a != b {
             // Same letter, different case: lowercase sorts first.
-            return if a.is_lowercase() { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater };
+            return if a.is_lowercase() {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            };
         }
     }
     left.len().cmp(&right.len())
@@ -1008,7 +1100,10 @@ fn split(text: &str, delimiters: &[String]) -> Vec<String> {
 fn resource_id(args: &Args, ctx: &Ctx) -> EvalResult<String> {
     let strings = args.strings()?;
     let scope = ctx.env.scope();
-    let type_at = strings.iter().position(|arg| arg.contains('/')).unwrap_or(0);
+    let type_at = strings
+        .iter()
+        .position(|arg| arg.contains('/'))
+        .unwrap_or(0);
     let (subscription, group) = match type_at {
         0 => (
             scope.subscription_id.as_str(),
@@ -1025,14 +1120,20 @@ fn resource_id(args: &Args, ctx: &Ctx) -> EvalResult<String> {
     };
     let path = provider_path(args.name, strings[type_at], &strings[type_at + 1..])?;
     Ok(match group {
-        Some(group) => format!("/subscriptions/{subscription}/resourceGroups/{group}/providers/{path}"),
+        Some(group) => {
+            format!("/subscriptions/{subscription}/resourceGroups/{group}/providers/{path}")
+        }
         None => format!("/subscriptions/{subscription}/providers/{path}"),
     })
 }
 
 /// `{namespace}/{type1}/{name1}/{type2}/{name2}` from a type and its names, one name per
 /// type segment after the namespace (names may also be given joined with `/`).
-pub(crate) fn provider_path(function: &str, resource_type: &str, names: &[&str]) -> EvalResult<String> {
+pub(crate) fn provider_path(
+    function: &str,
+    resource_type: &str,
+    names: &[&str],
+) -> EvalResult<String> {
     let type_segments: Vec<&str> = resource_type.split('/').collect();
     let name_segments: Vec<&str> = names.iter().flat_map(|name| name.split('/')).collect();
     if type_segments.len() < 2 || name_segments.len() != type_segments.len() - 1 {
@@ -1058,7 +1159,15 @@ fn copy_index(args: &Args, ctx: &Ctx) -> EvalResult<Value> {
         [Value::Number(_)] => (None, args.int(0)?),
         [Value::String(name)] => (Some(name.as_str()), 0),
         [Value::String(name), _] => (Some(name.as_str()), args.int(1)?),
-        [other, ..] => return Err(type_error(args.name, 0, args.values.len(), "a loop name or an integer offset", other)),
+        [other, ..] => {
+            return Err(type_error(
+                args.name,
+                0,
+                args.values.len(),
+                "a loop name or an integer offset",
+                other,
+            ))
+        }
     };
     let frame = match loop_name {
         // Without a name, copyIndex() is the resource's (or output's) own loop: property and
@@ -1164,7 +1273,7 @@ fn resolve_uri(base: &str, relative: &str) -> String {
 mod tests {
     use super::*;
     use crate::eval::{CopyFrame, Env};
-    use crate::plan::{ResourceGroupInfo, Resolver, Scope};
+    use crate::plan::{Resolver, ResourceGroupInfo, Scope};
     use serde_json::json;
 
     /// An environment with the docs' example parameters and a fixed scope.
@@ -1178,10 +1287,9 @@ mod tests {
             &self.scope
         }
         fn parameter(&self, name: &str) -> EvalResult<Value> {
-            self.parameters
-                .get(name)
-                .cloned()
-                .ok_or_else(|| EvalError::new(format!("The template parameter '{name}' is not found.")))
+            self.parameters.get(name).cloned().ok_or_else(|| {
+                EvalError::new(format!("The template parameter '{name}' is not found."))
+            })
         }
         fn variable(&self, name: &str) -> EvalResult<Value> {
             self.parameter(name)
@@ -1237,7 +1345,11 @@ mod tests {
     fn eval_in(expression: &str, phase: Phase, copies: &[CopyFrame]) -> EvalResult<Value> {
         let env = env();
         let expr = crate::parse::parse(expression)?;
-        let ctx = Ctx { env: &env, phase, copies };
+        let ctx = Ctx {
+            env: &env,
+            phase,
+            copies,
+        };
         eval::eval(&expr, &ctx)
     }
 
@@ -1251,17 +1363,33 @@ mod tests {
 
     fn check_error(expression: &str, expected: &str) {
         let error = eval_in(expression, Phase::Body, &[]).unwrap_err();
-        assert!(error.message.contains(expected), "{expression}: {}", error.message);
+        assert!(
+            error.message.contains(expected),
+            "{expression}: {}",
+            error.message
+        );
     }
 
     #[test]
     fn string_functions() {
         // Rows from learn.microsoft.com "String functions for ARM templates".
         check("base64('one, two, three')", json!("b25lLCB0d28sIHRocmVl"));
-        check("base64ToString('b25lLCB0d28sIHRocmVl')", json!("one, two, three"));
-        check("base64ToJson(base64('{''one'': ''a'', ''two'': ''b''}'))", json!({"one": "a", "two": "b"}));
-        check("dataUri('Hello')", json!("data:text/plain;charset=utf8;base64,SGVsbG8="));
-        check("dataUriToString('data:;base64,SGVsbG8sIFdvcmxkIQ==')", json!("Hello, World!"));
+        check(
+            "base64ToString('b25lLCB0d28sIHRocmVl')",
+            json!("one, two, three"),
+        );
+        check(
+            "base64ToJson(base64('{''one'': ''a'', ''two'': ''b''}'))",
+            json!({"one": "a", "two": "b"}),
+        );
+        check(
+            "dataUri('Hello')",
+            json!("data:text/plain;charset=utf8;base64,SGVsbG8="),
+        );
+        check(
+            "dataUriToString('data:;base64,SGVsbG8sIFdvcmxkIQ==')",
+            json!("Hello, World!"),
+        );
         check("concat('prefix', '-', 'x')", json!("prefix-x"));
         check("contains(parameters('stringToTest'), 'e')", json!(true));
         check("contains(parameters('stringToTest'), 'z')", json!(false));
@@ -1273,7 +1401,10 @@ mod tests {
         check("startsWith('abcdef', 'e')", json!(false));
         check("first('One Two Three')", json!("O"));
         check("last('One Two Three')", json!("e"));
-        check("format('{0}, {1}. Formatted number: {2:N0}', 'Hello', 'User', 8175133)", json!("Hello, User. Formatted number: 8,175,133"));
+        check(
+            "format('{0}, {1}. Formatted number: {2:N0}', 'Hello', 'User', 8175133)",
+            json!("Hello, User. Formatted number: 8,175,133"),
+        );
         check("indexOf('test', 't')", json!(0));
         check("lastIndexOf('test', 't')", json!(3));
         check("indexOf('abcdef', 'CD')", json!(2));
@@ -1283,12 +1414,27 @@ mod tests {
         check("padLeft('123', 10, '0')", json!("0000000123"));
         check("padLeft(123, 5)", json!("  123"));
         check("replace('123-123-1234', '-', '')", json!("1231231234"));
-        check("replace('123-123-1234', '1234', 'xxxx')", json!("123-123-xxxx"));
+        check(
+            "replace('123-123-1234', '1234', 'xxxx')",
+            json!("123-123-xxxx"),
+        );
         check("skip('one two three', 4)", json!("two three"));
-        check("split('one,two,three', ',')", json!(["one", "two", "three"]));
-        check("split('one;two,three', createArray(',', ';'))", json!(["one", "two", "three"]));
-        check("string(json('{\"valueA\": 10, \"valueB\": \"Example Text\"}'))", json!("{\"valueA\":10,\"valueB\":\"Example Text\"}"));
-        check("string(createArray('a', 'b', 'c'))", json!("[\"a\",\"b\",\"c\"]"));
+        check(
+            "split('one,two,three', ',')",
+            json!(["one", "two", "three"]),
+        );
+        check(
+            "split('one;two,three', createArray(',', ';'))",
+            json!(["one", "two", "three"]),
+        );
+        check(
+            "string(json('{\"valueA\": 10, \"valueB\": \"Example Text\"}'))",
+            json!("{\"valueA\":10,\"valueB\":\"Example Text\"}"),
+        );
+        check(
+            "string(createArray('a', 'b', 'c'))",
+            json!("[\"a\",\"b\",\"c\"]"),
+        );
         check("string(5)", json!("5"));
         check("string(true)", json!("True"));
         check("substring('one two three', 4, 3)", json!("two"));
@@ -1296,17 +1442,44 @@ mod tests {
         check("toLower('One Two Three')", json!("one two three"));
         check("toUpper('One Two Three')", json!("ONE TWO THREE"));
         check("trim('    one two three   ')", json!("one two three"));
-        check("uri('http://contoso.com/resources/', 'nested/azuredeploy.json')", json!("http://contoso.com/resources/nested/azuredeploy.json"));
-        check("uri('http://contoso.org/firstpath', 'myscript.sh')", json!("http://contoso.org/myscript.sh"));
-        check("uri('http://contoso.org/firstpath/', 'myscript.sh')", json!("http://contoso.org/firstpath/myscript.sh"));
-        check("uri('http://contoso.org/firstpath/azuredeploy.json', 'myscript.sh')", json!("http://contoso.org/firstpath/myscript.sh"));
-        check("uri('http://contoso.org/firstpath/azuredeploy.json/', 'myscript.sh')", json!("http://contoso.org/firstpath/azuredeploy.json/myscript.sh"));
-        check("uriComponent('http://contoso.com/resources/nested/azuredeploy.json')", json!("http%3A%2F%2Fcontoso.com%2Fresources%2Fnested%2Fazuredeploy.json"));
+        check(
+            "uri('http://contoso.com/resources/', 'nested/azuredeploy.json')",
+            json!("http://contoso.com/resources/nested/azuredeploy.json"),
+        );
+        check(
+            "uri('http://contoso.org/firstpath', 'myscript.sh')",
+            json!("http://contoso.org/myscript.sh"),
+        );
+        check(
+            "uri('http://contoso.org/firstpath/', 'myscript.sh')",
+            json!("http://contoso.org/firstpath/myscript.sh"),
+        );
+        check(
+            "uri('http://contoso.org/firstpath/azuredeploy.json', 'myscript.sh')",
+            json!("http://contoso.org/firstpath/myscript.sh"),
+        );
+        check(
+            "uri('http://contoso.org/firstpath/azuredeploy.json/', 'myscript.sh')",
+            json!("http://contoso.org/firstpath/azuredeploy.json/myscript.sh"),
+        );
+        check(
+            "uriComponent('http://contoso.com/resources/nested/azuredeploy.json')",
+            json!("http%3A%2F%2Fcontoso.com%2Fresources%2Fnested%2Fazuredeploy.json"),
+        );
         check("uriComponentToString('http%3A%2F%2Fcontoso.com%2Fresources%2Fnested%2Fazuredeploy.json')", json!("http://contoso.com/resources/nested/azuredeploy.json"));
-        check("join(createArray('one', 'two', 'three'), ',')", json!("one,two,three"));
-        check("join(createArray('one', 'two', 'three'), ';')", json!("one;two;three"));
+        check(
+            "join(createArray('one', 'two', 'three'), ',')",
+            json!("one,two,three"),
+        );
+        check(
+            "join(createArray('one', 'two', 'three'), ';')",
+            json!("one;two;three"),
+        );
         check("uniqueString('test')", json!("rbgf3xv4ufgzg"));
-        check("guid('hello', 'world')", json!("a5b868f8-11fe-567a-ace0-e77cc87f104e"));
+        check(
+            "guid('hello', 'world')",
+            json!("a5b868f8-11fe-567a-ace0-e77cc87f104e"),
+        );
         check_error(
             "substring('1234567890', 0, 11)",
             "The index and length parameters must refer to a location within the string. The index parameter: '0', the length parameter: '11', the length of the string parameter: '10'.",
@@ -1319,8 +1492,14 @@ mod tests {
         // Rows from "Array functions" and "Object functions".
         check("array(1)", json!([1]));
         check("array('efgh')", json!(["efgh"]));
-        check("array(json('{\"a\": \"b\", \"c\": \"d\"}'))", json!([{"a": "b", "c": "d"}]));
-        check("concat(createArray('1-1', '1-2', '1-3'), createArray('2-1', '2-2', '2-3'))", json!(["1-1", "1-2", "1-3", "2-1", "2-2", "2-3"]));
+        check(
+            "array(json('{\"a\": \"b\", \"c\": \"d\"}'))",
+            json!([{"a": "b", "c": "d"}]),
+        );
+        check(
+            "concat(createArray('1-1', '1-2', '1-3'), createArray('2-1', '2-2', '2-3'))",
+            json!(["1-1", "1-2", "1-3", "2-1", "2-2", "2-3"]),
+        );
         check("contains(parameters('objectToTest'), 'one')", json!(true));
         check("contains(parameters('objectToTest'), 'ONE')", json!(true));
         check("contains(parameters('objectToTest'), 'a')", json!(false));
@@ -1328,7 +1507,10 @@ mod tests {
         check("contains(parameters('arrayToTest'), 'four')", json!(false));
         check("createArray('a', 'b', 'c')", json!(["a", "b", "c"]));
         check("createArray(1, 2, 3)", json!([1, 2, 3]));
-        check("createArray(parameters('arrayToTest'))", json!([["one", "two", "three"]]));
+        check(
+            "createArray(parameters('arrayToTest'))",
+            json!([["one", "two", "three"]]),
+        );
         check("createArray()", json!([]));
         check("empty(createArray())", json!(true));
         check("empty(json('{}'))", json!(true));
@@ -1336,7 +1518,10 @@ mod tests {
         check("first(parameters('arrayToTest'))", json!("one"));
         check("last(parameters('arrayToTest'))", json!("three"));
         check("intersection(json('{\"one\": \"a\", \"two\": \"b\", \"three\": \"c\"}'), json('{\"one\": \"a\", \"two\": \"z\", \"three\": \"c\"}'))", json!({"one": "a", "three": "c"}));
-        check("intersection(parameters('arrayToTest'), createArray('two', 'three'))", json!(["two", "three"]));
+        check(
+            "intersection(parameters('arrayToTest'), createArray('two', 'three'))",
+            json!(["two", "three"]),
+        );
         check("length(parameters('arrayToTest'))", json!(3));
         check("length(json('{\"propA\": \"one\", \"propB\": \"two\", \"propC\": \"three\", \"propD\": {\"propD-1\": \"sub\", \"propD-2\": \"sub\"}}'))", json!(4));
         check("max(parameters('numbers'))", json!(5));
@@ -1346,8 +1531,14 @@ mod tests {
         check("range(5, 3)", json!([5, 6, 7]));
         check("skip(parameters('arrayToTest'), 2)", json!(["three"]));
         check("take(parameters('arrayToTest'), 2)", json!(["one", "two"]));
-        check("union(parameters('firstObject'), parameters('secondObject'))", json!({"one": "a", "two": "b", "three": "c2", "four": "d", "five": "e"}));
-        check("union(parameters('arrayToTest'), createArray('three', 'four'))", json!(["one", "two", "three", "four"]));
+        check(
+            "union(parameters('firstObject'), parameters('secondObject'))",
+            json!({"one": "a", "two": "b", "three": "c2", "four": "d", "five": "e"}),
+        );
+        check(
+            "union(parameters('arrayToTest'), createArray('three', 'four'))",
+            json!(["one", "two", "three", "four"]),
+        );
         check(
             "union(json('{\"property\": {\"one\": \"a\", \"two\": \"b\", \"three\": \"c1\"}, \"nestedArray\": [1, 2]}'), json('{\"property\": {\"three\": \"c2\", \"four\": \"d\", \"five\": \"e\"}, \"nestedArray\": [3, 4]}'))",
             json!({"property": {"one": "a", "two": "b", "three": "c2", "four": "d", "five": "e"}, "nestedArray": [3, 4]}),
@@ -1357,14 +1548,20 @@ mod tests {
             json!([["one", "two"], ["three"], ["four", "two"]]),
         );
         check("createObject('intProp', 1, 'stringProp', 'abc', 'boolProp', true(), 'arrayProp', createArray('a', 'b', 'c'), 'objectProp', createObject('key1', 'value1'))", json!({"intProp": 1, "stringProp": "abc", "boolProp": true, "arrayProp": ["a", "b", "c"], "objectProp": {"key1": "value1"}}));
-        check("items(parameters('entities'))", json!([{"key": "item001", "value": {"enabled": true}}, {"key": "item002", "value": {"enabled": false}}]));
+        check(
+            "items(parameters('entities'))",
+            json!([{"key": "item001", "value": {"enabled": true}}, {"key": "item002", "value": {"enabled": false}}]),
+        );
         check("empty(json('null'))", json!(true));
         check("json('{\"a\": \"b\"}')", json!({"a": "b"}));
         check("json('\"test\"')", json!("test"));
         check("json('true')", json!(true));
         check("json('3')", json!(3));
         check("json('[1,2,3 ]')", json!([1, 2, 3]));
-        check("json(concat('{\"a\": \"', 'demo value', '\"}'))", json!({"a": "demo value"}));
+        check(
+            "json(concat('{\"a\": \"', 'demo value', '\"}'))",
+            json!({"a": "demo value"}),
+        );
         check("empty(null())", json!(true));
         check_error("range(0, 10001)", "non-negative integer up to 10000");
         check_error("createObject('a')", "even number of arguments");
@@ -1377,11 +1574,20 @@ mod tests {
         check("coalesce(parameters('nullsObject').null1, parameters('nullsObject').null2, parameters('nullsObject').int)", json!(1));
         check("coalesce(parameters('nullsObject').null1, parameters('nullsObject').null2, parameters('nullsObject').object)", json!({"first": "default"}));
         check("coalesce(parameters('nullsObject').null1, parameters('nullsObject').null2, parameters('nullsObject').array)", json!([1]));
-        check("empty(coalesce(parameters('nullsObject').null1, parameters('nullsObject').null2))", json!(true));
+        check(
+            "empty(coalesce(parameters('nullsObject').null1, parameters('nullsObject').null2))",
+            json!(true),
+        );
         check("equals(1, 1)", json!(true));
         check("equals('a', 'a')", json!(true));
-        check("equals(createArray('a', 'b'), createArray('a', 'b'))", json!(true));
-        check("equals(json('{\"a\": \"b\"}'), json('{\"a\": \"b\"}'))", json!(true));
+        check(
+            "equals(createArray('a', 'b'), createArray('a', 'b'))",
+            json!(true),
+        );
+        check(
+            "equals(json('{\"a\": \"b\"}'), json('{\"a\": \"b\"}'))",
+            json!(true),
+        );
         check("not(equals(1, 2))", json!(true));
         check("greater(1, 2)", json!(false));
         check("greater('A', 'a')", json!(true));
@@ -1402,7 +1608,10 @@ mod tests {
         // `if` evaluates only the chosen branch, so the failing one is never reached.
         check("if(true, 'safe', parameters('missing'))", json!("safe"));
         check("or(true, parameters('missing'))", json!(true));
-        check_error("if(1, 'a', 'b')", "expects its first parameter to be of type 'Boolean'");
+        check_error(
+            "if(1, 'a', 'b')",
+            "expects its first parameter to be of type 'Boolean'",
+        );
     }
 
     #[test]
@@ -1416,23 +1625,58 @@ mod tests {
         check("int('4')", json!(4));
         check("float('3.0')", json!(3.0));
         check_error("div(1, 0)", "must not be zero");
-        let frames = [CopyFrame { kind: CopyKind::Resource, name: "websitescopy".into(), index: 2 }];
-        assert_eq!(eval_in("concat('examplecopy-', copyIndex())", Phase::Body, &frames).unwrap(), json!("examplecopy-2"));
-        assert_eq!(eval_in("copyIndex(1)", Phase::Body, &frames).unwrap(), json!(3));
-        assert_eq!(eval_in("copyIndex('websitescopy', 10)", Phase::Body, &frames).unwrap(), json!(12));
-        assert!(eval_in("copyIndex()", Phase::Body, &[]).unwrap_err().message.contains("can only be used in a resource with copy specified"));
+        let frames = [CopyFrame {
+            kind: CopyKind::Resource,
+            name: "websitescopy".into(),
+            index: 2,
+        }];
+        assert_eq!(
+            eval_in("concat('examplecopy-', copyIndex())", Phase::Body, &frames).unwrap(),
+            json!("examplecopy-2")
+        );
+        assert_eq!(
+            eval_in("copyIndex(1)", Phase::Body, &frames).unwrap(),
+            json!(3)
+        );
+        assert_eq!(
+            eval_in("copyIndex('websitescopy', 10)", Phase::Body, &frames).unwrap(),
+            json!(12)
+        );
+        assert!(eval_in("copyIndex()", Phase::Body, &[])
+            .unwrap_err()
+            .message
+            .contains("can only be used in a resource with copy specified"));
     }
 
     #[test]
     fn scope_and_deployment_functions() {
-        check("resourceGroup().id", json!("/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/examplegroup"));
+        check(
+            "resourceGroup().id",
+            json!(
+                "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/examplegroup"
+            ),
+        );
         check("resourceGroup().location", json!("southcentralus"));
-        check("subscription().subscriptionId", json!("11111111-1111-1111-1111-111111111111"));
-        check("subscription().tenantId", json!("00000000-0000-0000-0000-000000000000"));
-        check("tenant().id", json!("/tenants/00000000-0000-0000-0000-000000000000"));
+        check(
+            "subscription().subscriptionId",
+            json!("11111111-1111-1111-1111-111111111111"),
+        );
+        check(
+            "subscription().tenantId",
+            json!("00000000-0000-0000-0000-000000000000"),
+        );
+        check(
+            "tenant().id",
+            json!("/tenants/00000000-0000-0000-0000-000000000000"),
+        );
         check("deployment().name", json!("deployment"));
         check("environment().name", json!("AzureCloud"));
-        check("uniqueString(subscription().subscriptionId)", json!(hash::unique_string(&["11111111-1111-1111-1111-111111111111"])));
+        check(
+            "uniqueString(subscription().subscriptionId)",
+            json!(hash::unique_string(&[
+                "11111111-1111-1111-1111-111111111111"
+            ])),
+        );
     }
 
     #[test]
@@ -1443,7 +1687,10 @@ mod tests {
         check("resourceId('22222222-2222-2222-2222-222222222222', 'otherResourceGroup', 'Microsoft.Storage/storageAccounts', 'examplestorage')", json!("/subscriptions/22222222-2222-2222-2222-222222222222/resourceGroups/otherResourceGroup/providers/Microsoft.Storage/storageAccounts/examplestorage"));
         check("resourceId('Microsoft.SQL/servers/databases', 'serverName', 'databaseName')", json!("/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/examplegroup/providers/Microsoft.SQL/servers/serverName/databases/databaseName"));
         check("subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'acdd72a7-3385-48ef-bd42-f606fba81ae7')", json!("/subscriptions/11111111-1111-1111-1111-111111111111/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"));
-        check("tenantResourceId('Microsoft.Authorization/policyDefinitions', 'abc')", json!("/providers/Microsoft.Authorization/policyDefinitions/abc"));
+        check(
+            "tenantResourceId('Microsoft.Authorization/policyDefinitions', 'abc')",
+            json!("/providers/Microsoft.Authorization/policyDefinitions/abc"),
+        );
         check("extensionResourceId(resourceGroup().id, 'Microsoft.Authorization/locks', 'lock1')", json!("/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/examplegroup/providers/Microsoft.Authorization/locks/lock1"));
         check_error("resourceId('Microsoft.Network/virtualNetworks/subnets', 'vnet')", "the type 'Microsoft.Network/virtualNetworks/subnets' requires '2' resource name argument(s)");
     }
@@ -1455,15 +1702,39 @@ mod tests {
         assert_eq!(default("utcNow()"), json!("20190305T175318Z"));
         assert_eq!(default("utcNow('d')"), json!("03/05/2019"));
         assert_eq!(default("utcNow('M d')"), json!("3 5"));
-        assert_eq!(default("newGuid()"), json!("b76a51fc-bd72-4a77-b9a2-3c29e7d2e551"));
-        check("dateTimeAdd('2020-04-07 14:53:14Z', 'P3Y')", json!("2023-04-07T14:53:14Z"));
-        check("dateTimeAdd('2020-04-07 14:53:14Z', '-P9D')", json!("2020-03-29T14:53:14Z"));
-        check("dateTimeAdd('2020-04-07 14:53:14Z', 'PT1H', 'u')", json!("2020-04-07 15:53:14Z"));
-        check("dateTimeFromEpoch(1683040573)", json!("2023-05-02T15:16:13Z"));
+        assert_eq!(
+            default("newGuid()"),
+            json!("b76a51fc-bd72-4a77-b9a2-3c29e7d2e551")
+        );
+        check(
+            "dateTimeAdd('2020-04-07 14:53:14Z', 'P3Y')",
+            json!("2023-04-07T14:53:14Z"),
+        );
+        check(
+            "dateTimeAdd('2020-04-07 14:53:14Z', '-P9D')",
+            json!("2020-03-29T14:53:14Z"),
+        );
+        check(
+            "dateTimeAdd('2020-04-07 14:53:14Z', 'PT1H', 'u')",
+            json!("2020-04-07 15:53:14Z"),
+        );
+        check(
+            "dateTimeFromEpoch(1683040573)",
+            json!("2023-05-02T15:16:13Z"),
+        );
         check("dateTimeToEpoch('2023-05-02T15:16:13Z')", json!(1683040573));
-        check_error("utcNow()", "can only be used with parameter default value expressions");
-        check_error("newGuid()", "The template function 'newGuid' is not expected at this location.");
-        check_error("dateTimeAdd('2020-04-07T00:00:00Z', 'PTASDIONS1D')", "is not a valid ISO8601 Duration string");
+        check_error(
+            "utcNow()",
+            "can only be used with parameter default value expressions",
+        );
+        check_error(
+            "newGuid()",
+            "The template function 'newGuid' is not expected at this location.",
+        );
+        check_error(
+            "dateTimeAdd('2020-04-07T00:00:00Z', 'PTASDIONS1D')",
+            "is not a valid ISO8601 Duration string",
+        );
     }
 
     #[test]
@@ -1472,7 +1743,10 @@ mod tests {
         check("parameters('objectToTest')['two']", json!("b"));
         check("parameters('arrayToTest')[1]", json!("two"));
         check_error("parameters('objectToTest').four", "The language expression property 'four' doesn't exist, available properties are 'one, three, two'.");
-        check_error("parameters('arrayToTest')[3]", "The language expression property array index '3' is out of bounds.");
+        check_error(
+            "parameters('arrayToTest')[3]",
+            "The language expression property array index '3' is out of bounds.",
+        );
     }
 
     #[test]
@@ -1481,7 +1755,13 @@ mod tests {
             eval_in("variables('x')", Phase::ParameterDefault, &[]).unwrap_err().message,
             "The template function 'variables' is not expected at this location. Please see https://aka.ms/arm-template-expressions for usage details."
         );
-        assert!(eval_in("reference('x')", Phase::Plan, &[]).unwrap_err().message.contains("'reference' is not expected at this location"));
-        assert!(eval_in("listKeys('x', '2019-06-01')", Phase::Plan, &[]).unwrap_err().message.contains("'listKeys' is not expected at this location"));
+        assert!(eval_in("reference('x')", Phase::Plan, &[])
+            .unwrap_err()
+            .message
+            .contains("'reference' is not expected at this location"));
+        assert!(eval_in("listKeys('x', '2019-06-01')", Phase::Plan, &[])
+            .unwrap_err()
+            .message
+            .contains("'listKeys' is not expected at this location"));
     }
 }

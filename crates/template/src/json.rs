@@ -106,9 +106,9 @@ fn parse_with(text: &str, lenient: bool) -> Result<Node, SyntaxError> {
     let node = reader.value()?;
     reader.skip_space()?;
     if reader.offset < reader.bytes.len() {
-        return Err(reader.error_here(
-            "Additional text encountered after finished reading JSON content",
-        ));
+        return Err(
+            reader.error_here("Additional text encountered after finished reading JSON content")
+        );
     }
     Ok(node)
 }
@@ -142,7 +142,10 @@ impl<'t> Reader<'t> {
                 "{what}: {character}. Path '', line {}, position {}.",
                 self.line, self.column
             ),
-            None => format!("{what}. Path '', line {}, position {}.", self.line, self.column),
+            None => format!(
+                "{what}. Path '', line {}, position {}.",
+                self.line, self.column
+            ),
         };
         SyntaxError {
             message,
@@ -386,11 +389,7 @@ impl<'t> Reader<'t> {
                 }
                 Some(b'"') => self.string(b'"')?,
                 Some(b'\'') if self.lenient => self.string(b'\'')?,
-                _ => {
-                    return Err(
-                        self.error_here("Invalid property identifier character")
-                    )
-                }
+                _ => return Err(self.error_here("Invalid property identifier character")),
             };
             self.skip_space()?;
             if self.bump() != Some(b':') {
@@ -445,11 +444,20 @@ mod tests {
 
     #[test]
     fn values() {
-        check(r#"{"a": [1, -2.5, true, false, null, "x\n\u00e9"]}"#, json!({"a": [1, -2.5, true, false, null, "x\né"]}));
+        check(
+            r#"{"a": [1, -2.5, true, false, null, "x\n\u00e9"]}"#,
+            json!({"a": [1, -2.5, true, false, null, "x\né"]}),
+        );
         check("[1, 2, ]", json!([1, 2]));
-        check("{\"a\": 1, // comment\n /* block */ \"b\": 2,}", json!({"a": 1, "b": 2}));
+        check(
+            "{\"a\": 1, // comment\n /* block */ \"b\": 2,}",
+            json!({"a": 1, "b": 2}),
+        );
         check(r#""\ud83d\ude00""#, json!("😀"));
-        assert_eq!(parse_lenient("{'one': 'a'}").unwrap().to_value(), json!({"one": "a"}));
+        assert_eq!(
+            parse_lenient("{'one': 'a'}").unwrap().to_value(),
+            json!({"one": "a"})
+        );
     }
 
     #[test]
@@ -466,7 +474,10 @@ mod tests {
     #[test]
     fn errors() {
         check_error("{\"a\" 1}", "Invalid character after parsing property name");
-        check_error("[1 2]", "After parsing a value an unexpected character was encountered");
+        check_error(
+            "[1 2]",
+            "After parsing a value an unexpected character was encountered",
+        );
         check_error("\"abc", "Unterminated string");
         check_error("{} x", "Additional text encountered");
         check_error("{'a': 1}", "Invalid property identifier character");

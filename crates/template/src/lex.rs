@@ -200,8 +200,14 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(lex("concat('a").unwrap_err().message.contains("not terminated"));
-        assert!(lex("add(1.5, 2)").unwrap_err().message.contains("floating-point"));
+        assert!(lex("concat('a")
+            .unwrap_err()
+            .message
+            .contains("not terminated"));
+        assert!(lex("add(1.5, 2)")
+            .unwrap_err()
+            .message
+            .contains("floating-point"));
         assert!(lex("a & b").unwrap_err().message.contains("'&'"));
     }
 }

@@ -30,7 +30,9 @@ mod template;
 pub mod whatif;
 
 pub use error::TemplateError;
-pub use plan::{plan, CopyInstance, Inputs, Plan, PlannedResource, Resolver, ResourceGroupInfo, Scope};
+pub use plan::{
+    plan, CopyInstance, Inputs, Plan, PlannedResource, Resolver, ResourceGroupInfo, Scope,
+};
 pub use template::Template;
 
 #[cfg(test)]

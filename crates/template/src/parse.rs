@@ -71,7 +71,9 @@ impl Parser<'_> {
     }
 
     fn offset(&self) -> u32 {
-        self.tokens.get(self.next).map_or(0, |spanned| spanned.offset)
+        self.tokens
+            .get(self.next)
+            .map_or(0, |spanned| spanned.offset)
     }
 
     fn advance(&mut self) -> Token {
@@ -295,6 +297,9 @@ mod tests {
             "add(1)",
             "Unable to evaluate template language function 'add': function requires 2 argument(s) while 1 were provided. Please see https://aka.ms/arm-template-expressions/#add for usage details.",
         );
-        assert!(parse("ns.fn(1)").unwrap_err().message.contains("user-defined functions"));
+        assert!(parse("ns.fn(1)")
+            .unwrap_err()
+            .message
+            .contains("user-defined functions"));
     }
 }

@@ -70,9 +70,20 @@ pub trait Resolver {
     /// The resource's `properties`, or with `full` the whole resource (`identity`, `location`,
     /// ...). `api_version` is `None` when the template gave none and the resource is not
     /// defined in it.
-    fn reference(&self, resource_id: &str, api_version: Option<&str>, full: bool) -> Result<Value, String>;
+    fn reference(
+        &self,
+        resource_id: &str,
+        api_version: Option<&str>,
+        full: bool,
+    ) -> Result<Value, String>;
     /// `POST {resource_id}/{function}?api-version={api_version}` with the optional body.
-    fn list(&self, function: &str, resource_id: &str, api_version: &str, body: Option<&Value>) -> Result<Value, String>;
+    fn list(
+        &self,
+        function: &str,
+        resource_id: &str,
+        api_version: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String>;
 }
 
 /// One resource instance of the deployment.
@@ -147,7 +158,11 @@ pub fn plan(template: &Template, scope: &Scope, inputs: Inputs) -> Result<Plan, 
                 Some(parent) => resources[parent].frames.clone(),
                 None => Vec::new(),
             };
-            let ctx = Ctx { env: &planner, phase: Phase::Plan, copies: &base_frames };
+            let ctx = Ctx {
+                env: &planner,
+                phase: Phase::Plan,
+                copies: &base_frames,
+            };
             let count = match &def.copy {
                 Some(copy) => Some(
                     copy_count(&copy.count, &ctx, copy.pos)
@@ -159,14 +174,19 @@ pub fn plan(template: &Template, scope: &Scope, inputs: Inputs) -> Result<Plan, 
             for index in 0..count.unwrap_or(1) {
                 let mut frames = base_frames.clone();
                 if let Some(copy) = &def.copy {
-                    frames.push(CopyFrame { kind: CopyKind::Resource, name: copy.name.clone(), index });
+                    frames.push(CopyFrame {
+                        kind: CopyKind::Resource,
+                        name: copy.name.clone(),
+                        index,
+                    });
                 }
                 let parent_resource = parent.map(|parent| &resources[parent]);
-                let planned = plan_instance(&planner, scope, def, def_index, frames, parent_resource)
-                    .map_err(|error| match error {
-                        InstanceError::Eval(error) => resource_error(def, &error),
-                        InstanceError::Template(error) => error,
-                    })?;
+                let planned =
+                    plan_instance(&planner, scope, def, def_index, frames, parent_resource)
+                        .map_err(|error| match error {
+                            InstanceError::Eval(error) => resource_error(def, &error),
+                            InstanceError::Template(error) => error,
+                        })?;
                 loop_members.push(resources.len());
                 created.push(resources.len());
                 resources.push(planned);
@@ -179,7 +199,15 @@ pub fn plan(template: &Template, scope: &Scope, inputs: Inputs) -> Result<Plan, 
     }
     let lookup = Lookup::build(template, &resources);
     for index in 0..resources.len() {
-        let dependencies = dependencies(&planner, template, &resources, &lookup, &loops, &instances_of, index)?;
+        let dependencies = dependencies(
+            &planner,
+            template,
+            &resources,
+            &lookup,
+            &loops,
+            &instances_of,
+            index,
+        )?;
         resources[index].depends_on = dependencies;
     }
     let levels = levels(&resources)?;
@@ -189,10 +217,15 @@ pub fn plan(template: &Template, scope: &Scope, inputs: Inputs) -> Result<Plan, 
             .variable(&def.name)
             .map_err(|error| variable_error(def, &error))?;
     }
-    let variables = planner.variables.into_inner().into_iter().filter_map(|(name, slot)| match slot {
-        Slot::Done(value) => Some((name, value)),
-        Slot::Busy => None,
-    }).collect();
+    let variables = planner
+        .variables
+        .into_inner()
+        .into_iter()
+        .filter_map(|(name, slot)| match slot {
+            Slot::Done(value) => Some((name, value)),
+            Slot::Busy => None,
+        })
+        .collect();
     Ok(Plan {
         template: template.clone(),
         scope: scope.clone(),
@@ -234,7 +267,11 @@ fn plan_instance(
     frames: Vec<CopyFrame>,
     parent: Option<&PlannedResource>,
 ) -> Result<PlannedResource, InstanceError> {
-    let ctx = Ctx { env: planner, phase: Phase::Plan, copies: &frames };
+    let ctx = Ctx {
+        env: planner,
+        phase: Phase::Plan,
+        copies: &frames,
+    };
     let condition = match &def.condition {
         None => true,
         Some(condition) => match condition.eval(&ctx)? {
@@ -305,7 +342,10 @@ fn plan_instance(
         Some(node) => Some(eval_string(node, &ctx, "scope")?),
     };
     let deployment_scope = match &scope.resource_group {
-        Some(group) => format!("/subscriptions/{}/resourceGroups/{}", scope.subscription_id, group.name),
+        Some(group) => format!(
+            "/subscriptions/{}/resourceGroups/{}",
+            scope.subscription_id, group.name
+        ),
         None => format!("/subscriptions/{}", scope.subscription_id),
     };
     let id = match extension_scope {
@@ -315,11 +355,17 @@ fn plan_instance(
         Some(target) if target.starts_with('/') => {
             format!("{}/providers/{path}", target.trim_end_matches('/'))
         }
-        Some(target) => format!("{deployment_scope}/providers/{}/providers/{path}", target.trim_matches('/')),
+        Some(target) => format!(
+            "{deployment_scope}/providers/{}/providers/{path}",
+            target.trim_matches('/')
+        ),
         None if scope.resource_group.is_none()
             && resource_type.eq_ignore_ascii_case("Microsoft.Resources/resourceGroups") =>
         {
-            format!("/subscriptions/{}/resourceGroups/{name}", scope.subscription_id)
+            format!(
+                "/subscriptions/{}/resourceGroups/{name}",
+                scope.subscription_id
+            )
         }
         None => format!("{deployment_scope}/providers/{path}"),
     };
@@ -327,7 +373,10 @@ fn plan_instance(
         frames
             .last()
             .filter(|frame| frame.kind == CopyKind::Resource)
-            .map(|frame| CopyInstance { name: copy.name.clone(), index: frame.index })
+            .map(|frame| CopyInstance {
+                name: copy.name.clone(),
+                index: frame.index,
+            })
     });
     Ok(PlannedResource {
         id,
@@ -348,9 +397,10 @@ fn plan_instance(
 /// ARM ids compare case-insensitively, and `.../providers/Microsoft.Resources/resourceGroups/x`
 /// names the same group as `.../resourceGroups/x`.
 fn normalize_id(id: &str) -> String {
-    id.trim_end_matches('/')
-        .to_ascii_lowercase()
-        .replace("/providers/microsoft.resources/resourcegroups/", "/resourcegroups/")
+    id.trim_end_matches('/').to_ascii_lowercase().replace(
+        "/providers/microsoft.resources/resourcegroups/",
+        "/resourcegroups/",
+    )
 }
 
 /// The ways a template names its resources, for `dependsOn`, `reference` and `list*`.
@@ -365,8 +415,13 @@ impl Lookup {
     fn build(template: &Template, resources: &[PlannedResource]) -> Lookup {
         let mut lookup = Lookup::default();
         for (index, resource) in resources.iter().enumerate() {
-            lookup.by_id.entry(normalize_id(&resource.id)).or_default().push(index);
-            let type_and_name = format!("{}/{}", resource.resource_type, resource.name).to_ascii_lowercase();
+            lookup
+                .by_id
+                .entry(normalize_id(&resource.id))
+                .or_default()
+                .push(index);
+            let type_and_name =
+                format!("{}/{}", resource.resource_type, resource.name).to_ascii_lowercase();
             let relative = resource
                 .id
                 .rsplit_once("/providers/")
@@ -378,7 +433,11 @@ impl Lookup {
                 lookup.by_name.entry(key).or_default().push(index);
             }
             if let Some(copy) = template.inner.resources[resource.def].copy.as_ref() {
-                lookup.by_loop.entry(copy.name.to_ascii_lowercase()).or_default().push(index);
+                lookup
+                    .by_loop
+                    .entry(copy.name.to_ascii_lowercase())
+                    .or_default()
+                    .push(index);
             }
         }
         lookup
@@ -387,7 +446,11 @@ impl Lookup {
     /// The resources `target` names: an id, a name, `type/name`, or a copy loop's name.
     fn find(&self, target: &str) -> Vec<usize> {
         if target.starts_with('/') {
-            return self.by_id.get(&normalize_id(target)).cloned().unwrap_or_default();
+            return self
+                .by_id
+                .get(&normalize_id(target))
+                .cloned()
+                .unwrap_or_default();
         }
         let key = target.trim_matches('/').to_ascii_lowercase();
         let mut found: Vec<usize> = self.by_name.get(&key).cloned().unwrap_or_default();
@@ -411,10 +474,17 @@ fn dependencies(
 ) -> Result<Vec<usize>, TemplateError> {
     let resource = &resources[index];
     let def = &template.inner.resources[resource.def];
-    let ctx = Ctx { env: planner, phase: Phase::Plan, copies: &resource.frames };
+    let ctx = Ctx {
+        env: planner,
+        phase: Phase::Plan,
+        copies: &resource.frames,
+    };
     let mut out: Vec<usize> = Vec::new();
     for entry in &def.depends_on {
-        let target = match entry.eval(&ctx).map_err(|error| resource_error(def, &error))? {
+        let target = match entry
+            .eval(&ctx)
+            .map_err(|error| resource_error(def, &error))?
+        {
             Value::String(target) => target,
             Value::Null => continue,
             other => {
@@ -439,14 +509,11 @@ fn dependencies(
     }
     // Nested resources wait for their parent instance.
     if let Some(parent_def) = def.parent {
-        if let Some(parent) = instances_of[parent_def]
-            .iter()
-            .copied()
-            .find(|&candidate| {
-                let parent = &resources[candidate];
-                resource.frames.starts_with(&parent.frames) && resource.name.starts_with(&format!("{}/", parent.name))
-            })
-        {
+        if let Some(parent) = instances_of[parent_def].iter().copied().find(|&candidate| {
+            let parent = &resources[candidate];
+            resource.frames.starts_with(&parent.frames)
+                && resource.name.starts_with(&format!("{}/", parent.name))
+        }) {
             out.push(parent);
         }
     }
@@ -455,21 +522,33 @@ fn dependencies(
     // evaluated here (it uses `reference` itself) adds nothing.
     for target in &def.runtime_targets {
         if let Ok(Value::String(target)) = crate::eval::eval(target, &ctx) {
-            out.extend(lookup.find(&target).into_iter().filter(|&found| found != index));
+            out.extend(
+                lookup
+                    .find(&target)
+                    .into_iter()
+                    .filter(|&found| found != index),
+            );
         }
     }
     // An extension resource waits for the resource it extends, when that is in the template.
     if let Some(scope_start) = resource.id.rfind("/providers/") {
         let target = &resource.id[..scope_start];
         if !target.is_empty() {
-            out.extend(lookup.find(target).into_iter().filter(|&found| found != index));
+            out.extend(
+                lookup
+                    .find(target)
+                    .into_iter()
+                    .filter(|&found| found != index),
+            );
         }
     }
     // Serial copy loops: each batch waits for the previous one (learn.microsoft.com
     // "Resource iteration in ARM templates", "Serial or Parallel").
     if let (Some(copy), Some(instance)) = (&def.copy, &resource.copy) {
         let serial = match &copy.mode {
-            Some(mode) => matches!(mode.eval(&ctx).map_err(|error| resource_error(def, &error))?, Value::String(mode) if mode.eq_ignore_ascii_case("serial")),
+            Some(mode) => {
+                matches!(mode.eval(&ctx).map_err(|error| resource_error(def, &error))?, Value::String(mode) if mode.eq_ignore_ascii_case("serial"))
+            }
             None => false,
         };
         if serial {
@@ -484,7 +563,9 @@ fn dependencies(
             };
             let batch = instance.index / batch_size;
             if batch > 0 {
-                if let Some((_, members)) = loops.iter().find(|(_, members)| members.contains(&index)) {
+                if let Some((_, members)) =
+                    loops.iter().find(|(_, members)| members.contains(&index))
+                {
                     for &member in members {
                         if let Some(other) = &resources[member].copy {
                             if other.index / batch_size == batch - 1 {
@@ -506,7 +587,9 @@ fn dependencies(
 /// Cuts the deployed resources into levels: each level depends only on earlier ones.
 fn levels(resources: &[PlannedResource]) -> Result<Vec<Vec<usize>>, TemplateError> {
     let mut level_of: Vec<Option<usize>> = vec![None; resources.len()];
-    let mut remaining: Vec<usize> = (0..resources.len()).filter(|&index| resources[index].condition).collect();
+    let mut remaining: Vec<usize> = (0..resources.len())
+        .filter(|&index| resources[index].condition)
+        .collect();
     let mut levels: Vec<Vec<usize>> = Vec::new();
     while !remaining.is_empty() {
         let current = levels.len();
@@ -573,12 +656,20 @@ struct BindEnv<'a> {
     failure: RefCell<Option<TemplateError>>,
 }
 
-fn bind_parameters(template: &Template, scope: &Scope, inputs: Inputs) -> Result<HashMap<String, Value>, TemplateError> {
+fn bind_parameters(
+    template: &Template,
+    scope: &Scope,
+    inputs: Inputs,
+) -> Result<HashMap<String, Value>, TemplateError> {
     let model = &template.inner;
     let mut given = HashMap::new();
     let mut unknown = Vec::new();
     for (name, entry) in &inputs.parameters {
-        if !model.parameters.iter().any(|def| def.name.eq_ignore_ascii_case(name)) {
+        if !model
+            .parameters
+            .iter()
+            .any(|def| def.name.eq_ignore_ascii_case(name))
+        {
             unknown.push(name.clone());
             continue;
         }
@@ -597,7 +688,11 @@ fn bind_parameters(template: &Template, scope: &Scope, inputs: Inputs) -> Result
         }
     }
     if !unknown.is_empty() {
-        let supported: Vec<&str> = model.parameters.iter().map(|def| def.name.as_str()).collect();
+        let supported: Vec<&str> = model
+            .parameters
+            .iter()
+            .map(|def| def.name.as_str())
+            .collect();
         return Err(TemplateError::validation(
             &format!(
                 "The template parameters '{}' in the parameters file are not valid; they are not present in the original template and can therefore not be provided at deployment time. The only supported parameters for this template are '{}'. Please see https://aka.ms/arm-deploy/#parameter-file for usage details.",
@@ -619,7 +714,10 @@ fn bind_parameters(template: &Template, scope: &Scope, inputs: Inputs) -> Result
     };
     for def in &model.parameters {
         if let Err(error) = env.parameter(&def.name) {
-            return Err(env.failure.take().unwrap_or_else(|| parameter_error(def, &error)));
+            return Err(env
+                .failure
+                .take()
+                .unwrap_or_else(|| parameter_error(def, &error)));
         }
     }
     let bound = env.bound.into_inner();
@@ -689,8 +787,14 @@ fn check_parameter(def: &ParameterDef, value: &Value) -> Result<(), TemplateErro
             Value::Array(items) if !allowed.iter().any(Value::is_array) => items.iter().collect(),
             other => vec![other],
         };
-        if let Some(bad) = candidates.iter().find(|candidate| !allowed.contains(candidate)) {
-            let shown: Vec<String> = allowed.iter().map(crate::dotnet::to_dotnet_string).collect();
+        if let Some(bad) = candidates
+            .iter()
+            .find(|candidate| !allowed.contains(candidate))
+        {
+            let shown: Vec<String> = allowed
+                .iter()
+                .map(crate::dotnet::to_dotnet_string)
+                .collect();
             return Err(TemplateError::validation(
                 &format!(
                     "The provided value '{}' for the template parameter '{}' {} is not valid. The parameter value is not part of the allowed value(s): '{}'.",
@@ -705,10 +809,14 @@ fn check_parameter(def: &ParameterDef, value: &Value) -> Result<(), TemplateErro
     }
     if let Some(number) = value.as_i64() {
         if let Some(min) = def.min_value.filter(|min| number < *min) {
-            return Err(invalid(format!("Value should be greater than or equal to '{min}'.")));
+            return Err(invalid(format!(
+                "Value should be greater than or equal to '{min}'."
+            )));
         }
         if let Some(max) = def.max_value.filter(|max| number > *max) {
-            return Err(invalid(format!("Value should be less than or equal to '{max}'.")));
+            return Err(invalid(format!(
+                "Value should be less than or equal to '{max}'."
+            )));
         }
     }
     let length = match value {
@@ -718,10 +826,14 @@ fn check_parameter(def: &ParameterDef, value: &Value) -> Result<(), TemplateErro
     };
     if let Some(length) = length {
         if let Some(min) = def.min_length.filter(|min| length < *min) {
-            return Err(invalid(format!("Length of the value should be greater than or equal to '{min}'.")));
+            return Err(invalid(format!(
+                "Length of the value should be greater than or equal to '{min}'."
+            )));
         }
         if let Some(max) = def.max_length.filter(|max| length > *max) {
-            return Err(invalid(format!("Length of the value should be less than or equal to '{max}'.")));
+            return Err(invalid(format!(
+                "Length of the value should be less than or equal to '{max}'."
+            )));
         }
     }
     Ok(())
@@ -733,11 +845,21 @@ fn parameter_not_found(name: &str) -> EvalError {
     ))
 }
 
-fn deployment_value(template: &Template, scope: &Scope, request_parameters: &Map<String, Value>) -> Value {
+fn deployment_value(
+    template: &Template,
+    scope: &Scope,
+    request_parameters: &Map<String, Value>,
+) -> Value {
     let mut properties = Map::new();
     properties.insert("template".into(), template.inner.raw.clone());
-    properties.insert("templateHash".into(), Value::String(template.template_hash()));
-    properties.insert("parameters".into(), Value::Object(request_parameters.clone()));
+    properties.insert(
+        "templateHash".into(),
+        Value::String(template.template_hash()),
+    );
+    properties.insert(
+        "parameters".into(),
+        Value::Object(request_parameters.clone()),
+    );
     let mut object = Map::new();
     object.insert("name".into(), Value::String(scope.deployment_name.clone()));
     if let Some(location) = &scope.deployment_location {
@@ -773,7 +895,9 @@ impl Env for BindEnv<'_> {
         self.bound.borrow_mut().insert(key.clone(), Slot::Busy);
         match self.bind(def) {
             Ok(value) => {
-                self.bound.borrow_mut().insert(key, Slot::Done(value.clone()));
+                self.bound
+                    .borrow_mut()
+                    .insert(key, Slot::Done(value.clone()));
                 Ok(value)
             }
             Err(error) => {
@@ -855,15 +979,27 @@ impl Env for PlanEnv<'_> {
             .find(|def| def.name.eq_ignore_ascii_case(name))
             .ok_or_else(|| variable_not_found(name))?;
         self.variables.borrow_mut().insert(key.clone(), Slot::Busy);
-        let ctx = Ctx { env: self, phase: Phase::Plan, copies: &[] };
+        let ctx = Ctx {
+            env: self,
+            phase: Phase::Plan,
+            copies: &[],
+        };
         let result = match &def.value {
             VariableValue::Plain(node) => node.eval(&ctx),
             VariableValue::Loop { count, input } => (|| {
                 let count = copy_count(count, &ctx, def.pos)?;
                 let mut items = Vec::with_capacity(count as usize);
                 for index in 0..count {
-                    let frames = [CopyFrame { kind: CopyKind::Variable, name: def.name.clone(), index }];
-                    let inner = Ctx { env: self, phase: Phase::Plan, copies: &frames };
+                    let frames = [CopyFrame {
+                        kind: CopyKind::Variable,
+                        name: def.name.clone(),
+                        index,
+                    }];
+                    let inner = Ctx {
+                        env: self,
+                        phase: Phase::Plan,
+                        copies: &frames,
+                    };
                     items.push(input.eval(&inner)?);
                 }
                 Ok(Value::Array(items))
@@ -871,7 +1007,9 @@ impl Env for PlanEnv<'_> {
         };
         match result {
             Ok(value) => {
-                self.variables.borrow_mut().insert(key, Slot::Done(value.clone()));
+                self.variables
+                    .borrow_mut()
+                    .insert(key, Slot::Done(value.clone()));
                 Ok(value)
             }
             Err(error) => {
@@ -931,7 +1069,11 @@ impl Env for LateEnv<'_> {
     }
 
     fn deployment(&self) -> Value {
-        deployment_value(&self.plan.template, &self.plan.scope, &self.plan.request_parameters)
+        deployment_value(
+            &self.plan.template,
+            &self.plan.scope,
+            &self.plan.request_parameters,
+        )
     }
 
     fn resolve_resource(&self, target: &str) -> EvalResult<(String, Option<String>)> {
@@ -986,13 +1128,27 @@ impl Plan {
     /// The body to PUT for resource `index`: every element but the template's own (`type`,
     /// `apiVersion`, `name`, `dependsOn`, `condition`, `copy`, `resources`, `comments`,
     /// `scope`), with property loops expanded and `location` as planned.
-    pub fn resource_body(&self, index: usize, resolver: &dyn Resolver) -> Result<Value, TemplateError> {
+    pub fn resource_body(
+        &self,
+        index: usize,
+        resolver: &dyn Resolver,
+    ) -> Result<Value, TemplateError> {
         let resource = self.resources.get(index).ok_or_else(|| {
-            template_error(&format!("There is no planned resource number {index}."), Pos::default())
+            template_error(
+                &format!("There is no planned resource number {index}."),
+                Pos::default(),
+            )
         })?;
         let def = &self.template.inner.resources[resource.def];
-        let env = LateEnv { plan: self, resolver };
-        let ctx = Ctx { env: &env, phase: Phase::Body, copies: &resource.frames };
+        let env = LateEnv {
+            plan: self,
+            resolver,
+        };
+        let ctx = Ctx {
+            env: &env,
+            phase: Phase::Body,
+            copies: &resource.frames,
+        };
         let mut body = Map::new();
         if let Some(location) = &resource.location {
             body.insert("location".into(), Value::String(location.clone()));
@@ -1016,17 +1172,27 @@ impl Plan {
     /// The deployment's outputs as ARM returns them: `{"name": {"type": "String", "value": ...}}`;
     /// outputs whose condition is false are left out, and secure outputs have no value.
     pub fn outputs(&self, resolver: &dyn Resolver) -> Result<Map<String, Value>, TemplateError> {
-        let env = LateEnv { plan: self, resolver };
+        let env = LateEnv {
+            plan: self,
+            resolver,
+        };
         let mut out = Map::new();
         for def in &self.template.inner.outputs {
             let failed = |error: EvalError| {
                 TemplateError::new(
                     "DeploymentOutputEvaluationFailed",
-                    format!("The template output '{}' is not valid: {}", def.name, error.message),
+                    format!(
+                        "The template output '{}' is not valid: {}",
+                        def.name, error.message
+                    ),
                     def.pos,
                 )
             };
-            let ctx = Ctx { env: &env, phase: Phase::Output, copies: &[] };
+            let ctx = Ctx {
+                env: &env,
+                phase: Phase::Output,
+                copies: &[],
+            };
             if let Some(condition) = &def.condition {
                 if condition.eval(&ctx).map_err(failed)? != Value::Bool(true) {
                     continue;
@@ -1037,8 +1203,16 @@ impl Plan {
                     let count = copy_count(count, &ctx, def.pos).map_err(failed)?;
                     let mut items = Vec::with_capacity(count as usize);
                     for index in 0..count {
-                        let frames = [CopyFrame { kind: CopyKind::Output, name: def.name.clone(), index }];
-                        let inner = Ctx { env: &env, phase: Phase::Output, copies: &frames };
+                        let frames = [CopyFrame {
+                            kind: CopyKind::Output,
+                            name: def.name.clone(),
+                            index,
+                        }];
+                        let inner = Ctx {
+                            env: &env,
+                            phase: Phase::Output,
+                            copies: &frames,
+                        };
                         items.push(input.eval(&inner).map_err(failed)?);
                     }
                     Value::Array(items)

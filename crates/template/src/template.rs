@@ -15,9 +15,9 @@ use serde_json::Value;
 
 use crate::error::{EvalError, Pos, TemplateError, EXPRESSIONS_LINK};
 use crate::eval::{CompileError, TNode};
+use crate::functions::Func;
 use crate::json::{self, Node};
 use crate::parse::{visit_calls, Expr};
-use crate::functions::Func;
 
 /// A parsed ARM template. Cheap to clone: the model is shared.
 #[derive(Debug, Clone)]
@@ -124,7 +124,10 @@ pub(crate) enum VariableValue {
     Plain(TNode),
     /// A top-level `variables.copy` entry: an array of `count` inputs
     /// (learn.microsoft.com "Variable iteration in ARM templates").
-    Loop { count: TNode, input: TNode },
+    Loop {
+        count: TNode,
+        input: TNode,
+    },
 }
 
 #[derive(Debug)]
@@ -195,13 +198,19 @@ fn element_error(element: &Element, inner: &str, pos: Pos) -> TemplateError {
     let message = match element {
         Element::Template => inner.to_string(),
         Element::Parameter(name) => {
-            format!("The template parameter '{name}' {pos} is not valid: {inner}. {EXPRESSIONS_LINK}")
+            format!(
+                "The template parameter '{name}' {pos} is not valid: {inner}. {EXPRESSIONS_LINK}"
+            )
         }
         Element::Variable(name) => {
-            format!("The template variable '{name}' {pos} is not valid: {inner}. {EXPRESSIONS_LINK}")
+            format!(
+                "The template variable '{name}' {pos} is not valid: {inner}. {EXPRESSIONS_LINK}"
+            )
         }
         Element::Resource(name) => {
-            format!("The template resource '{name}' {pos} is not valid: {inner}. {EXPRESSIONS_LINK}")
+            format!(
+                "The template resource '{name}' {pos} is not valid: {inner}. {EXPRESSIONS_LINK}"
+            )
         }
         Element::Output(name) => {
             format!("The template output '{name}' {pos} is not valid: {inner}. {EXPRESSIONS_LINK}")
@@ -333,7 +342,11 @@ fn parse_parameters(node: Option<&Node>) -> Result<Vec<ParameterDef>, TemplateEr
         let allowed = match definition.get("allowedValues") {
             Some(Node::Array(items, _)) => Some(items.iter().map(Node::to_value).collect()),
             Some(other) => {
-                return Err(element_error(&element, "The 'allowedValues' property must be an array", other.pos()))
+                return Err(element_error(
+                    &element,
+                    "The 'allowedValues' property must be an array",
+                    other.pos(),
+                ))
             }
             None => None,
         };
@@ -357,21 +370,41 @@ fn parse_variables(node: Option<&Node>) -> Result<Vec<VariableDef>, TemplateErro
     for member in members(node) {
         if member.key.eq_ignore_ascii_case("copy") {
             let Node::Array(loops, _) = &member.value else {
-                return Err(element_error(&Element::Variable("copy"), "The variable 'copy' element must be an array", member.value.pos()));
+                return Err(element_error(
+                    &Element::Variable("copy"),
+                    "The variable 'copy' element must be an array",
+                    member.value.pos(),
+                ));
             };
             for item in loops {
                 let pos = item.pos();
                 let name = item.get("name").and_then(Node::as_str).ok_or_else(|| {
-                    element_error(&Element::Variable("copy"), "Each variable 'copy' entry needs a 'name' string", pos)
+                    element_error(
+                        &Element::Variable("copy"),
+                        "Each variable 'copy' entry needs a 'name' string",
+                        pos,
+                    )
                 })?;
                 let element = Element::Variable(name);
                 let count = match item.get("count") {
                     Some(count) => compile(count, false, &element)?,
-                    None => return Err(element_error(&element, "The variable 'copy' entry needs a 'count'", pos)),
+                    None => {
+                        return Err(element_error(
+                            &element,
+                            "The variable 'copy' entry needs a 'count'",
+                            pos,
+                        ))
+                    }
                 };
                 let input = match item.get("input") {
                     Some(input) => compile(input, true, &element)?,
-                    None => return Err(element_error(&element, "The variable 'copy' entry needs an 'input'", pos)),
+                    None => {
+                        return Err(element_error(
+                            &element,
+                            "The variable 'copy' entry needs an 'input'",
+                            pos,
+                        ))
+                    }
                 };
                 out.push(VariableDef {
                     name: name.to_string(),
@@ -432,7 +465,9 @@ fn parse_resource(
         }
     }
     let optional = |key: &str| -> Result<Option<TNode>, TemplateError> {
-        node.get(key).map(|value| compile(value, false, &element)).transpose()
+        node.get(key)
+            .map(|value| compile(value, false, &element))
+            .transpose()
     };
     let location = optional("location")?;
     let condition = optional("condition")?;
@@ -473,11 +508,20 @@ fn parse_resource(
             .iter()
             .map(|item| compile(item, false, &element))
             .collect::<Result<_, _>>()?,
-        Some(other) => return Err(element_error(&element, "The 'dependsOn' property must be an array", other.pos())),
+        Some(other) => {
+            return Err(element_error(
+                &element,
+                "The 'dependsOn' property must be an array",
+                other.pos(),
+            ))
+        }
     };
     let mut body = Vec::new();
     for field in fields {
-        if TEMPLATE_ONLY.iter().any(|key| key.eq_ignore_ascii_case(&field.key)) {
+        if TEMPLATE_ONLY
+            .iter()
+            .any(|key| key.eq_ignore_ascii_case(&field.key))
+        {
             continue;
         }
         body.push((field.key.clone(), compile(&field.value, true, &element)?));
@@ -559,11 +603,18 @@ fn parse_outputs(node: Option<&Node>) -> Result<Vec<OutputDef>, TemplateError> {
                 let input = copy.get("input").ok_or_else(|| {
                     element_error(&element, "The output 'copy' needs an 'input'", copy.pos())
                 })?;
-                Some((compile(count, false, &element)?, compile(input, true, &element)?))
+                Some((
+                    compile(count, false, &element)?,
+                    compile(input, true, &element)?,
+                ))
             }
         };
         if value.is_none() && copy.is_none() {
-            return Err(element_error(&element, "The output needs a 'value' or a 'copy'", pos));
+            return Err(element_error(
+                &element,
+                "The output needs a 'value' or a 'copy'",
+                pos,
+            ));
         }
         out.push(OutputDef {
             name: name.to_string(),
@@ -579,7 +630,11 @@ fn parse_outputs(node: Option<&Node>) -> Result<Vec<OutputDef>, TemplateError> {
 
 /// Used by `plan` to report errors in a named element, in ARM's words.
 pub(crate) fn resource_error(def: &ResourceDef, error: &EvalError) -> TemplateError {
-    element_error(&Element::Resource(&def.display_name), &error.message, def.pos)
+    element_error(
+        &Element::Resource(&def.display_name),
+        &error.message,
+        def.pos,
+    )
 }
 
 pub(crate) fn variable_error(def: &VariableDef, error: &EvalError) -> TemplateError {
@@ -602,7 +657,12 @@ mod tests {
         let error = Template::parse(source).unwrap_err();
         assert_eq!(error.code, "InvalidTemplate");
         assert!(error.message.contains(expected), "{}", error.message);
-        assert_eq!((error.line, error.column), (line, column), "{}", error.message);
+        assert_eq!(
+            (error.line, error.column),
+            (line, column),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
@@ -629,14 +689,28 @@ mod tests {
         assert_eq!(model.resources.len(), 2);
         assert_eq!(model.resources[1].parent, Some(0));
         assert_eq!(model.resources[0].runtime_targets.len(), 1);
-        assert_eq!(model.resources[0].body.len(), 1, "only 'properties' is sent");
+        assert_eq!(
+            model.resources[0].body.len(),
+            1,
+            "only 'properties' is sent"
+        );
         assert_eq!(model.outputs[0].kind.arm_name(), "String");
     }
 
     #[test]
     fn refusals() {
-        check_error(r#"{"languageVersion": "2.0", "resources": {}}"#, "languageVersion", 1, 21);
-        check_error(r#"{"functions": [{"namespace": "x"}]}"#, "user-defined functions", 1, 15);
+        check_error(
+            r#"{"languageVersion": "2.0", "resources": {}}"#,
+            "languageVersion",
+            1,
+            21,
+        );
+        check_error(
+            r#"{"functions": [{"namespace": "x"}]}"#,
+            "user-defined functions",
+            1,
+            15,
+        );
         check_error(
             r#"{"resources": [{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "inner"}]}"#,
             "The template resource 'inner' at line '1' and column '16' is not valid: Resources of type 'Microsoft.Resources/deployments'",
@@ -665,6 +739,11 @@ mod tests {
             1,
             21,
         );
-        check_error(r#"{"resources": [1, 2"#, "Deployment template parse failed", 1, 20);
+        check_error(
+            r#"{"resources": [1, 2"#,
+            "Deployment template parse failed",
+            1,
+            20,
+        );
     }
 }

@@ -83,7 +83,12 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
-fn change(path: String, kind: PropertyChangeType, before: Option<&Value>, after: Option<&Value>) -> PropertyChange {
+fn change(
+    path: String,
+    kind: PropertyChangeType,
+    before: Option<&Value>,
+    after: Option<&Value>,
+) -> PropertyChange {
     PropertyChange {
         path,
         property_change_type: kind,
@@ -102,12 +107,22 @@ fn diff(path: &str, before: &Value, after: &Value, out: &mut Vec<PropertyChange>
             for (key, old_value) in old {
                 match new.get(key) {
                     Some(new_value) => diff(&join(path, key), old_value, new_value, out),
-                    None => out.push(change(join(path, key), PropertyChangeType::Delete, Some(old_value), None)),
+                    None => out.push(change(
+                        join(path, key),
+                        PropertyChangeType::Delete,
+                        Some(old_value),
+                        None,
+                    )),
                 }
             }
             for (key, new_value) in new {
                 if !old.contains_key(key) {
-                    out.push(change(join(path, key), PropertyChangeType::Create, None, Some(new_value)));
+                    out.push(change(
+                        join(path, key),
+                        PropertyChangeType::Create,
+                        None,
+                        Some(new_value),
+                    ));
                 }
             }
         }
@@ -118,7 +133,12 @@ fn diff(path: &str, before: &Value, after: &Value, out: &mut Vec<PropertyChange>
             after: None,
             children: array_changes(old, new),
         }),
-        _ => out.push(change(path.to_string(), PropertyChangeType::Modify, Some(before), Some(after))),
+        _ => out.push(change(
+            path.to_string(),
+            PropertyChangeType::Modify,
+            Some(before),
+            Some(after),
+        )),
     }
 }
 
@@ -150,7 +170,9 @@ fn array_changes(old: &[Value], new: &[Value]) -> Vec<PropertyChange> {
             // element was changed in place.
             let mut modified = change(column.to_string(), PropertyChangeType::Modify, None, None);
             match (&old[row], &new[column]) {
-                (left @ (Value::Object(_) | Value::Array(_)), right) if std::mem::discriminant(left) == std::mem::discriminant(right) => {
+                (left @ (Value::Object(_) | Value::Array(_)), right)
+                    if std::mem::discriminant(left) == std::mem::discriminant(right) =>
+                {
                     let mut nested = Vec::new();
                     diff("", left, right, &mut nested);
                     if let [single] = nested.as_slice() {
@@ -171,11 +193,23 @@ fn array_changes(old: &[Value], new: &[Value]) -> Vec<PropertyChange> {
             changes.push(modified);
             row += 1;
             column += 1;
-        } else if column < columns && (row == rows || table[row][column + 1] >= table[row + 1][column]) {
-            changes.push(change(column.to_string(), PropertyChangeType::Create, None, Some(&new[column])));
+        } else if column < columns
+            && (row == rows || table[row][column + 1] >= table[row + 1][column])
+        {
+            changes.push(change(
+                column.to_string(),
+                PropertyChangeType::Create,
+                None,
+                Some(&new[column]),
+            ));
             column += 1;
         } else {
-            changes.push(change(row.to_string(), PropertyChangeType::Delete, Some(&old[row]), None));
+            changes.push(change(
+                row.to_string(),
+                PropertyChangeType::Delete,
+                Some(&old[row]),
+                None,
+            ));
             row += 1;
         }
     }
@@ -188,7 +222,10 @@ mod tests {
     use serde_json::json;
 
     fn check(before: Value, after: Value, expected: Value) {
-        let changes: Vec<Value> = property_changes(&before, &after).iter().map(PropertyChange::to_value).collect();
+        let changes: Vec<Value> = property_changes(&before, &after)
+            .iter()
+            .map(PropertyChange::to_value)
+            .collect();
         assert_eq!(Value::Array(changes), expected);
     }
 
