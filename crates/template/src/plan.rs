@@ -616,7 +616,7 @@ fn levels(resources: &[PlannedResource]) -> Result<Vec<Vec<usize>>, TemplateErro
         for &index in &ready {
             level_of[index] = Some(current);
         }
-        remaining.retain(|index| !ready.contains(index));
+        remaining.retain(|&index| level_of[index].is_none());
         levels.push(ready);
     }
     Ok(levels)
