@@ -10,10 +10,12 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{EvalError, EvalResult, Pos, EXPRESSIONS_LINK};
-use crate::json::Node;
-use crate::parse::{self, Expr, ExprKind};
-use crate::plan::{Resolver, Scope};
+use crate::{
+    error::{EvalError, EvalResult, Pos, EXPRESSIONS_LINK},
+    json::Node,
+    parse::{self, Expr, ExprKind},
+    plan::{Resolver, Scope},
+};
 
 /// Which part of the template an expression belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

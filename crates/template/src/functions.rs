@@ -11,11 +11,13 @@
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::dotnet::{self, DateTime};
-use crate::error::{EvalError, EvalResult, EXPRESSIONS_LINK};
-use crate::eval::{self, not_expected, type_name, CopyKind, Ctx, Phase};
-use crate::hash;
-use crate::parse::Expr;
+use crate::{
+    dotnet::{self, DateTime},
+    error::{EvalError, EvalResult, EXPRESSIONS_LINK},
+    eval::{self, not_expected, type_name, CopyKind, Ctx, Phase},
+    hash,
+    parse::Expr,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Func {
@@ -1272,8 +1274,10 @@ fn resolve_uri(base: &str, relative: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::{CopyFrame, Env};
-    use crate::plan::{Resolver, ResourceGroupInfo, Scope};
+    use crate::{
+        eval::{CopyFrame, Env},
+        plan::{Resolver, ResourceGroupInfo, Scope},
+    };
     use serde_json::json;
 
     /// An environment with the docs' example parameters and a fixed scope.

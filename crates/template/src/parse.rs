@@ -7,9 +7,11 @@
 //! `expr := primary ( '.' identifier | '[' expr ']' )*`,
 //! `primary := identifier '(' (expr (',' expr)*)? ')' | literal | integer`.
 
-use crate::error::{EvalError, EvalResult, EXPRESSIONS_LINK};
-use crate::functions::{self, Func};
-use crate::lex::{self, Spanned, Token};
+use crate::{
+    error::{EvalError, EvalResult, EXPRESSIONS_LINK},
+    functions::{self, Func},
+    lex::{self, Spanned, Token},
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Expr {

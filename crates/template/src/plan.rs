@@ -20,16 +20,17 @@
 //! otherwise); a dependency on a resource whose condition is false is dropped ("Conditional
 //! deployment in ARM templates").
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::{cell::RefCell, collections::HashMap};
 
 use serde_json::{Map, Value};
 
-use crate::error::{EvalError, EvalResult, Pos, TemplateError};
-use crate::eval::{copy_count, CopyFrame, CopyKind, Ctx, Env, Phase, TNode};
-use crate::template::{
-    parameter_error, resource_error, template_error, variable_error, ParameterDef, ResourceDef,
-    Template, VariableValue,
+use crate::{
+    error::{EvalError, EvalResult, Pos, TemplateError},
+    eval::{copy_count, CopyFrame, CopyKind, Ctx, Env, Phase, TNode},
+    template::{
+        parameter_error, resource_error, template_error, variable_error, ParameterDef, ResourceDef,
+        Template, VariableValue,
+    },
 };
 
 /// Where the deployment happens, as the engine knows it.
@@ -164,10 +165,14 @@ pub fn plan(template: &Template, scope: &Scope, inputs: Inputs) -> Result<Plan, 
                 copies: &base_frames,
             };
             let count = match &def.copy {
-                Some(copy) => Some(
-                    copy_count(&copy.count, &ctx, copy.pos)
-                        .map_err(|error| resource_error(def, &error))?,
-                ),
+                // ARM reports a bad count on its own, at the loop's position.
+                Some(copy) => Some(copy_count(&copy.count, &ctx, copy.pos).map_err(|error| {
+                    if error.message.starts_with("The template 'copy' definition") {
+                        TemplateError::validation(&error.message, copy.pos)
+                    } else {
+                        resource_error(def, &error)
+                    }
+                })?),
                 None => None,
             };
             let mut loop_members = Vec::new();

@@ -13,11 +13,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::error::{EvalError, Pos, TemplateError, EXPRESSIONS_LINK};
-use crate::eval::{CompileError, TNode};
-use crate::functions::Func;
-use crate::json::{self, Node};
-use crate::parse::{visit_calls, Expr};
+use crate::{
+    error::{EvalError, Pos, TemplateError, EXPRESSIONS_LINK},
+    eval::{CompileError, TNode},
+    functions::Func,
+    json::{self, Node},
+    parse::{visit_calls, Expr},
+};
 
 /// A parsed ARM template. Cheap to clone: the model is shared.
 #[derive(Debug, Clone)]

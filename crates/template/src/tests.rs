@@ -706,3 +706,26 @@ fn deployment_function() {
         json!(plan.template_hash())
     );
 }
+
+#[test]
+fn plans_can_be_shared_between_threads() {
+    // The engine evaluates independent resources of a level concurrently.
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Plan>();
+    shareable::<Template>();
+}
+
+#[test]
+fn copy_count_limit() {
+    let source = template(
+        json!([{"type": "a.b/c", "apiVersion": "1", "name": "[concat('x', copyIndex())]", "copy": {"name": "l", "count": 801}}]),
+    );
+    let error = plan_with(&source, json!({})).unwrap_err();
+    let column = column_of(&source, r#"{"count":801"#);
+    assert_eq!((error.line, error.column), (1, column as u32));
+    assert!(
+        error.message.contains(&format!("Deployment template validation failed: 'The template 'copy' definition at line '1' and column '{column}' has an invalid copy count. The copy count must be a positive integer value and cannot exceed '800'. Please see https://aka.ms/arm-copy for usage details.")),
+        "{}",
+        error.message
+    );
+}
