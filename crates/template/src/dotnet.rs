@@ -76,6 +76,9 @@ pub(crate) fn composite_format(format: &str, args: &[Value]) -> EvalResult<Strin
                 })?;
                 let text = format_value(arg, &spec)?;
                 let width = alignment.unsigned_abs() as usize;
+                if width > MAX_WIDTH {
+                    return Err(invalid());
+                }
                 let length = text.chars().count();
                 if length < width {
                     let pad = " ".repeat(width - length);
@@ -137,13 +140,19 @@ fn group_thousands(digits: &str) -> String {
     out
 }
 
+/// The widest field a format may ask for; .NET allows 999 999 digits, but a template
+/// never needs more than this and a larger one would only cost memory.
+pub(crate) const MAX_WIDTH: usize = 100_000;
+
 fn precision(spec: &str, default: usize) -> EvalResult<usize> {
     if spec.len() <= 1 {
         return Ok(default);
     }
     spec[1..]
         .parse()
-        .map_err(|_| EvalError::new("Format specifier was invalid."))
+        .ok()
+        .filter(|width| *width <= MAX_WIDTH)
+        .ok_or_else(|| EvalError::new("Format specifier was invalid."))
 }
 
 fn format_integer(value: i64, spec: &str) -> EvalResult<String> {

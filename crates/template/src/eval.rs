@@ -428,11 +428,12 @@ pub(crate) fn compile_string(text: &str) -> EvalResult<Option<Expr>> {
     Ok(None)
 }
 
-/// A literal template string: a leading `[[` stands for `[`.
+/// A literal template string: `[[...]` stands for `[...]`; a string that would not be an
+/// expression anyway (`[[x`, no closing bracket) is left as it is.
 pub(crate) fn unescape(text: &str) -> String {
     match text.strip_prefix("[[") {
-        Some(rest) => format!("[{rest}"),
-        None => text.to_string(),
+        Some(rest) if text.ends_with(']') => format!("[{rest}"),
+        _ => text.to_string(),
     }
 }
 

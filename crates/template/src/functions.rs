@@ -687,6 +687,9 @@ pub(crate) fn call(func: Func, name: &str, args: &[Expr], ctx: &Ctx) -> EvalResu
                     }
                 }
             };
+            if total > dotnet::MAX_WIDTH as i64 {
+                return Err(invalid_argument(name, &format!("the total length must not exceed {}.", dotnet::MAX_WIDTH)));
+            }
             let length = text.chars().count() as i64;
             let mut out: String = std::iter::repeat_n(padding, (total - length).max(0) as usize).collect();
             out.push_str(&text);
@@ -1417,6 +1420,11 @@ mod tests {
         check("length('One Two Three')", json!(13));
         check("padLeft('123', 10, '0')", json!("0000000123"));
         check("padLeft(123, 5)", json!("  123"));
+        check_error("padLeft('a', 100000000)", "must not exceed");
+        check_error(
+            "format('{0,100000000}', 1)",
+            "Input string was not in a correct format.",
+        );
         check("replace('123-123-1234', '-', '')", json!("1231231234"));
         check(
             "replace('123-123-1234', '1234', 'xxxx')",

@@ -729,3 +729,14 @@ fn copy_count_limit() {
         error.message
     );
 }
+
+#[test]
+fn escaped_brackets_stay_literal() {
+    let source = r#"{"parameters": {"p": {"type": "string", "defaultValue": "[[not an expression]"}}, "resources": [], "outputs": {"o": {"type": "string", "value": "[parameters('p')]"}, "q": {"type": "string", "value": "[[x"}}}"#;
+    let outputs = plan_with(source, json!({}))
+        .unwrap()
+        .outputs(&FakeResolver::default())
+        .unwrap();
+    assert_eq!(outputs["o"]["value"], json!("[not an expression]"));
+    assert_eq!(outputs["q"]["value"], json!("[[x"));
+}
