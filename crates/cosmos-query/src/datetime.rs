@@ -33,11 +33,16 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -99,7 +104,12 @@ pub(crate) fn parse(text: &str) -> Option<Parts> {
         std::str::from_utf8(slice).ok()?.parse().ok()
     };
     let separator = |at: usize, expected: u8| bytes.get(at) == Some(&expected);
-    if !(separator(4, b'-') && separator(7, b'-') && separator(10, b'T') && separator(13, b':') && separator(16, b':')) {
+    if !(separator(4, b'-')
+        && separator(7, b'-')
+        && separator(10, b'T')
+        && separator(13, b':')
+        && separator(16, b':'))
+    {
         return None;
     }
     let mut parts = Parts {
@@ -205,17 +215,28 @@ pub(crate) fn part(part: Part, parts: Parts) -> i64 {
 pub(crate) fn add(part: Part, amount: i64, parts: Parts) -> Option<i64> {
     match part {
         Part::Year | Part::Month => {
-            let months = if part == Part::Year { amount.checked_mul(12)? } else { amount };
+            let months = if part == Part::Year {
+                amount.checked_mul(12)?
+            } else {
+                amount
+            };
             let total = (parts.year * 12 + parts.month - 1).checked_add(months)?;
             let year = total.div_euclid(12);
             let month = total.rem_euclid(12) + 1;
             let day = parts.day.min(days_in_month(year, month));
-            let moved = Parts { year, month, day, ..parts };
+            let moved = Parts {
+                year,
+                month,
+                day,
+                ..parts
+            };
             moved.is_valid().then(|| moved.to_ticks())
         }
         // Nanoseconds below the tick resolution are dropped.
         Part::Nanosecond => Some(parts.to_ticks() + amount / 100),
-        _ => parts.to_ticks().checked_add(amount.checked_mul(part.ticks()?)?),
+        _ => parts
+            .to_ticks()
+            .checked_add(amount.checked_mul(part.ticks()?)?),
     }
 }
 
@@ -238,11 +259,18 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for text in ["1970-01-01T00:00:00.0000000Z", "2016-05-29T08:30:00.1301617Z", "2000-02-29T23:59:59.9999999Z"] {
+        for text in [
+            "1970-01-01T00:00:00.0000000Z",
+            "2016-05-29T08:30:00.1301617Z",
+            "2000-02-29T23:59:59.9999999Z",
+        ] {
             let parts = parse(text).unwrap();
             assert_eq!(format(parts.to_ticks()).as_deref(), Some(text));
         }
-        assert_eq!(parse("2015-05-19T12:00:00.0000000").unwrap().to_ticks() / 10_000, 1_432_036_800_000);
+        assert_eq!(
+            parse("2015-05-19T12:00:00.0000000").unwrap().to_ticks() / 10_000,
+            1_432_036_800_000
+        );
         assert_eq!(parse("2019-02-30T00:00:00Z"), None);
         assert_eq!(parse("2019-02-03"), None);
     }

@@ -51,7 +51,10 @@ pub enum QueryError {
     /// A construct of the Cosmos DB language that this crate does not evaluate; refused rather
     /// than answered wrongly.
     #[error("unsupported construct at {position}: {construct}")]
-    Unsupported { construct: String, position: Position },
+    Unsupported {
+        construct: String,
+        position: Position,
+    },
     /// The query names a parameter that the request did not supply.
     #[error("parameter {name} is referenced in the query but was not supplied (at {position})")]
     MissingParameter { name: String, position: Position },

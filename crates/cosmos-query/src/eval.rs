@@ -18,11 +18,14 @@ use crate::plan::Expr;
 use crate::value::{self, as_f64, as_integer, compare, equality, number};
 use crate::CurrentTime;
 
+/// A group's key values and aggregate results, in the order of the select's lists.
+pub(crate) type GroupValues<'g> = (&'g [Option<Value>], &'g [Option<Value>]);
+
 /// What an expression may read besides its row.
 pub(crate) struct Context<'g> {
     pub(crate) now: CurrentTime,
     /// In a grouped select's projection: the group's keys and aggregate results.
-    pub(crate) group: Option<(&'g [Option<Value>], &'g [Option<Value>])>,
+    pub(crate) group: Option<GroupValues<'g>>,
 }
 
 pub(crate) type Eval<'v> = Option<Cow<'v, Value>>;
@@ -60,7 +63,9 @@ pub(crate) fn eval<'v>(context: &Context<'_>, expr: &'v Expr, row: &[&'v Value])
                 Value::Number(position) => {
                     let position = usize::try_from(position.as_u64()?).ok()?;
                     match target {
-                        Cow::Borrowed(Value::Array(elements)) => elements.get(position).map(Cow::Borrowed),
+                        Cow::Borrowed(Value::Array(elements)) => {
+                            elements.get(position).map(Cow::Borrowed)
+                        }
                         Cow::Owned(Value::Array(mut elements)) if position < elements.len() => {
                             Some(Cow::Owned(elements.swap_remove(position)))
                         }
@@ -116,7 +121,9 @@ pub(crate) fn eval<'v>(context: &Context<'_>, expr: &'v Expr, row: &[&'v Value])
                 None => None,
             };
             match (value.as_ref(), pattern.as_ref()) {
-                (Value::String(text), Value::String(pattern)) => boolean(Some(like(text, pattern, escape))),
+                (Value::String(text), Value::String(pattern)) => {
+                    boolean(Some(like(text, pattern, escape)))
+                }
                 _ => None,
             }
         }
@@ -127,15 +134,23 @@ pub(crate) fn eval<'v>(context: &Context<'_>, expr: &'v Expr, row: &[&'v Value])
                 eval(context, otherwise, row)
             }
         }
-        Expr::Coalesce(left, right) => eval(context, left, row).or_else(|| eval(context, right, row)),
+        Expr::Coalesce(left, right) => {
+            eval(context, left, row).or_else(|| eval(context, right, row))
+        }
         Expr::Call(func, args) => {
             let args: Vec<Arg<'v>> = args.iter().map(|arg| eval(context, arg, row)).collect();
             owned(functions::call(*func, &args, context.now))
         }
-        Expr::Regex(target, regex) => owned(functions::regex_match(&regex.0, &eval(context, target, row))),
+        Expr::Regex(target, regex) => owned(functions::regex_match(
+            &regex.0,
+            &eval(context, target, row),
+        )),
         Expr::Array(elements) => {
             // An undefined element is left out, as in a projection.
-            let elements = elements.iter().filter_map(|element| eval(context, element, row)).map(Cow::into_owned);
+            let elements = elements
+                .iter()
+                .filter_map(|element| eval(context, element, row))
+                .map(Cow::into_owned);
             Some(Cow::Owned(Value::Array(elements.collect())))
         }
         Expr::Object(members) => {
@@ -147,11 +162,27 @@ pub(crate) fn eval<'v>(context: &Context<'_>, expr: &'v Expr, row: &[&'v Value])
             }
             Some(Cow::Owned(Value::Object(object)))
         }
-        Expr::Exists(select) => boolean(Some(!exec::run_subquery(context.now, select, row, Some(1)).is_empty())),
-        Expr::ArraySubquery(select) => Some(Cow::Owned(Value::Array(exec::run_subquery(context.now, select, row, None)))),
-        Expr::ScalarSubquery(select) => exec::run_subquery(context.now, select, row, Some(1)).into_iter().next().map(Cow::Owned),
-        Expr::Aggregate(index) => context.group.and_then(|(_, aggregates)| aggregates.get(*index)?.clone()).map(Cow::Owned),
-        Expr::GroupKey(index) => context.group.and_then(|(keys, _)| keys.get(*index)?.clone()).map(Cow::Owned),
+        Expr::Exists(select) => boolean(Some(
+            !exec::run_subquery(context.now, select, row, Some(1)).is_empty(),
+        )),
+        Expr::ArraySubquery(select) => Some(Cow::Owned(Value::Array(exec::run_subquery(
+            context.now,
+            select,
+            row,
+            None,
+        )))),
+        Expr::ScalarSubquery(select) => exec::run_subquery(context.now, select, row, Some(1))
+            .into_iter()
+            .next()
+            .map(Cow::Owned),
+        Expr::Aggregate(index) => context
+            .group
+            .and_then(|(_, aggregates)| aggregates.get(*index)?.clone())
+            .map(Cow::Owned),
+        Expr::GroupKey(index) => context
+            .group
+            .and_then(|(keys, _)| keys.get(*index)?.clone())
+            .map(Cow::Owned),
     }
 }
 
@@ -163,7 +194,13 @@ fn member<'v>(target: Cow<'v, Value>, name: &str) -> Eval<'v> {
     }
 }
 
-fn binary<'v>(context: &Context<'_>, operator: BinaryOp, left: &'v Expr, right: &'v Expr, row: &[&'v Value]) -> Eval<'v> {
+fn binary<'v>(
+    context: &Context<'_>,
+    operator: BinaryOp,
+    left: &'v Expr,
+    right: &'v Expr,
+    row: &[&'v Value],
+) -> Eval<'v> {
     match operator {
         // AND is false as soon as one side is false, whatever the other is.
         BinaryOp::And => {
@@ -205,9 +242,11 @@ fn binary<'v>(context: &Context<'_>, operator: BinaryOp, left: &'v Expr, right: 
                     }
                     _ => None,
                 },
-                BinaryOp::Add | BinaryOp::Subtract | BinaryOp::Multiply | BinaryOp::Divide | BinaryOp::Modulo => {
-                    owned(arithmetic(operator, left?, right?))
-                }
+                BinaryOp::Add
+                | BinaryOp::Subtract
+                | BinaryOp::Multiply
+                | BinaryOp::Divide
+                | BinaryOp::Modulo => owned(arithmetic(operator, left?, right?)),
                 _ => {
                     let (left, right) = (as_integer(left?)?, as_integer(right?)?);
                     let result = match operator {
@@ -227,7 +266,9 @@ fn binary<'v>(context: &Context<'_>, operator: BinaryOp, left: &'v Expr, right: 
 }
 
 fn arithmetic(operator: BinaryOp, left: &Value, right: &Value) -> Option<Value> {
-    let (Value::Number(left), Value::Number(right)) = (left, right) else { return None };
+    let (Value::Number(left), Value::Number(right)) = (left, right) else {
+        return None;
+    };
     // Integers stay exact while they fit; the service computes in doubles, which agree there.
     if let (Some(left), Some(right)) = (left.as_i64(), right.as_i64()) {
         let exact = match operator {
@@ -259,10 +300,14 @@ pub(crate) fn like(text: &str, pattern: &str, escape: Option<char>) -> bool {
 }
 
 fn like_at(text: &[char], pattern: &[char], escape: Option<char>) -> bool {
-    let Some((&first, rest)) = pattern.split_first() else { return text.is_empty() };
+    let Some((&first, rest)) = pattern.split_first() else {
+        return text.is_empty();
+    };
     if Some(first) == escape {
         return match rest.split_first() {
-            Some((&literal, rest)) => text.first() == Some(&literal) && like_at(&text[1..], rest, escape),
+            Some((&literal, rest)) => {
+                text.first() == Some(&literal) && like_at(&text[1..], rest, escape)
+            }
             None => false,
         };
     }
@@ -273,7 +318,9 @@ fn like_at(text: &[char], pattern: &[char], escape: Option<char>) -> bool {
             let Some(close) = rest.iter().position(|&character| character == ']') else {
                 return text.first() == Some(&'[') && like_at(&text[1..], rest, escape);
             };
-            let Some(&character) = text.first() else { return false };
+            let Some(&character) = text.first() else {
+                return false;
+            };
             let (negated, set) = match rest[..close].split_first() {
                 Some(('^', set)) => (true, set),
                 _ => (false, &rest[..close]),
@@ -319,7 +366,11 @@ mod tests {
             ("", "%", None, true),
         ];
         for (text, pattern, escape, expected) in cases {
-            assert_eq!(like(text, pattern, escape), expected, "{text} LIKE {pattern}");
+            assert_eq!(
+                like(text, pattern, escape),
+                expected,
+                "{text} LIKE {pattern}"
+            );
         }
     }
 }

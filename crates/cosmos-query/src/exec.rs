@@ -26,14 +26,20 @@ pub(crate) fn bind_sources(
     row: &[&Value],
     each: &mut dyn FnMut(&[&Value]) -> bool,
 ) -> bool {
-    let Some((source, rest)) = sources.split_first() else { return each(row) };
-    let Some(value) = eval(context, &source.expr, row) else { return true };
+    let Some((source, rest)) = sources.split_first() else {
+        return each(row);
+    };
+    let Some(value) = eval(context, &source.expr, row) else {
+        return true;
+    };
     let value: &Value = &value;
     let mut extended = Vec::with_capacity(row.len() + 1);
     extended.extend_from_slice(row);
     if source.iterate {
         // `x IN expr` ranges over an array; any other value yields no row (the JOIN page).
-        let Value::Array(elements) = value else { return true };
+        let Value::Array(elements) = value else {
+            return true;
+        };
         extended.push(&NULL);
         for element in elements {
             let last = extended.len() - 1;
@@ -51,19 +57,47 @@ pub(crate) fn bind_sources(
 
 enum Accumulator {
     Count(u64),
-    Sum { total: f64, exact: Option<i64>, valid: bool },
-    Average { total: f64, count: u64, valid: bool },
-    Extreme { best: Option<Value>, maximum: bool, valid: bool },
+    Sum {
+        total: f64,
+        exact: Option<i64>,
+        valid: bool,
+    },
+    Average {
+        total: f64,
+        count: u64,
+        valid: bool,
+    },
+    Extreme {
+        best: Option<Value>,
+        maximum: bool,
+        valid: bool,
+    },
 }
 
 impl Accumulator {
     fn new(kind: AggregateKind) -> Accumulator {
         match kind {
             AggregateKind::Count => Accumulator::Count(0),
-            AggregateKind::Sum => Accumulator::Sum { total: 0.0, exact: Some(0), valid: true },
-            AggregateKind::Avg => Accumulator::Average { total: 0.0, count: 0, valid: true },
-            AggregateKind::Min => Accumulator::Extreme { best: None, maximum: false, valid: true },
-            AggregateKind::Max => Accumulator::Extreme { best: None, maximum: true, valid: true },
+            AggregateKind::Sum => Accumulator::Sum {
+                total: 0.0,
+                exact: Some(0),
+                valid: true,
+            },
+            AggregateKind::Avg => Accumulator::Average {
+                total: 0.0,
+                count: 0,
+                valid: true,
+            },
+            AggregateKind::Min => Accumulator::Extreme {
+                best: None,
+                maximum: false,
+                valid: true,
+            },
+            AggregateKind::Max => Accumulator::Extreme {
+                best: None,
+                maximum: true,
+                valid: true,
+            },
         }
     }
 
@@ -73,7 +107,11 @@ impl Accumulator {
         let Some(value) = value else { return };
         match self {
             Accumulator::Count(count) => *count += 1,
-            Accumulator::Sum { total, exact, valid } => match value {
+            Accumulator::Sum {
+                total,
+                exact,
+                valid,
+            } => match value {
                 Value::Number(number) => {
                     *total += number.as_f64().unwrap_or(0.0);
                     *exact = match (*exact, number.as_i64()) {
@@ -83,14 +121,22 @@ impl Accumulator {
                 }
                 _ => *valid = false,
             },
-            Accumulator::Average { total, count, valid } => match value {
+            Accumulator::Average {
+                total,
+                count,
+                valid,
+            } => match value {
                 Value::Number(number) => {
                     *total += number.as_f64().unwrap_or(0.0);
                     *count += 1;
                 }
                 _ => *valid = false,
             },
-            Accumulator::Extreme { best, maximum, valid } => {
+            Accumulator::Extreme {
+                best,
+                maximum,
+                valid,
+            } => {
                 if matches!(value, Value::Array(_) | Value::Object(_)) {
                     *valid = false;
                     return;
@@ -119,7 +165,9 @@ impl Accumulator {
             Accumulator::Sum { valid: false, .. }
             | Accumulator::Average { valid: false, .. }
             | Accumulator::Extreme { valid: false, .. } => None,
-            Accumulator::Sum { exact: Some(exact), .. } => Some(Value::from(*exact)),
+            Accumulator::Sum {
+                exact: Some(exact), ..
+            } => Some(Value::from(*exact)),
             Accumulator::Sum { total, .. } => number(*total),
             Accumulator::Average { count: 0, .. } => None,
             Accumulator::Average { total, count, .. } => number(*total / *count as f64),
@@ -150,7 +198,11 @@ pub(crate) struct Collector<'p> {
 impl<'p> Collector<'p> {
     pub(crate) fn new(plan: &'p SelectPlan, now: CurrentTime) -> Collector<'p> {
         let streaming = !plan.grouped && plan.order_by.is_empty() && !plan.distinct;
-        let enough = if streaming { window(plan).1.map(|end| end as usize) } else { None };
+        let enough = if streaming {
+            window(plan).1.map(|end| end as usize)
+        } else {
+            None
+        };
         let mut collector = Collector {
             plan,
             now,
@@ -164,7 +216,11 @@ impl<'p> Collector<'p> {
         if plan.grouped && plan.group_by.is_empty() {
             collector.groups.push(Group {
                 keys: Vec::new(),
-                accumulators: plan.aggregates.iter().map(|(kind, _)| Accumulator::new(*kind)).collect(),
+                accumulators: plan
+                    .aggregates
+                    .iter()
+                    .map(|(kind, _)| Accumulator::new(*kind))
+                    .collect(),
             });
             collector.group_index.insert(String::new(), 0);
         }
@@ -180,7 +236,10 @@ impl<'p> Collector<'p> {
     }
 
     fn context(&self) -> Context<'static> {
-        Context { now: self.now, group: None }
+        Context {
+            now: self.now,
+            group: None,
+        }
     }
 
     /// Feeds one item (or, for a subquery, the enclosing row); false once enough rows are in.
@@ -190,7 +249,9 @@ impl<'p> Collector<'p> {
         if plan.sources.is_empty() {
             return self.row(&context, base);
         }
-        bind_sources(&context, &plan.sources, base, &mut |row| self.row(&context, row))
+        bind_sources(&context, &plan.sources, base, &mut |row| {
+            self.row(&context, row)
+        })
     }
 
     fn row(&mut self, context: &Context<'_>, row: &[&Value]) -> bool {
@@ -201,8 +262,11 @@ impl<'p> Collector<'p> {
             }
         }
         if plan.grouped {
-            let keys: Vec<Option<Value>> =
-                plan.group_by.iter().map(|key| eval(context, key, row).map(|value| value.into_owned())).collect();
+            let keys: Vec<Option<Value>> = plan
+                .group_by
+                .iter()
+                .map(|key| eval(context, key, row).map(|value| value.into_owned()))
+                .collect();
             let mut signature = String::new();
             for key in &keys {
                 write_canonical(key.as_ref(), &mut signature);
@@ -213,20 +277,32 @@ impl<'p> Collector<'p> {
                 None => {
                     self.groups.push(Group {
                         keys,
-                        accumulators: plan.aggregates.iter().map(|(kind, _)| Accumulator::new(*kind)).collect(),
+                        accumulators: plan
+                            .aggregates
+                            .iter()
+                            .map(|(kind, _)| Accumulator::new(*kind))
+                            .collect(),
                     });
                     self.group_index.insert(signature, self.groups.len() - 1);
                     self.groups.len() - 1
                 }
             };
             let group = &mut self.groups[index];
-            for ((_, argument), accumulator) in plan.aggregates.iter().zip(&mut group.accumulators) {
+            for ((_, argument), accumulator) in plan.aggregates.iter().zip(&mut group.accumulators)
+            {
                 accumulator.add(eval(context, argument, row).as_deref());
             }
             return true;
         }
-        let Some(projected) = project(context, &plan.projection, row) else { return true };
-        let keys = plan.order_by.iter().filter(|_| self.paged).map(|(key, _)| eval(context, key, row).map(|value| value.into_owned())).collect();
+        let Some(projected) = project(context, &plan.projection, row) else {
+            return true;
+        };
+        let keys = plan
+            .order_by
+            .iter()
+            .filter(|_| self.paged)
+            .map(|(key, _)| eval(context, key, row).map(|value| value.into_owned()))
+            .collect();
         self.rows.push((keys, projected));
         self.enough.is_none_or(|enough| self.rows.len() < enough)
     }
@@ -248,8 +324,12 @@ impl<'p> Collector<'p> {
             groups
                 .iter()
                 .filter_map(|group| {
-                    let aggregates: Vec<Option<Value>> = group.accumulators.iter().map(Accumulator::result).collect();
-                    let context = Context { now: self.now, group: Some((&group.keys, &aggregates)) };
+                    let aggregates: Vec<Option<Value>> =
+                        group.accumulators.iter().map(Accumulator::result).collect();
+                    let context = Context {
+                        now: self.now,
+                        group: Some((&group.keys, &aggregates)),
+                    };
                     project(&context, &plan.projection, &[])
                 })
                 .collect()
@@ -257,7 +337,9 @@ impl<'p> Collector<'p> {
             let mut rows = self.rows;
             if self.paged && !plan.order_by.is_empty() {
                 rows.sort_by(|(left, _), (right, _)| {
-                    for ((left, right), (_, descending)) in left.iter().zip(right).zip(&plan.order_by) {
+                    for ((left, right), (_, descending)) in
+                        left.iter().zip(right).zip(&plan.order_by)
+                    {
                         let order = eval::order(left, right);
                         if order.is_ne() {
                             return if *descending { order.reverse() } else { order };
@@ -299,7 +381,11 @@ pub(crate) fn window(plan: &SelectPlan) -> (u64, Option<u64>) {
 
 /// The projection of one row; `None` (undefined) drops the row, as SELECT VALUE of an undefined
 /// expression returns nothing for it.
-pub(crate) fn project(context: &Context<'_>, projection: &ProjectionPlan, row: &[&Value]) -> Option<Value> {
+pub(crate) fn project(
+    context: &Context<'_>,
+    projection: &ProjectionPlan,
+    row: &[&Value],
+) -> Option<Value> {
     match projection {
         ProjectionPlan::Star(slot) => row.get(*slot).map(|value| (*value).clone()),
         ProjectionPlan::Value(expr) => eval(context, expr, row).map(|value| value.into_owned()),
@@ -316,13 +402,28 @@ pub(crate) fn project(context: &Context<'_>, projection: &ProjectionPlan, row: &
 }
 
 /// Runs a subquery for one enclosing row; `enough` stops early (EXISTS needs one row).
-pub(crate) fn run_subquery(now: CurrentTime, plan: &SelectPlan, row: &[&Value], enough: Option<usize>) -> Vec<Value> {
+pub(crate) fn run_subquery(
+    now: CurrentTime,
+    plan: &SelectPlan,
+    row: &[&Value],
+    enough: Option<usize>,
+) -> Vec<Value> {
     let mut collector = Collector::new(plan, now);
-    if enough.is_some() && collector.enough.is_none() && !plan.grouped && plan.order_by.is_empty() && !plan.distinct {
+    if enough.is_some()
+        && collector.enough.is_none()
+        && !plan.grouped
+        && plan.order_by.is_empty()
+        && !plan.distinct
+    {
         collector.enough = enough;
     }
     // The subquery's first slot follows the enclosing row's, which is the row as given.
-    let base: Vec<&Value> = row.iter().copied().chain(std::iter::repeat(&NULL)).take(plan.first_slot).collect();
+    let base: Vec<&Value> = row
+        .iter()
+        .copied()
+        .chain(std::iter::repeat(&NULL))
+        .take(plan.first_slot)
+        .collect();
     collector.feed(&base);
     collector.finish()
 }

@@ -259,15 +259,35 @@ const TABLE: &[(&str, Func, usize, usize)] = &[
 
 /// Functions Cosmos DB has that this crate refuses by name instead of calling them unknown.
 pub(crate) const REFUSED: &[&str] = &[
-    "ST_DISTANCE", "ST_WITHIN", "ST_INTERSECTS", "ST_ISVALID", "ST_ISVALIDDETAILED", "ST_AREA",
-    "VECTORDISTANCE", "FULLTEXTCONTAINS", "FULLTEXTCONTAINSALL", "FULLTEXTCONTAINSANY", "FULLTEXTSCORE",
-    "RRF", "DOCUMENTID", "RAND", "CHOOSE", "DATETIMEBIN", "DATETIMEFORMAT", "COUNTIF", "MAKELIST", "MAKESET",
+    "ST_DISTANCE",
+    "ST_WITHIN",
+    "ST_INTERSECTS",
+    "ST_ISVALID",
+    "ST_ISVALIDDETAILED",
+    "ST_AREA",
+    "VECTORDISTANCE",
+    "FULLTEXTCONTAINS",
+    "FULLTEXTCONTAINSALL",
+    "FULLTEXTCONTAINSANY",
+    "FULLTEXTSCORE",
+    "RRF",
+    "DOCUMENTID",
+    "RAND",
+    "CHOOSE",
+    "DATETIMEBIN",
+    "DATETIMEFORMAT",
+    "COUNTIF",
+    "MAKELIST",
+    "MAKESET",
 ];
 
 /// The function a name stands for (case-insensitive) and its argument range.
 pub(crate) fn lookup(name: &str) -> Option<(Func, usize, usize)> {
     let upper = name.to_ascii_uppercase();
-    TABLE.iter().find(|(entry, ..)| *entry == upper).map(|(_, func, min, max)| (*func, *min, *max))
+    TABLE
+        .iter()
+        .find(|(entry, ..)| *entry == upper)
+        .map(|(_, func, min, max)| (*func, *min, *max))
 }
 
 /// One evaluated argument: `None` is undefined.
@@ -308,7 +328,10 @@ fn math(arg: &Arg<'_>, operation: fn(f64) -> f64) -> Option<Value> {
 }
 
 fn int_operation(args: &[Arg<'_>], operation: fn(i64, i64) -> Option<i64>) -> Option<Value> {
-    Some(Value::from(operation(integer(&args[0])?, integer(&args[1])?)?))
+    Some(Value::from(operation(
+        integer(&args[0])?,
+        integer(&args[1])?,
+    )?))
 }
 
 /// A character index or count as the string functions take it: a whole number.
@@ -340,7 +363,9 @@ fn contains_value(array: &[Value], needle: &Value, partial: bool) -> bool {
     array.iter().any(|element| {
         if partial {
             if let (Value::Object(element), Value::Object(needle)) = (element, needle) {
-                return needle.iter().all(|(key, wanted)| element.get(key).is_some_and(|found| equal(found, wanted)));
+                return needle.iter().all(|(key, wanted)| {
+                    element.get(key).is_some_and(|found| equal(found, wanted))
+                });
             }
         }
         equal(element, needle)
@@ -383,7 +408,10 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
         Func::Contains | Func::StartsWith | Func::EndsWith => {
             let (text, part, ignore) = (string(first)?, string(&args[1])?, ignore_case(args, 2)?);
             let (text, part) = if ignore {
-                (Cow::Owned(text.to_lowercase()), Cow::Owned(part.to_lowercase()))
+                (
+                    Cow::Owned(text.to_lowercase()),
+                    Cow::Owned(part.to_lowercase()),
+                )
             } else {
                 (Cow::Borrowed(text), Cow::Borrowed(part))
             };
@@ -420,7 +448,11 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
             }
             let total = text.chars().count();
             let length = (length as usize).min(total);
-            let start = if func == Func::Left { 0 } else { total - length };
+            let start = if func == Func::Left {
+                0
+            } else {
+                total - length
+            };
             Some(Value::String(chars_of(text, start, length)))
         }
         Func::Length => Some(Value::from(string(first)?.chars().count())),
@@ -460,13 +492,25 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
             if length <= 0 || start < 0 {
                 return Some(Value::String(String::new()));
             }
-            Some(Value::String(chars_of(text, start as usize, length as usize)))
+            Some(Value::String(chars_of(
+                text,
+                start as usize,
+                length as usize,
+            )))
         }
         Func::StringEquals => {
             let (left, right, ignore) = (string(first)?, string(&args[1])?, ignore_case(args, 2)?);
-            bool_value(if ignore { left.to_lowercase() == right.to_lowercase() } else { left == right })
+            bool_value(if ignore {
+                left.to_lowercase() == right.to_lowercase()
+            } else {
+                left == right
+            })
         }
-        Func::StringToArray | Func::StringToObject | Func::StringToBoolean | Func::StringToNull | Func::StringToNumber => {
+        Func::StringToArray
+        | Func::StringToObject
+        | Func::StringToBoolean
+        | Func::StringToNull
+        | Func::StringToNumber => {
             let parsed: Value = serde_json::from_str(string(first)?.trim()).ok()?;
             let fits = match func {
                 Func::StringToArray => parsed.is_array(),
@@ -495,7 +539,8 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
         Func::Exp => math(first, f64::exp),
         Func::Floor => math(first, f64::floor),
         Func::Log => match args.get(1) {
-            Some(base) => number(float(first)?.log(float(base)?)),
+            // Through base-10 logarithms, which is what the page's LOG(2, 10) = LOG10(2) shows.
+            Some(base) => number(float(first)?.log10() / float(base)?.log10()),
             None => math(first, f64::ln),
         },
         Func::Log10 => math(first, f64::log10),
@@ -504,17 +549,28 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
         Func::Radians => math(first, f64::to_radians),
         // ROUND rounds half away from zero (ROUND's page: 2.5 gives 3, -2.5 gives -3).
         Func::Round => math(first, f64::round),
-        Func::Sign => math(first, |x| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { 0.0 }),
+        Func::Sign => math(first, |x| {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        }),
         Func::Sin => math(first, f64::sin),
         Func::Sqrt => math(first, f64::sqrt),
         Func::Square => math(first, |x| x * x),
         Func::Tan => math(first, f64::tan),
         Func::Trunc => math(first, f64::trunc),
         Func::NumberBin => {
-            let (value, size) = (float(first)?, match args.get(1) {
-                Some(size) => float(size)?,
-                None => 1.0,
-            });
+            let (value, size) = (
+                float(first)?,
+                match args.get(1) {
+                    Some(size) => float(size)?,
+                    None => 1.0,
+                },
+            );
             if size == 0.0 {
                 return None;
             }
@@ -529,8 +585,12 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
         Func::IntBitOr => int_operation(args, |a, b| Some(a | b)),
         Func::IntBitXor => int_operation(args, |a, b| Some(a ^ b)),
         Func::IntBitNot => Some(Value::from(!integer(first)?)),
-        Func::IntBitLeftShift => int_operation(args, |a, b| u32::try_from(b).ok().and_then(|b| a.checked_shl(b))),
-        Func::IntBitRightShift => int_operation(args, |a, b| u32::try_from(b).ok().and_then(|b| a.checked_shr(b))),
+        Func::IntBitLeftShift => int_operation(args, |a, b| {
+            u32::try_from(b).ok().and_then(|b| a.checked_shl(b))
+        }),
+        Func::IntBitRightShift => int_operation(args, |a, b| {
+            u32::try_from(b).ok().and_then(|b| a.checked_shr(b))
+        }),
         Func::ArrayConcat => {
             let mut joined = Vec::new();
             for arg in args {
@@ -542,7 +602,9 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
             Some(Value::Array(joined))
         }
         Func::ArrayContains => {
-            let Some(Value::Array(array)) = first.as_deref() else { return None };
+            let Some(Value::Array(array)) = first.as_deref() else {
+                return None;
+            };
             let needle = args[1].as_deref()?;
             let partial = match args.get(2) {
                 Some(arg) => boolean(arg)?,
@@ -551,29 +613,51 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
             bool_value(contains_value(array, needle, partial))
         }
         Func::ArrayContainsAny | Func::ArrayContainsAll => {
-            let Some(Value::Array(array)) = first.as_deref() else { return None };
+            let Some(Value::Array(array)) = first.as_deref() else {
+                return None;
+            };
             let mut wanted = args[1..].iter().map(|arg| arg.as_deref());
-            let found = |needle: Option<&Value>| needle.is_some_and(|needle| contains_value(array, needle, false));
-            bool_value(if func == Func::ArrayContainsAny { wanted.any(found) } else { wanted.all(found) })
+            let found = |needle: Option<&Value>| {
+                needle.is_some_and(|needle| contains_value(array, needle, false))
+            };
+            bool_value(if func == Func::ArrayContainsAny {
+                wanted.any(found)
+            } else {
+                wanted.all(found)
+            })
         }
         Func::ArrayLength => match first.as_deref()? {
             Value::Array(elements) => Some(Value::from(elements.len())),
             _ => None,
         },
         Func::ArraySlice => {
-            let Some(Value::Array(elements)) = first.as_deref() else { return None };
+            let Some(Value::Array(elements)) = first.as_deref() else {
+                return None;
+            };
             let total = elements.len() as i64;
             let start = count(&args[1])?;
-            let start = if start < 0 { (total + start).max(0) } else { start.min(total) };
+            let start = if start < 0 {
+                (total + start).max(0)
+            } else {
+                start.min(total)
+            };
             let length = match args.get(2) {
                 Some(arg) => count(arg)?,
                 None => total,
             };
-            let end = if length < 0 { (total + length).max(start) } else { (start + length).min(total) };
-            Some(Value::Array(elements[start as usize..end.max(start) as usize].to_vec()))
+            let end = if length < 0 {
+                (total + length).max(start)
+            } else {
+                (start + length).min(total)
+            };
+            Some(Value::Array(
+                elements[start as usize..end.max(start) as usize].to_vec(),
+            ))
         }
         Func::SetIntersect | Func::SetUnion => {
-            let (Some(Value::Array(left)), Some(Value::Array(right))) = (first.as_deref(), args[1].as_deref()) else {
+            let (Some(Value::Array(left)), Some(Value::Array(right))) =
+                (first.as_deref(), args[1].as_deref())
+            else {
                 return None;
             };
             let mut seen = std::collections::HashSet::new();
@@ -581,7 +665,10 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
             let candidates: Box<dyn Iterator<Item = &Value>> = if func == Func::SetUnion {
                 Box::new(left.iter().chain(right.iter()))
             } else {
-                Box::new(left.iter().filter(|element| right.iter().any(|other| equal(element, other))))
+                Box::new(
+                    left.iter()
+                        .filter(|element| right.iter().any(|other| equal(element, other))),
+                )
             };
             for element in candidates {
                 if seen.insert(canonical(element)) {
@@ -591,7 +678,9 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
             Some(Value::Array(result))
         }
         Func::ObjectToArray => {
-            let Some(Value::Object(members)) = first.as_deref() else { return None };
+            let Some(Value::Object(members)) = first.as_deref() else {
+                return None;
+            };
             let key_name = match args.get(1) {
                 Some(arg) => string(arg)?.to_string(),
                 None => "k".to_string(),
@@ -612,7 +701,11 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
             Some(Value::Array(pairs))
         }
         Func::Iif => {
-            let chosen = if boolean(first) == Some(true) { &args[1] } else { &args[2] };
+            let chosen = if boolean(first) == Some(true) {
+                &args[1]
+            } else {
+                &args[2]
+            };
             chosen.as_deref().cloned()
         }
         Func::GetCurrentDateTime => datetime::format(now.ticks).map(Value::String),
@@ -622,7 +715,10 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
             let (part, amount, parts) = (date_part(first)?, integer(&args[1])?, date(&args[2])?);
             datetime::format(datetime::add(part, amount, parts)?).map(Value::String)
         }
-        Func::DateTimePart => Some(Value::from(datetime::part(date_part(first)?, date(&args[1])?))),
+        Func::DateTimePart => Some(Value::from(datetime::part(
+            date_part(first)?,
+            date(&args[1])?,
+        ))),
         Func::DateTimeDiff => {
             let (part, start, end) = (date_part(first)?, date(&args[1])?, date(&args[2])?);
             Some(Value::from(datetime::diff(part, start, end)))

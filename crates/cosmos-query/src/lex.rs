@@ -53,47 +53,84 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Spanned>, QueryError> {
         }
         let start = index;
         if byte.is_ascii_alphabetic() || byte == b'_' {
-            while index < bytes.len() && (bytes[index].is_ascii_alphanumeric() || bytes[index] == b'_') {
+            while index < bytes.len()
+                && (bytes[index].is_ascii_alphanumeric() || bytes[index] == b'_')
+            {
                 index += 1;
             }
-            tokens.push(Spanned { token: Token::Ident(text[start..index].to_string()), start, end: index });
+            tokens.push(Spanned {
+                token: Token::Ident(text[start..index].to_string()),
+                start,
+                end: index,
+            });
             continue;
         }
         if byte == b'@' {
             index += 1;
-            while index < bytes.len() && (bytes[index].is_ascii_alphanumeric() || bytes[index] == b'_') {
+            while index < bytes.len()
+                && (bytes[index].is_ascii_alphanumeric() || bytes[index] == b'_')
+            {
                 index += 1;
             }
             if index == start + 1 {
                 return Err(syntax(text, start, "expected a parameter name after '@'"));
             }
-            tokens.push(Spanned { token: Token::Param(text[start..index].to_string()), start, end: index });
+            tokens.push(Spanned {
+                token: Token::Param(text[start..index].to_string()),
+                start,
+                end: index,
+            });
             continue;
         }
-        if byte.is_ascii_digit() || (byte == b'.' && bytes.get(index + 1).is_some_and(u8::is_ascii_digit)) {
+        if byte.is_ascii_digit()
+            || (byte == b'.' && bytes.get(index + 1).is_some_and(u8::is_ascii_digit))
+        {
             let (value, end) = number(text, start)?;
             index = end;
-            tokens.push(Spanned { token: Token::Number(value), start, end });
+            tokens.push(Spanned {
+                token: Token::Number(value),
+                start,
+                end,
+            });
             continue;
         }
         if byte == b'"' || byte == b'\'' {
             let (value, end) = string(text, start)?;
             index = end;
-            tokens.push(Spanned { token: Token::Str(value), start, end });
+            tokens.push(Spanned {
+                token: Token::Str(value),
+                start,
+                end,
+            });
             continue;
         }
-        match PUNCTUATION.iter().find(|punct| text[index..].starts_with(**punct)) {
+        match PUNCTUATION
+            .iter()
+            .find(|punct| text[index..].starts_with(**punct))
+        {
             Some(punct) => {
                 index += punct.len();
-                tokens.push(Spanned { token: Token::Punct(punct), start, end: index });
+                tokens.push(Spanned {
+                    token: Token::Punct(punct),
+                    start,
+                    end: index,
+                });
             }
             None => {
                 let character = text[index..].chars().next().unwrap_or('?');
-                return Err(syntax(text, start, &format!("unexpected character '{character}'")));
+                return Err(syntax(
+                    text,
+                    start,
+                    &format!("unexpected character '{character}'"),
+                ));
             }
         }
     }
-    tokens.push(Spanned { token: Token::Eof, start: text.len(), end: text.len() });
+    tokens.push(Spanned {
+        token: Token::Eof,
+        start: text.len(),
+        end: text.len(),
+    });
     Ok(tokens)
 }
 
@@ -115,7 +152,10 @@ fn number(text: &str, start: usize) -> Result<(Value, usize), QueryError> {
     while index < bytes.len() && bytes[index].is_ascii_digit() {
         index += 1;
     }
-    if index < bytes.len() && bytes[index] == b'.' && bytes.get(index + 1).is_some_and(u8::is_ascii_digit) {
+    if index < bytes.len()
+        && bytes[index] == b'.'
+        && bytes.get(index + 1).is_some_and(u8::is_ascii_digit)
+    {
         is_float = true;
         index += 1;
         while index < bytes.len() && bytes[index].is_ascii_digit() {
@@ -141,7 +181,11 @@ fn number(text: &str, start: usize) -> Result<(Value, usize), QueryError> {
             return Ok((Value::from(integer), index));
         }
     }
-    match literal.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+    match literal
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+    {
         Some(number) => Ok((Value::Number(number), index)),
         None => Err(syntax(text, start, "invalid number")),
     }
@@ -161,7 +205,9 @@ fn string(text: &str, start: usize) -> Result<(String, usize), QueryError> {
             value.push(character);
             continue;
         }
-        let Some((_, escaped)) = characters.next() else { break };
+        let Some((_, escaped)) = characters.next() else {
+            break;
+        };
         match escaped {
             '\'' | '"' | '\\' | '/' => value.push(escaped),
             'b' => value.push('\u{8}'),
@@ -204,7 +250,10 @@ fn string(text: &str, start: usize) -> Result<(String, usize), QueryError> {
 }
 
 fn syntax(text: &str, offset: usize, message: &str) -> QueryError {
-    QueryError::Syntax { message: message.to_string(), position: Position::of(text, offset) }
+    QueryError::Syntax {
+        message: message.to_string(),
+        position: Position::of(text, offset),
+    }
 }
 
 #[cfg(test)]
@@ -212,26 +261,72 @@ mod tests {
     use super::*;
 
     fn check(text: &str, expected: &[Token]) {
-        let tokens: Vec<Token> = lex(text).unwrap().into_iter().map(|spanned| spanned.token).collect();
+        let tokens: Vec<Token> = lex(text)
+            .unwrap()
+            .into_iter()
+            .map(|spanned| spanned.token)
+            .collect();
         assert_eq!(&tokens[..tokens.len() - 1], expected, "{text}");
     }
 
     #[test]
     fn tokens() {
-        check("SELECT c.a", &[Token::Ident("SELECT".into()), Token::Ident("c".into()), Token::Punct("."), Token::Ident("a".into())]);
-        check("1 2.5 1e3 0x1F", &[Token::Number(1.into()), Token::Number(2.5.into()), Token::Number(1000.0.into()), Token::Number(31.into())]);
-        check(r#"'it\'s' "a\"b" '\u00e9'"#, &[Token::Str("it's".into()), Token::Str("a\"b".into()), Token::Str("é".into())]);
-        check("a<=b<>c>>>d??e", &[
-            Token::Ident("a".into()), Token::Punct("<="), Token::Ident("b".into()), Token::Punct("<>"),
-            Token::Ident("c".into()), Token::Punct(">>>"), Token::Ident("d".into()), Token::Punct("??"), Token::Ident("e".into()),
-        ]);
-        check("@p -- comment\n@q", &[Token::Param("@p".into()), Token::Param("@q".into())]);
+        check(
+            "SELECT c.a",
+            &[
+                Token::Ident("SELECT".into()),
+                Token::Ident("c".into()),
+                Token::Punct("."),
+                Token::Ident("a".into()),
+            ],
+        );
+        check(
+            "1 2.5 1e3 0x1F",
+            &[
+                Token::Number(1.into()),
+                Token::Number(2.5.into()),
+                Token::Number(1000.0.into()),
+                Token::Number(31.into()),
+            ],
+        );
+        check(
+            r#"'it\'s' "a\"b" '\u00e9'"#,
+            &[
+                Token::Str("it's".into()),
+                Token::Str("a\"b".into()),
+                Token::Str("é".into()),
+            ],
+        );
+        check(
+            "a<=b<>c>>>d??e",
+            &[
+                Token::Ident("a".into()),
+                Token::Punct("<="),
+                Token::Ident("b".into()),
+                Token::Punct("<>"),
+                Token::Ident("c".into()),
+                Token::Punct(">>>"),
+                Token::Ident("d".into()),
+                Token::Punct("??"),
+                Token::Ident("e".into()),
+            ],
+        );
+        check(
+            "@p -- comment\n@q",
+            &[Token::Param("@p".into()), Token::Param("@q".into())],
+        );
     }
 
     #[test]
     fn errors_name_their_position() {
         let error = lex("SELECT *\nFROM c WHERE c.a = 'x").unwrap_err();
-        assert_eq!(error.position(), Some(Position { line: 2, column: 20 }));
+        assert_eq!(
+            error.position(),
+            Some(Position {
+                line: 2,
+                column: 20
+            })
+        );
         let error = lex("SELECT # FROM c").unwrap_err();
         assert_eq!(error.position(), Some(Position { line: 1, column: 8 }));
     }

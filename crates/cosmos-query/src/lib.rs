@@ -46,7 +46,9 @@ impl CurrentTime {
     }
 
     pub fn from_unix_millis(milliseconds: i64) -> CurrentTime {
-        CurrentTime { ticks: milliseconds.saturating_mul(10_000) }
+        CurrentTime {
+            ticks: milliseconds.saturating_mul(10_000),
+        }
     }
 
     pub fn unix_ticks(self) -> i64 {
@@ -75,7 +77,11 @@ pub struct BoundQuery {
 pub fn parse(text: &str) -> Result<Query, QueryError> {
     let select = parse::parse(text)?;
     let plan = plan::lower(text, &select)?;
-    Ok(Query { text: text.to_string(), select, plan })
+    Ok(Query {
+        text: text.to_string(),
+        select,
+        plan,
+    })
 }
 
 impl Query {
@@ -88,7 +94,10 @@ impl Query {
     /// carry them). A parameter the query uses but the request lacks is an error; unused ones
     /// are ignored.
     pub fn bind(&self, parameters: &[(String, Value)]) -> Result<BoundQuery, QueryError> {
-        if let Some((name, _)) = parameters.iter().find(|(name, _)| !name.starts_with('@') || name.len() < 2) {
+        if let Some((name, _)) = parameters
+            .iter()
+            .find(|(name, _)| !name.starts_with('@') || name.len() < 2)
+        {
             return Err(QueryError::InvalidParameter {
                 name: name.clone(),
                 message: "a parameter name starts with '@'".to_string(),
@@ -105,7 +114,11 @@ impl Query {
             }
         };
         let plan = plan::bind(&self.plan, &mut resolve)?;
-        Ok(BoundQuery { text: self.text.clone(), select: self.select.clone(), plan })
+        Ok(BoundQuery {
+            text: self.text.clone(),
+            select: self.select.clone(),
+            plan,
+        })
     }
 }
 
@@ -148,7 +161,9 @@ impl BoundQuery {
     /// Whether the WHERE clause keeps at least one row of this item (every item, without WHERE).
     pub fn matches(&self, item: &Value, now: CurrentTime) -> bool {
         let context = eval::Context { now, group: None };
-        let Some(filter) = &self.plan.filter else { return true };
+        let Some(filter) = &self.plan.filter else {
+            return true;
+        };
         let mut found = false;
         exec::bind_sources(&context, &self.plan.sources, &[item], &mut |row| {
             found = eval::is_true(&context, filter, row);

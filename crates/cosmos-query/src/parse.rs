@@ -15,14 +15,45 @@ use crate::lex::{lex, Spanned, Token};
 
 /// Words that end an implicit alias or an expression; they can never be a bare alias.
 const RESERVED: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "GROUP", "ORDER", "BY", "OFFSET", "LIMIT", "JOIN", "AS", "IN", "ASC",
-    "DESC", "AND", "OR", "NOT", "BETWEEN", "LIKE", "ESCAPE", "TOP", "VALUE", "DISTINCT", "TRUE",
-    "FALSE", "NULL", "UNDEFINED", "EXISTS", "ARRAY", "UDF", "HAVING",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP",
+    "ORDER",
+    "BY",
+    "OFFSET",
+    "LIMIT",
+    "JOIN",
+    "AS",
+    "IN",
+    "ASC",
+    "DESC",
+    "AND",
+    "OR",
+    "NOT",
+    "BETWEEN",
+    "LIKE",
+    "ESCAPE",
+    "TOP",
+    "VALUE",
+    "DISTINCT",
+    "TRUE",
+    "FALSE",
+    "NULL",
+    "UNDEFINED",
+    "EXISTS",
+    "ARRAY",
+    "UDF",
+    "HAVING",
 ];
 
 pub(crate) fn parse(text: &str) -> Result<Select, QueryError> {
     let tokens = lex(text)?;
-    let mut parser = Parser { text, tokens, index: 0 };
+    let mut parser = Parser {
+        text,
+        tokens,
+        index: 0,
+    };
     let select = parser.select()?;
     if parser.peek() != &Token::Eof {
         return Err(parser.unexpected("end of query"));
@@ -127,11 +158,18 @@ impl Parser<'_> {
         let start = self.start();
         self.expect_keyword("SELECT")?;
         let distinct = self.eat_keyword("DISTINCT");
-        let top = if self.eat_keyword("TOP") { Some(self.count("TOP")?) } else { None };
+        let top = if self.eat_keyword("TOP") {
+            Some(self.count("TOP")?)
+        } else {
+            None
+        };
         let projection = if self.eat_keyword("VALUE") {
             Projection::Value(self.expr()?)
         } else if matches!(self.peek(), Token::Punct("*")) {
-            let star = Span { start: self.start(), end: self.start() + 1 };
+            let star = Span {
+                start: self.start(),
+                end: self.start() + 1,
+            };
             self.advance();
             Projection::Star(star)
         } else {
@@ -147,12 +185,20 @@ impl Parser<'_> {
             Projection::Items(items)
         };
         let tail_start = self.start();
-        let from = if self.eat_keyword("FROM") { Some(self.source()?) } else { None };
+        let from = if self.eat_keyword("FROM") {
+            Some(self.source()?)
+        } else {
+            None
+        };
         let mut joins = Vec::new();
         while self.eat_keyword("JOIN") {
             joins.push(self.source()?);
         }
-        let filter = if self.eat_keyword("WHERE") { Some(self.expr()?) } else { None };
+        let filter = if self.eat_keyword("WHERE") {
+            Some(self.expr()?)
+        } else {
+            None
+        };
         let mut group_by = Vec::new();
         if self.eat_keyword("GROUP") {
             self.expect_keyword("BY")?;
@@ -186,7 +232,10 @@ impl Parser<'_> {
                 }
             }
         }
-        let tail = Span { start: tail_start, end: self.last_end().max(tail_start) };
+        let tail = Span {
+            start: tail_start,
+            end: self.last_end().max(tail_start),
+        };
         let offset_limit = if self.eat_keyword("OFFSET") {
             let offset = self.count("OFFSET")?;
             self.expect_keyword("LIMIT")?;
@@ -205,7 +254,10 @@ impl Parser<'_> {
             group_by,
             order_by,
             offset_limit,
-            span: Span { start, end: self.last_end() },
+            span: Span {
+                start,
+                end: self.last_end(),
+            },
             tail,
         })
     }
@@ -216,10 +268,18 @@ impl Parser<'_> {
             Token::Number(Value::Number(number)) if number.as_u64().is_some() => {
                 Ok(Count::Literal(number.as_u64().unwrap_or(0)))
             }
-            Token::Param(name) => Ok(Count::Param(name, Span { start, end: self.last_end() })),
+            Token::Param(name) => Ok(Count::Param(
+                name,
+                Span {
+                    start,
+                    end: self.last_end(),
+                },
+            )),
             _ => {
                 self.index -= 1;
-                Err(self.unexpected(&format!("a non-negative integer or a parameter after {clause}")))
+                Err(self.unexpected(&format!(
+                    "a non-negative integer or a parameter after {clause}"
+                )))
             }
         }
     }
@@ -253,11 +313,19 @@ impl Parser<'_> {
             };
             self.advance();
             let expr = self.postfix()?;
-            return Ok(Source { alias: Some(alias), iterate: true, expr });
+            return Ok(Source {
+                alias: Some(alias),
+                iterate: true,
+                expr,
+            });
         }
         let expr = self.postfix()?;
         let alias = self.alias()?;
-        Ok(Source { alias, iterate: false, expr })
+        Ok(Source {
+            alias,
+            iterate: false,
+            expr,
+        })
     }
 
     pub(crate) fn expr(&mut self) -> Result<Expr, QueryError> {
@@ -267,9 +335,16 @@ impl Parser<'_> {
             let then = self.expr()?;
             self.expect_punct(":")?;
             let otherwise = self.expr()?;
-            let span = Span { start, end: self.last_end() };
+            let span = Span {
+                start,
+                end: self.last_end(),
+            };
             return Ok(Expr {
-                kind: ExprKind::Conditional(Box::new(condition), Box::new(then), Box::new(otherwise)),
+                kind: ExprKind::Conditional(
+                    Box::new(condition),
+                    Box::new(then),
+                    Box::new(otherwise),
+                ),
                 span,
             });
         }
@@ -283,7 +358,10 @@ impl Parser<'_> {
             let right = self.binary(0)?;
             left = Expr {
                 kind: ExprKind::Coalesce(Box::new(left), Box::new(right)),
-                span: Span { start, end: self.last_end() },
+                span: Span {
+                    start,
+                    end: self.last_end(),
+                },
             };
         }
         Ok(left)
@@ -330,7 +408,10 @@ impl Parser<'_> {
                 let operand = self.binary(2)?;
                 Expr {
                     kind: ExprKind::Unary(UnaryOp::Not, Box::new(operand)),
-                    span: Span { start, end: self.last_end() },
+                    span: Span {
+                        start,
+                        end: self.last_end(),
+                    },
                 }
             } else {
                 self.binary(3)?
@@ -356,7 +437,10 @@ impl Parser<'_> {
                     let right = self.binary(level + 1)?;
                     left = Expr {
                         kind: ExprKind::Binary(operator, Box::new(left), Box::new(right)),
-                        span: Span { start, end: self.last_end() },
+                        span: Span {
+                            start,
+                            end: self.last_end(),
+                        },
                     };
                 }
                 _ => return Ok(left),
@@ -367,7 +451,9 @@ impl Parser<'_> {
     /// `[NOT] IN (...)`, `[NOT] BETWEEN a AND b`, `[NOT] LIKE p [ESCAPE e]` after `left`.
     fn comparison_suffix(&mut self, left: &Expr, start: usize) -> Result<Option<Expr>, QueryError> {
         let negated = self.is_keyword("NOT")
-            && (self.is_keyword_at(1, "IN") || self.is_keyword_at(1, "BETWEEN") || self.is_keyword_at(1, "LIKE"));
+            && (self.is_keyword_at(1, "IN")
+                || self.is_keyword_at(1, "BETWEEN")
+                || self.is_keyword_at(1, "LIKE"));
         let keyword_at = usize::from(negated);
         let kind = if self.is_keyword_at(keyword_at, "IN") {
             self.index += keyword_at + 1;
@@ -382,22 +468,46 @@ impl Parser<'_> {
                 }
                 self.expect_punct(")")?;
             }
-            ExprKind::In { value: Box::new(left.clone()), list, negated }
+            ExprKind::In {
+                value: Box::new(left.clone()),
+                list,
+                negated,
+            }
         } else if self.is_keyword_at(keyword_at, "BETWEEN") {
             self.index += keyword_at + 1;
             let low = self.binary(4)?;
             self.expect_keyword("AND")?;
             let high = self.binary(4)?;
-            ExprKind::Between { value: Box::new(left.clone()), low: Box::new(low), high: Box::new(high), negated }
+            ExprKind::Between {
+                value: Box::new(left.clone()),
+                low: Box::new(low),
+                high: Box::new(high),
+                negated,
+            }
         } else if self.is_keyword_at(keyword_at, "LIKE") {
             self.index += keyword_at + 1;
             let pattern = self.binary(4)?;
-            let escape = if self.eat_keyword("ESCAPE") { Some(Box::new(self.binary(4)?)) } else { None };
-            ExprKind::Like { value: Box::new(left.clone()), pattern: Box::new(pattern), escape, negated }
+            let escape = if self.eat_keyword("ESCAPE") {
+                Some(Box::new(self.binary(4)?))
+            } else {
+                None
+            };
+            ExprKind::Like {
+                value: Box::new(left.clone()),
+                pattern: Box::new(pattern),
+                escape,
+                negated,
+            }
         } else {
             return Ok(None);
         };
-        Ok(Some(Expr { kind, span: Span { start, end: self.last_end() } }))
+        Ok(Some(Expr {
+            kind,
+            span: Span {
+                start,
+                end: self.last_end(),
+            },
+        }))
     }
 
     fn unary(&mut self) -> Result<Expr, QueryError> {
@@ -417,16 +527,28 @@ impl Parser<'_> {
                     let negated = if let Some(integer) = number.as_i64() {
                         integer.checked_neg().map(Value::from)
                     } else {
-                        number.as_f64().and_then(|float| serde_json::Number::from_f64(-float)).map(Value::Number)
+                        number
+                            .as_f64()
+                            .and_then(|float| serde_json::Number::from_f64(-float))
+                            .map(Value::Number)
                     };
                     if let Some(negated) = negated {
-                        return Ok(Expr { kind: ExprKind::Literal(negated), span: Span { start, end: self.last_end() } });
+                        return Ok(Expr {
+                            kind: ExprKind::Literal(negated),
+                            span: Span {
+                                start,
+                                end: self.last_end(),
+                            },
+                        });
                     }
                 }
             }
             return Ok(Expr {
                 kind: ExprKind::Unary(operator, Box::new(operand)),
-                span: Span { start, end: self.last_end() },
+                span: Span {
+                    start,
+                    end: self.last_end(),
+                },
             });
         }
         self.postfix()
@@ -441,7 +563,10 @@ impl Parser<'_> {
                     Token::Ident(name) => {
                         expr = Expr {
                             kind: ExprKind::Member(Box::new(expr), name),
-                            span: Span { start, end: self.last_end() },
+                            span: Span {
+                                start,
+                                end: self.last_end(),
+                            },
                         };
                     }
                     _ => {
@@ -454,7 +579,10 @@ impl Parser<'_> {
                 self.expect_punct("]")?;
                 expr = Expr {
                     kind: ExprKind::Index(Box::new(expr), Box::new(index)),
-                    span: Span { start, end: self.last_end() },
+                    span: Span {
+                        start,
+                        end: self.last_end(),
+                    },
                 };
             } else {
                 return Ok(expr);
@@ -476,7 +604,13 @@ impl Parser<'_> {
                 } else {
                     let inner = self.expr()?;
                     self.expect_punct(")")?;
-                    return Ok(Expr { kind: inner.kind, span: Span { start, end: self.last_end() } });
+                    return Ok(Expr {
+                        kind: inner.kind,
+                        span: Span {
+                            start,
+                            end: self.last_end(),
+                        },
+                    });
                 }
             }
             Token::Punct("[") => {
@@ -520,7 +654,13 @@ impl Parser<'_> {
                 return Err(self.unexpected("an expression"));
             }
         };
-        Ok(Expr { kind, span: Span { start, end: self.last_end() } })
+        Ok(Expr {
+            kind,
+            span: Span {
+                start,
+                end: self.last_end(),
+            },
+        })
     }
 
     /// An identifier at the start of a primary expression: a literal keyword, a subquery
@@ -532,7 +672,9 @@ impl Parser<'_> {
             "FALSE" => ExprKind::Literal(Value::Bool(false)),
             "NULL" => ExprKind::Literal(Value::Null),
             "UNDEFINED" => ExprKind::Undefined,
-            "EXISTS" | "ARRAY" if matches!(self.peek(), Token::Punct("(")) && self.is_keyword_at(1, "SELECT") => {
+            "EXISTS" | "ARRAY"
+                if matches!(self.peek(), Token::Punct("(")) && self.is_keyword_at(1, "SELECT") =>
+            {
                 self.advance();
                 let select = self.select()?;
                 self.expect_punct(")")?;
@@ -552,7 +694,11 @@ impl Parser<'_> {
                     }
                 };
                 let args = self.arguments()?;
-                ExprKind::Call { name, args, udf: true }
+                ExprKind::Call {
+                    name,
+                    args,
+                    udf: true,
+                }
             }
             _ if RESERVED.contains(&upper.as_str()) && upper != "ARRAY" => {
                 self.index -= 1;
@@ -560,11 +706,21 @@ impl Parser<'_> {
             }
             _ if matches!(self.peek(), Token::Punct("(")) => {
                 let args = self.arguments()?;
-                ExprKind::Call { name: word, args, udf: false }
+                ExprKind::Call {
+                    name: word,
+                    args,
+                    udf: false,
+                }
             }
             _ => ExprKind::Ident(word),
         };
-        Ok(Expr { kind, span: Span { start, end: self.last_end() } })
+        Ok(Expr {
+            kind,
+            span: Span {
+                start,
+                end: self.last_end(),
+            },
+        })
     }
 
     fn arguments(&mut self) -> Result<Vec<Expr>, QueryError> {
@@ -591,7 +747,9 @@ mod tests {
     /// Parses and prints the tree in a compact form that shows the grouping.
     fn check(text: &str, expected: &str) {
         let select = parse(text).unwrap();
-        let Projection::Value(expr) = &select.projection else { panic!("use SELECT VALUE") };
+        let Projection::Value(expr) = &select.projection else {
+            panic!("use SELECT VALUE")
+        };
         assert_eq!(show(expr), expected, "{text}");
     }
 
@@ -603,28 +761,62 @@ mod tests {
             ExprKind::Member(target, name) => format!("{}.{name}", show(target)),
             ExprKind::Index(target, index) => format!("{}[{}]", show(target), show(index)),
             ExprKind::Unary(operator, operand) => format!("({operator:?} {})", show(operand)),
-            ExprKind::Binary(operator, left, right) => format!("({} {} {})", show(left), operator.symbol(), show(right)),
-            ExprKind::Between { value, low, high, negated } => {
-                format!("({} {}BETWEEN {} {})", show(value), if *negated { "NOT " } else { "" }, show(low), show(high))
+            ExprKind::Binary(operator, left, right) => {
+                format!("({} {} {})", show(left), operator.symbol(), show(right))
             }
-            ExprKind::In { value, list, negated } => format!(
+            ExprKind::Between {
+                value,
+                low,
+                high,
+                negated,
+            } => {
+                format!(
+                    "({} {}BETWEEN {} {})",
+                    show(value),
+                    if *negated { "NOT " } else { "" },
+                    show(low),
+                    show(high)
+                )
+            }
+            ExprKind::In {
+                value,
+                list,
+                negated,
+            } => format!(
                 "({} {}IN {})",
                 show(value),
                 if *negated { "NOT " } else { "" },
                 list.iter().map(show).collect::<Vec<_>>().join(",")
             ),
-            ExprKind::Like { value, pattern, .. } => format!("({} LIKE {})", show(value), show(pattern)),
+            ExprKind::Like { value, pattern, .. } => {
+                format!("({} LIKE {})", show(value), show(pattern))
+            }
             ExprKind::Conditional(condition, then, otherwise) => {
-                format!("({} ? {} : {})", show(condition), show(then), show(otherwise))
+                format!(
+                    "({} ? {} : {})",
+                    show(condition),
+                    show(then),
+                    show(otherwise)
+                )
             }
             ExprKind::Coalesce(left, right) => format!("({} ?? {})", show(left), show(right)),
             ExprKind::Call { name, args, .. } => {
-                format!("{name}({})", args.iter().map(show).collect::<Vec<_>>().join(","))
+                format!(
+                    "{name}({})",
+                    args.iter().map(show).collect::<Vec<_>>().join(",")
+                )
             }
-            ExprKind::Array(elements) => format!("[{}]", elements.iter().map(show).collect::<Vec<_>>().join(",")),
+            ExprKind::Array(elements) => format!(
+                "[{}]",
+                elements.iter().map(show).collect::<Vec<_>>().join(",")
+            ),
             ExprKind::Object(members) => format!(
                 "{{{}}}",
-                members.iter().map(|(key, value)| format!("{key}:{}", show(value))).collect::<Vec<_>>().join(",")
+                members
+                    .iter()
+                    .map(|(key, value)| format!("{key}:{}", show(value)))
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
             ExprKind::Exists(_) => "EXISTS(...)".into(),
             ExprKind::ArraySubquery(_) => "ARRAY(...)".into(),
@@ -635,13 +827,28 @@ mod tests {
     #[test]
     fn precedence() {
         check("SELECT VALUE 1 + 2 * 3", "(1 + (2 * 3))");
-        check("SELECT VALUE a OR b AND NOT c = 1", "(a OR (b AND (Not (c = 1))))");
-        check("SELECT VALUE a.b[0]['c'] || 'x' = 'y'", "((a.b[0][\"c\"] || \"x\") = \"y\")");
-        check("SELECT VALUE x BETWEEN 1 AND 2 AND y NOT IN (1, 2)", "((x BETWEEN 1 2) AND (y NOT IN 1,2))");
+        check(
+            "SELECT VALUE a OR b AND NOT c = 1",
+            "(a OR (b AND (Not (c = 1))))",
+        );
+        check(
+            "SELECT VALUE a.b[0]['c'] || 'x' = 'y'",
+            "((a.b[0][\"c\"] || \"x\") = \"y\")",
+        );
+        check(
+            "SELECT VALUE x BETWEEN 1 AND 2 AND y NOT IN (1, 2)",
+            "((x BETWEEN 1 2) AND (y NOT IN 1,2))",
+        );
         check("SELECT VALUE a ?? b ? 1 : 2", "((a ?? b) ? 1 : 2)");
         check("SELECT VALUE -1 - -x", "(-1 - (Negate x))");
-        check("select value {a: [1, 'b'], \"c d\": null}", "{a:[1,\"b\"],c d:null}");
-        check("SELECT VALUE ARRAY_CONTAINS(c.tags, 'x', true)", "ARRAY_CONTAINS(c.tags,\"x\",true)");
+        check(
+            "select value {a: [1, 'b'], \"c d\": null}",
+            "{a:[1,\"b\"],c d:null}",
+        );
+        check(
+            "SELECT VALUE ARRAY_CONTAINS(c.tags, 'x', true)",
+            "ARRAY_CONTAINS(c.tags,\"x\",true)",
+        );
     }
 
     #[test]
@@ -653,28 +860,59 @@ mod tests {
         .unwrap();
         assert!(select.distinct);
         assert_eq!(select.top, Some(Count::Literal(5)));
-        let Projection::Items(items) = &select.projection else { panic!("items") };
+        let Projection::Items(items) = &select.projection else {
+            panic!("items")
+        };
         let aliases: Vec<_> = items.iter().map(|(_, alias)| alias.clone()).collect();
-        assert_eq!(aliases, vec![None, Some("n".to_string()), Some("y".to_string())]);
+        assert_eq!(
+            aliases,
+            vec![None, Some("n".to_string()), Some("y".to_string())]
+        );
         assert_eq!(select.from.as_ref().unwrap().alias.as_deref(), Some("c"));
         assert!(select.joins[0].iterate);
         assert_eq!(select.order_by.len(), 2);
         assert!(select.order_by[0].1);
-        assert!(matches!(select.offset_limit, Some((Count::Literal(1), Count::Param(_, _)))));
+        assert!(matches!(
+            select.offset_limit,
+            Some((Count::Literal(1), Count::Param(_, _)))
+        ));
     }
 
     #[test]
     fn errors_name_line_and_column() {
         let cases = [
-            ("SELECT * FROM c WHERE", 1, 22, "expected an expression, found the end of the query"),
-            ("SELECT *\nFROM c\nWHERE c.a = = 1", 3, 13, "expected an expression, found '='"),
-            ("SELECT c.a FROM c ORDER c.a", 1, 25, "expected 'BY', found 'c'"),
-            ("SELECT TOP -1 * FROM c", 1, 12, "expected a non-negative integer or a parameter after TOP, found '-'"),
+            (
+                "SELECT * FROM c WHERE",
+                1,
+                22,
+                "expected an expression, found the end of the query",
+            ),
+            (
+                "SELECT *\nFROM c\nWHERE c.a = = 1",
+                3,
+                13,
+                "expected an expression, found '='",
+            ),
+            (
+                "SELECT c.a FROM c ORDER c.a",
+                1,
+                25,
+                "expected 'BY', found 'c'",
+            ),
+            (
+                "SELECT TOP -1 * FROM c",
+                1,
+                12,
+                "expected a non-negative integer or a parameter after TOP, found '-'",
+            ),
             ("SELECT (1 FROM c", 1, 11, "expected ')', found 'FROM'"),
         ];
         for (text, line, column, message) in cases {
             match parse(text) {
-                Err(QueryError::Syntax { message: found, position }) => {
+                Err(QueryError::Syntax {
+                    message: found,
+                    position,
+                }) => {
                     assert_eq!(found, message, "{text}");
                     assert_eq!(position, Position { line, column }, "{text}");
                 }

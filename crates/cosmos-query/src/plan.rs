@@ -102,7 +102,11 @@ struct Scope {
 
 impl Scope {
     fn resolve(&self, name: &str) -> Option<usize> {
-        self.names.iter().rev().find(|(known, _)| known == name).map(|(_, slot)| *slot)
+        self.names
+            .iter()
+            .rev()
+            .find(|(known, _)| known == name)
+            .map(|(_, slot)| *slot)
     }
 }
 
@@ -128,16 +132,38 @@ impl Lowerer<'_> {
     }
 
     fn invalid(&self, span: Span, message: impl Into<String>) -> QueryError {
-        QueryError::Invalid { message: message.into(), position: self.position(span) }
+        QueryError::Invalid {
+            message: message.into(),
+            position: self.position(span),
+        }
     }
 
     fn unsupported(&self, span: Span, construct: impl Into<String>) -> QueryError {
-        QueryError::Unsupported { construct: construct.into(), position: self.position(span) }
+        QueryError::Unsupported {
+            construct: construct.into(),
+            position: self.position(span),
+        }
     }
 
-    fn select(&self, select: &ast::Select, outer: &Scope, top_level: bool) -> Result<SelectPlan, QueryError> {
-        let first_slot = if top_level { 1 } else { outer.names.iter().map(|(_, slot)| slot + 1).max().unwrap_or(1) };
-        let mut scope = Scope { names: outer.names.clone() };
+    fn select(
+        &self,
+        select: &ast::Select,
+        outer: &Scope,
+        top_level: bool,
+    ) -> Result<SelectPlan, QueryError> {
+        let first_slot = if top_level {
+            1
+        } else {
+            outer
+                .names
+                .iter()
+                .map(|(_, slot)| slot + 1)
+                .max()
+                .unwrap_or(1)
+        };
+        let mut scope = Scope {
+            names: outer.names.clone(),
+        };
         let mut sources = Vec::new();
         let mut next_slot = first_slot;
         if let Some(from) = &select.from {
@@ -151,7 +177,10 @@ impl Lowerer<'_> {
             let Some(alias) = alias else {
                 return Err(self.invalid(from.expr.span, "the FROM source needs an alias"));
             };
-            sources.push(SourcePlan { iterate: from.iterate, expr });
+            sources.push(SourcePlan {
+                iterate: from.iterate,
+                expr,
+            });
             scope.names.push((alias, next_slot));
             next_slot += 1;
         } else if !select.joins.is_empty() {
@@ -162,7 +191,10 @@ impl Lowerer<'_> {
             let Some(alias) = join.alias.clone().or_else(|| default_alias(&join.expr)) else {
                 return Err(self.invalid(join.expr.span, "the JOIN source needs an alias"));
             };
-            sources.push(SourcePlan { iterate: join.iterate, expr });
+            sources.push(SourcePlan {
+                iterate: join.iterate,
+                expr,
+            });
             scope.names.push((alias, next_slot));
             next_slot += 1;
         }
@@ -179,16 +211,20 @@ impl Lowerer<'_> {
         let projection = match &select.projection {
             ast::Projection::Star(span) => {
                 if sources.len() != 1 {
-                    return Err(self.invalid(*span, "'SELECT *' is only valid with a single input set."));
+                    return Err(
+                        self.invalid(*span, "'SELECT *' is only valid with a single input set.")
+                    );
                 }
                 if !group_by.is_empty() {
                     return Err(self.invalid(*span, "'SELECT *' is not valid with GROUP BY."));
                 }
                 ProjectionPlan::Star(first_slot)
             }
-            ast::Projection::Value(expr) => {
-                ProjectionPlan::Value(self.expr(expr, &scope, &mut Aggregates::Collect(&mut aggregates))?)
-            }
+            ast::Projection::Value(expr) => ProjectionPlan::Value(self.expr(
+                expr,
+                &scope,
+                &mut Aggregates::Collect(&mut aggregates),
+            )?),
             ast::Projection::Items(items) => {
                 let mut members: Vec<(String, Expr)> = Vec::new();
                 let mut unnamed = 0;
@@ -201,20 +237,30 @@ impl Lowerer<'_> {
                         }
                     };
                     if members.iter().any(|(known, _)| *known == name) {
-                        return Err(self.invalid(expr.span, format!("Duplicate alias '{name}' in the select list.")));
+                        return Err(self.invalid(
+                            expr.span,
+                            format!("Duplicate alias '{name}' in the select list."),
+                        ));
                     }
-                    let lowered = self.expr(expr, &scope, &mut Aggregates::Collect(&mut aggregates))?;
+                    let lowered =
+                        self.expr(expr, &scope, &mut Aggregates::Collect(&mut aggregates))?;
                     members.push((name, lowered));
                 }
                 ProjectionPlan::Object(members)
             }
         };
         let grouped = !group_by.is_empty() || !aggregates.is_empty();
-        let projection = if grouped { self.group_projection(select, projection, &group_by)? } else { projection };
+        let projection = if grouped {
+            self.group_projection(select, projection, &group_by)?
+        } else {
+            projection
+        };
         let mut order_by = Vec::new();
         for (expr, descending) in &select.order_by {
             if grouped {
-                return Err(self.unsupported(expr.span, "ORDER BY together with GROUP BY or an aggregate"));
+                return Err(
+                    self.unsupported(expr.span, "ORDER BY together with GROUP BY or an aggregate")
+                );
             }
             let lowered = self.expr(expr, &scope, &mut Aggregates::Forbidden)?;
             if !is_path(&lowered) {
@@ -240,7 +286,10 @@ impl Lowerer<'_> {
             distinct: select.distinct,
             order_by,
             top: select.top.as_ref().map(count),
-            offset: select.offset_limit.as_ref().map(|(offset, _)| count(offset)),
+            offset: select
+                .offset_limit
+                .as_ref()
+                .map(|(offset, _)| count(offset)),
             limit: select.offset_limit.as_ref().map(|(_, limit)| count(limit)),
         })
     }
@@ -254,7 +303,12 @@ impl Lowerer<'_> {
         group_by: &[Expr],
     ) -> Result<ProjectionPlan, QueryError> {
         let substitute = |expr: Expr| -> Result<Expr, QueryError> {
-            let replaced = expr.rebuild(&mut |node| Ok(group_by.iter().position(|key| key == node).map(Expr::GroupKey)))?;
+            let replaced = expr.rebuild(&mut |node| {
+                Ok(group_by
+                    .iter()
+                    .position(|key| key == node)
+                    .map(Expr::GroupKey))
+            })?;
             if replaced.reads_row() {
                 return Err(self.invalid(
                     select.span,
@@ -267,7 +321,10 @@ impl Lowerer<'_> {
             ProjectionPlan::Star(slot) => ProjectionPlan::Star(slot),
             ProjectionPlan::Value(expr) => ProjectionPlan::Value(substitute(expr)?),
             ProjectionPlan::Object(members) => ProjectionPlan::Object(
-                members.into_iter().map(|(name, expr)| Ok((name, substitute(expr)?))).collect::<Result<_, QueryError>>()?,
+                members
+                    .into_iter()
+                    .map(|(name, expr)| Ok((name, substitute(expr)?)))
+                    .collect::<Result<_, QueryError>>()?,
             ),
         })
     }
@@ -278,13 +335,23 @@ impl Lowerer<'_> {
             ExprKind::Ident(name) => Ok((Expr::Slot(0), Some(name.clone()))),
             ExprKind::Member(target, name) => {
                 let (target, _) = self.container_path(target)?;
-                Ok((Expr::Member(Box::new(target), name.clone()), Some(name.clone())))
+                Ok((
+                    Expr::Member(Box::new(target), name.clone()),
+                    Some(name.clone()),
+                ))
             }
             ExprKind::Index(target, index) => {
                 let (target, _) = self.container_path(target)?;
                 let index = match &index.kind {
-                    ExprKind::Literal(value @ (Value::String(_) | Value::Number(_))) => Expr::Const(value.clone()),
-                    _ => return Err(self.invalid(index.span, "a FROM path index must be a string or number literal")),
+                    ExprKind::Literal(value @ (Value::String(_) | Value::Number(_))) => {
+                        Expr::Const(value.clone())
+                    }
+                    _ => {
+                        return Err(self.invalid(
+                            index.span,
+                            "a FROM path index must be a string or number literal",
+                        ))
+                    }
                 };
                 let alias = match &index {
                     Expr::Const(Value::String(name)) => Some(name.clone()),
@@ -293,11 +360,19 @@ impl Lowerer<'_> {
                 Ok((Expr::Index(Box::new(target), Box::new(index)), alias))
             }
             ExprKind::ScalarSubquery(_) => Err(self.unsupported(expr.span, "a subquery in FROM")),
-            _ => Err(self.invalid(expr.span, "the FROM clause must name the container or a path in it")),
+            _ => Err(self.invalid(
+                expr.span,
+                "the FROM clause must name the container or a path in it",
+            )),
         }
     }
 
-    fn expr(&self, expr: &ast::Expr, scope: &Scope, aggregates: &mut Aggregates<'_>) -> Result<Expr, QueryError> {
+    fn expr(
+        &self,
+        expr: &ast::Expr,
+        scope: &Scope,
+        aggregates: &mut Aggregates<'_>,
+    ) -> Result<Expr, QueryError> {
         let boxed = |lowered: Expr| Box::new(lowered);
         Ok(match &expr.kind {
             ExprKind::Literal(value) => Expr::Const(value.clone()),
@@ -305,21 +380,37 @@ impl Lowerer<'_> {
             ExprKind::Param(name) => Expr::Param(name.clone(), expr.span),
             ExprKind::Ident(name) => match scope.resolve(name) {
                 Some(slot) => Expr::Slot(slot),
-                None => return Err(self.invalid(expr.span, format!("Identifier '{name}' could not be resolved."))),
+                None => {
+                    return Err(self.invalid(
+                        expr.span,
+                        format!("Identifier '{name}' could not be resolved."),
+                    ))
+                }
             },
-            ExprKind::Member(target, name) => Expr::Member(boxed(self.expr(target, scope, aggregates)?), name.clone()),
+            ExprKind::Member(target, name) => {
+                Expr::Member(boxed(self.expr(target, scope, aggregates)?), name.clone())
+            }
             ExprKind::Index(target, index) => Expr::Index(
                 boxed(self.expr(target, scope, aggregates)?),
                 boxed(self.expr(index, scope, aggregates)?),
             ),
-            ExprKind::Unary(UnaryOp::Not, operand) => Expr::Not(boxed(self.expr(operand, scope, aggregates)?)),
-            ExprKind::Unary(operator, operand) => Expr::Unary(*operator, boxed(self.expr(operand, scope, aggregates)?)),
+            ExprKind::Unary(UnaryOp::Not, operand) => {
+                Expr::Not(boxed(self.expr(operand, scope, aggregates)?))
+            }
+            ExprKind::Unary(operator, operand) => {
+                Expr::Unary(*operator, boxed(self.expr(operand, scope, aggregates)?))
+            }
             ExprKind::Binary(operator, left, right) => Expr::Binary(
                 *operator,
                 boxed(self.expr(left, scope, aggregates)?),
                 boxed(self.expr(right, scope, aggregates)?),
             ),
-            ExprKind::Between { value, low, high, negated } => {
+            ExprKind::Between {
+                value,
+                low,
+                high,
+                negated,
+            } => {
                 let between = Expr::Between(
                     boxed(self.expr(value, scope, aggregates)?),
                     boxed(self.expr(low, scope, aggregates)?),
@@ -327,12 +418,24 @@ impl Lowerer<'_> {
                 );
                 negate_if(between, *negated)
             }
-            ExprKind::In { value, list, negated } => {
+            ExprKind::In {
+                value,
+                list,
+                negated,
+            } => {
                 let value = self.expr(value, scope, aggregates)?;
-                let list = list.iter().map(|item| self.expr(item, scope, aggregates)).collect::<Result<_, _>>()?;
+                let list = list
+                    .iter()
+                    .map(|item| self.expr(item, scope, aggregates))
+                    .collect::<Result<_, _>>()?;
                 negate_if(Expr::In(boxed(value), list), *negated)
             }
-            ExprKind::Like { value, pattern, escape, negated } => {
+            ExprKind::Like {
+                value,
+                pattern,
+                escape,
+                negated,
+            } => {
                 let escape = match escape {
                     Some(escape) => Some(boxed(self.expr(escape, scope, aggregates)?)),
                     None => None,
@@ -349,16 +452,28 @@ impl Lowerer<'_> {
                 boxed(self.expr(then, scope, aggregates)?),
                 boxed(self.expr(otherwise, scope, aggregates)?),
             ),
-            ExprKind::Coalesce(left, right) => {
-                Expr::Coalesce(boxed(self.expr(left, scope, aggregates)?), boxed(self.expr(right, scope, aggregates)?))
+            ExprKind::Coalesce(left, right) => Expr::Coalesce(
+                boxed(self.expr(left, scope, aggregates)?),
+                boxed(self.expr(right, scope, aggregates)?),
+            ),
+            ExprKind::Call {
+                name, udf: true, ..
+            } => {
+                return Err(
+                    self.unsupported(expr.span, format!("the user-defined function udf.{name}"))
+                );
             }
-            ExprKind::Call { name, udf: true, .. } => {
-                return Err(self.unsupported(expr.span, format!("the user-defined function udf.{name}")));
-            }
-            ExprKind::Call { name, args, udf: false } => return self.call(expr, name, args, scope, aggregates),
-            ExprKind::Array(elements) => {
-                Expr::Array(elements.iter().map(|element| self.expr(element, scope, aggregates)).collect::<Result<_, _>>()?)
-            }
+            ExprKind::Call {
+                name,
+                args,
+                udf: false,
+            } => return self.call(expr, name, args, scope, aggregates),
+            ExprKind::Array(elements) => Expr::Array(
+                elements
+                    .iter()
+                    .map(|element| self.expr(element, scope, aggregates))
+                    .collect::<Result<_, _>>()?,
+            ),
             ExprKind::Object(members) => Expr::Object(
                 members
                     .iter()
@@ -366,8 +481,12 @@ impl Lowerer<'_> {
                     .collect::<Result<_, QueryError>>()?,
             ),
             ExprKind::Exists(select) => Expr::Exists(Box::new(self.subquery(select, scope)?)),
-            ExprKind::ArraySubquery(select) => Expr::ArraySubquery(Box::new(self.subquery(select, scope)?)),
-            ExprKind::ScalarSubquery(select) => Expr::ScalarSubquery(Box::new(self.subquery(select, scope)?)),
+            ExprKind::ArraySubquery(select) => {
+                Expr::ArraySubquery(Box::new(self.subquery(select, scope)?))
+            }
+            ExprKind::ScalarSubquery(select) => {
+                Expr::ScalarSubquery(Box::new(self.subquery(select, scope)?))
+            }
         })
     }
 
@@ -378,7 +497,9 @@ impl Lowerer<'_> {
         if let Some(from) = &select.from {
             if let Some(name) = root_name(&from.expr) {
                 if scope.resolve(name).is_none() {
-                    return Err(self.unsupported(from.expr.span, "a subquery over the whole container"));
+                    return Err(
+                        self.unsupported(from.expr.span, "a subquery over the whole container")
+                    );
                 }
             }
         }
@@ -395,10 +516,16 @@ impl Lowerer<'_> {
     ) -> Result<Expr, QueryError> {
         if let Some(kind) = AggregateKind::from_name(name) {
             let Aggregates::Collect(collected) = aggregates else {
-                return Err(self.invalid(expr.span, format!("the aggregate {} is not allowed here", kind.sql_name())));
+                return Err(self.invalid(
+                    expr.span,
+                    format!("the aggregate {} is not allowed here", kind.sql_name()),
+                ));
             };
             if args.len() != 1 {
-                return Err(self.invalid(expr.span, format!("The function '{}' requires 1 argument(s).", kind.sql_name())));
+                return Err(self.invalid(
+                    expr.span,
+                    format!("The function '{}' requires 1 argument(s).", kind.sql_name()),
+                ));
             }
             let argument = self.expr(&args[0], scope, &mut Aggregates::Forbidden)?;
             collected.push((kind, argument));
@@ -408,7 +535,10 @@ impl Lowerer<'_> {
             if functions::REFUSED.contains(&name.to_ascii_uppercase().as_str()) {
                 return Err(self.unsupported(expr.span, format!("the system function {name}")));
             }
-            return Err(self.invalid(expr.span, format!("'{name}' is not a recognized built-in function name.")));
+            return Err(self.invalid(
+                expr.span,
+                format!("'{name}' is not a recognized built-in function name."),
+            ));
         };
         if args.len() < min || args.len() > max {
             let expected = if min == max {
@@ -418,9 +548,15 @@ impl Lowerer<'_> {
             } else {
                 format!("between {min} and {max}")
             };
-            return Err(self.invalid(expr.span, format!("The function '{name}' requires {expected} argument(s).")));
+            return Err(self.invalid(
+                expr.span,
+                format!("The function '{name}' requires {expected} argument(s)."),
+            ));
         }
-        let args = args.iter().map(|arg| self.expr(arg, scope, aggregates)).collect::<Result<_, _>>()?;
+        let args = args
+            .iter()
+            .map(|arg| self.expr(arg, scope, aggregates))
+            .collect::<Result<_, _>>()?;
         Ok(Expr::Call(func, args))
     }
 }
@@ -472,7 +608,9 @@ fn is_path(expr: &Expr) -> bool {
     match expr {
         Expr::Slot(_) => true,
         Expr::Member(target, _) => is_path(target),
-        Expr::Index(target, index) => is_path(target) && matches!(**index, Expr::Const(_) | Expr::Param(..)),
+        Expr::Index(target, index) => {
+            is_path(target) && matches!(**index, Expr::Const(_) | Expr::Param(..))
+        }
         _ => false,
     }
 }
@@ -488,18 +626,30 @@ impl Expr {
         }
         let mut again = |expr: &Expr| expr.rebuild(replace).map(Box::new);
         Ok(match self {
-            Expr::Const(_) | Expr::Undefined | Expr::Param(..) | Expr::Slot(_) | Expr::Aggregate(_) | Expr::GroupKey(_) => {
-                self.clone()
-            }
+            Expr::Const(_)
+            | Expr::Undefined
+            | Expr::Param(..)
+            | Expr::Slot(_)
+            | Expr::Aggregate(_)
+            | Expr::GroupKey(_) => self.clone(),
             Expr::Member(target, name) => Expr::Member(again(target)?, name.clone()),
             Expr::Index(target, index) => Expr::Index(again(target)?, again(index)?),
             Expr::Not(operand) => Expr::Not(again(operand)?),
             Expr::Unary(operator, operand) => Expr::Unary(*operator, again(operand)?),
-            Expr::Binary(operator, left, right) => Expr::Binary(*operator, again(left)?, again(right)?),
-            Expr::Between(value, low, high) => Expr::Between(again(value)?, again(low)?, again(high)?),
+            Expr::Binary(operator, left, right) => {
+                Expr::Binary(*operator, again(left)?, again(right)?)
+            }
+            Expr::Between(value, low, high) => {
+                Expr::Between(again(value)?, again(low)?, again(high)?)
+            }
             Expr::In(value, list) => {
                 let value = again(value)?;
-                Expr::In(value, list.iter().map(|item| item.rebuild(replace)).collect::<Result<_, _>>()?)
+                Expr::In(
+                    value,
+                    list.iter()
+                        .map(|item| item.rebuild(replace))
+                        .collect::<Result<_, _>>()?,
+                )
             }
             Expr::Like(value, pattern, escape) => {
                 let value = again(value)?;
@@ -514,13 +664,19 @@ impl Expr {
                 Expr::Conditional(again(condition)?, again(then)?, again(otherwise)?)
             }
             Expr::Coalesce(left, right) => Expr::Coalesce(again(left)?, again(right)?),
-            Expr::Call(func, args) => {
-                Expr::Call(*func, args.iter().map(|arg| arg.rebuild(replace)).collect::<Result<_, _>>()?)
-            }
+            Expr::Call(func, args) => Expr::Call(
+                *func,
+                args.iter()
+                    .map(|arg| arg.rebuild(replace))
+                    .collect::<Result<_, _>>()?,
+            ),
             Expr::Regex(target, regex) => Expr::Regex(again(target)?, regex.clone()),
-            Expr::Array(elements) => {
-                Expr::Array(elements.iter().map(|element| element.rebuild(replace)).collect::<Result<_, _>>()?)
-            }
+            Expr::Array(elements) => Expr::Array(
+                elements
+                    .iter()
+                    .map(|element| element.rebuild(replace))
+                    .collect::<Result<_, _>>()?,
+            ),
             Expr::Object(members) => Expr::Object(
                 members
                     .iter()
@@ -529,7 +685,9 @@ impl Expr {
             ),
             Expr::Exists(select) => Expr::Exists(Box::new(select.rebuild(replace)?)),
             Expr::ArraySubquery(select) => Expr::ArraySubquery(Box::new(select.rebuild(replace)?)),
-            Expr::ScalarSubquery(select) => Expr::ScalarSubquery(Box::new(select.rebuild(replace)?)),
+            Expr::ScalarSubquery(select) => {
+                Expr::ScalarSubquery(Box::new(select.rebuild(replace)?))
+            }
         })
     }
 
@@ -538,7 +696,10 @@ impl Expr {
         let mut reads = false;
         let _ = self.rebuild(&mut |node| {
             match node {
-                Expr::Slot(_) | Expr::Exists(_) | Expr::ArraySubquery(_) | Expr::ScalarSubquery(_) => reads = true,
+                Expr::Slot(_)
+                | Expr::Exists(_)
+                | Expr::ArraySubquery(_)
+                | Expr::ScalarSubquery(_) => reads = true,
                 // An aggregate's argument is read row by row, before grouping ends.
                 Expr::Aggregate(_) => return Ok(Some(Expr::Undefined)),
                 _ => {}
@@ -557,13 +718,22 @@ impl SelectPlan {
         let sources = self
             .sources
             .iter()
-            .map(|source| Ok(SourcePlan { iterate: source.iterate, expr: source.expr.rebuild(replace)? }))
+            .map(|source| {
+                Ok(SourcePlan {
+                    iterate: source.iterate,
+                    expr: source.expr.rebuild(replace)?,
+                })
+            })
             .collect::<Result<_, QueryError>>()?;
         let filter = match &self.filter {
             Some(filter) => Some(filter.rebuild(replace)?),
             None => None,
         };
-        let group_by = self.group_by.iter().map(|expr| expr.rebuild(replace)).collect::<Result<_, _>>()?;
+        let group_by = self
+            .group_by
+            .iter()
+            .map(|expr| expr.rebuild(replace))
+            .collect::<Result<_, _>>()?;
         let aggregates = self
             .aggregates
             .iter()
@@ -605,7 +775,10 @@ impl SelectPlan {
         &mut self,
         resolve: &mut dyn FnMut(&str, Span) -> Result<Value, QueryError>,
     ) -> Result<(), QueryError> {
-        for count in [&mut self.top, &mut self.offset, &mut self.limit].into_iter().flatten() {
+        for count in [&mut self.top, &mut self.offset, &mut self.limit]
+            .into_iter()
+            .flatten()
+        {
             if let CountPlan::Param(name, span) = count {
                 let value = resolve(name, *span)?;
                 match value.as_u64() {
@@ -613,7 +786,8 @@ impl SelectPlan {
                     None => {
                         return Err(QueryError::InvalidParameter {
                             name: name.clone(),
-                            message: "TOP, OFFSET and LIMIT take a non-negative integer".to_string(),
+                            message: "TOP, OFFSET and LIMIT take a non-negative integer"
+                                .to_string(),
                         })
                     }
                 }
@@ -638,9 +812,13 @@ pub(crate) fn bind(
 ) -> Result<SelectPlan, QueryError> {
     let mut bound = plan.rebuild(&mut |node| match node {
         Expr::Param(name, span) => Ok(Some(Expr::Const(resolve(name, *span)?))),
-        Expr::ScalarSubquery(select) => Ok(Some(Expr::ScalarSubquery(Box::new(bind(select, resolve)?)))),
+        Expr::ScalarSubquery(select) => {
+            Ok(Some(Expr::ScalarSubquery(Box::new(bind(select, resolve)?))))
+        }
         Expr::Exists(select) => Ok(Some(Expr::Exists(Box::new(bind(select, resolve)?)))),
-        Expr::ArraySubquery(select) => Ok(Some(Expr::ArraySubquery(Box::new(bind(select, resolve)?)))),
+        Expr::ArraySubquery(select) => {
+            Ok(Some(Expr::ArraySubquery(Box::new(bind(select, resolve)?))))
+        }
         _ => Ok(None),
     })?;
     bound = bound.rebuild(&mut |node| {
@@ -652,7 +830,9 @@ pub(crate) fn bind(
             };
             if let (Expr::Const(Value::String(pattern)), Some(modifiers)) = (&args[1], modifiers) {
                 return Ok(Some(match functions::compile_regex(pattern, modifiers) {
-                    Some(regex) => Expr::Regex(Box::new(args[0].clone()), CompiledRegex(Arc::new(regex))),
+                    Some(regex) => {
+                        Expr::Regex(Box::new(args[0].clone()), CompiledRegex(Arc::new(regex)))
+                    }
                     // An invalid pattern matches nothing: RegexMatch returns undefined.
                     None => Expr::Undefined,
                 }));

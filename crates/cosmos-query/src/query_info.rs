@@ -44,10 +44,24 @@ pub(crate) fn query_info(text: &str, select: &ast::Select, plan: &SelectPlan) ->
     let order_by: Vec<Value> = select
         .order_by
         .iter()
-        .map(|(_, descending)| Value::from(if *descending { "Descending" } else { "Ascending" }))
+        .map(|(_, descending)| {
+            Value::from(if *descending {
+                "Descending"
+            } else {
+                "Ascending"
+            })
+        })
         .collect();
-    let order_by_expressions: Vec<Value> = select.order_by.iter().map(|(expr, _)| Value::from(print(expr))).collect();
-    let group_by_expressions: Vec<Value> = select.group_by.iter().map(|expr| Value::from(print(expr))).collect();
+    let order_by_expressions: Vec<Value> = select
+        .order_by
+        .iter()
+        .map(|(expr, _)| Value::from(print(expr)))
+        .collect();
+    let group_by_expressions: Vec<Value> = select
+        .group_by
+        .iter()
+        .map(|expr| Value::from(print(expr)))
+        .collect();
     // Cosmos DB reports `aggregates` for `SELECT VALUE <aggregate>` without GROUP BY, and the
     // alias map for aggregates in a select list (with or without GROUP BY).
     let mut aggregates = Vec::new();
@@ -64,7 +78,10 @@ pub(crate) fn query_info(text: &str, select: &ast::Select, plan: &SelectPlan) ->
                 for (name, expr) in members {
                     group_by_aliases.push(Value::from(name.clone()));
                     let kind = match expr {
-                        Expr::Aggregate(index) => plan.aggregates.get(*index).map(|(kind, _)| Value::from(kind.plan_name())),
+                        Expr::Aggregate(index) => plan
+                            .aggregates
+                            .get(*index)
+                            .map(|(kind, _)| Value::from(kind.plan_name())),
                         _ => None,
                     };
                     alias_to_aggregate.insert(name.clone(), kind.unwrap_or(Value::Null));
@@ -114,7 +131,9 @@ pub(crate) fn passthrough(plan: &SelectPlan) -> Value {
 
 fn aggregate_of(expr: &ast::Expr) -> Option<AggregateKind> {
     match &expr.kind {
-        ExprKind::Call { name, udf: false, .. } => AggregateKind::from_name(name),
+        ExprKind::Call {
+            name, udf: false, ..
+        } => AggregateKind::from_name(name),
         _ => None,
     }
 }
@@ -131,7 +150,11 @@ fn rewritten_query(text: &str, select: &ast::Select) -> String {
         .as_ref()
         .and_then(|from| from.alias.clone().or_else(|| root_name(&from.expr)))
         .unwrap_or_else(|| "root".to_string());
-    let items: Vec<String> = select.order_by.iter().map(|(expr, _)| format!("{{\"item\": {}}}", print(expr))).collect();
+    let items: Vec<String> = select
+        .order_by
+        .iter()
+        .map(|(expr, _)| format!("{{\"item\": {}}}", print(expr)))
+        .collect();
     let payload = match &select.projection {
         Projection::Star(_) => alias.clone(),
         Projection::Value(expr) => print(expr),
@@ -140,7 +163,10 @@ fn rewritten_query(text: &str, select: &ast::Select) -> String {
                 .iter()
                 .enumerate()
                 .map(|(index, (expr, name))| {
-                    let name = name.clone().or_else(|| implicit_name(expr)).unwrap_or_else(|| format!("${}", index + 1));
+                    let name = name
+                        .clone()
+                        .or_else(|| implicit_name(expr))
+                        .unwrap_or_else(|| format!("${}", index + 1));
                     format!("{}: {}", quote(&name), print(expr))
                 })
                 .collect();
@@ -187,35 +213,72 @@ pub(crate) fn print(expr: &ast::Expr) -> String {
         ExprKind::Unary(ast::UnaryOp::Negate, operand) => format!("(-{})", print(operand)),
         ExprKind::Unary(ast::UnaryOp::Plus, operand) => format!("(+{})", print(operand)),
         ExprKind::Unary(ast::UnaryOp::BitNot, operand) => format!("(~{})", print(operand)),
-        ExprKind::Binary(operator, left, right) => format!("({} {} {})", print(left), operator.symbol(), print(right)),
-        ExprKind::Between { value, low, high, negated } => format!(
+        ExprKind::Binary(operator, left, right) => {
+            format!("({} {} {})", print(left), operator.symbol(), print(right))
+        }
+        ExprKind::Between {
+            value,
+            low,
+            high,
+            negated,
+        } => format!(
             "({} {}BETWEEN {} AND {})",
             print(value),
             if *negated { "NOT " } else { "" },
             print(low),
             print(high)
         ),
-        ExprKind::In { value, list: items, negated } => {
-            format!("({} {}IN ({}))", print(value), if *negated { "NOT " } else { "" }, list(items))
+        ExprKind::In {
+            value,
+            list: items,
+            negated,
+        } => {
+            format!(
+                "({} {}IN ({}))",
+                print(value),
+                if *negated { "NOT " } else { "" },
+                list(items)
+            )
         }
-        ExprKind::Like { value, pattern, escape, negated } => format!(
+        ExprKind::Like {
+            value,
+            pattern,
+            escape,
+            negated,
+        } => format!(
             "({} {}LIKE {}{})",
             print(value),
             if *negated { "NOT " } else { "" },
             print(pattern),
-            escape.as_ref().map(|escape| format!(" ESCAPE {}", print(escape))).unwrap_or_default()
+            escape
+                .as_ref()
+                .map(|escape| format!(" ESCAPE {}", print(escape)))
+                .unwrap_or_default()
         ),
         ExprKind::Conditional(condition, then, otherwise) => {
-            format!("({} ? {} : {})", print(condition), print(then), print(otherwise))
+            format!(
+                "({} ? {} : {})",
+                print(condition),
+                print(then),
+                print(otherwise)
+            )
         }
         ExprKind::Coalesce(left, right) => format!("({} ?? {})", print(left), print(right)),
-        ExprKind::Call { name, args, udf } => format!("{}{name}({})", if *udf { "udf." } else { "" }, list(args)),
+        ExprKind::Call { name, args, udf } => {
+            format!("{}{name}({})", if *udf { "udf." } else { "" }, list(args))
+        }
         ExprKind::Array(elements) => format!("[{}]", list(elements)),
         ExprKind::Object(members) => format!(
             "{{{}}}",
-            members.iter().map(|(key, value)| format!("{}: {}", quote(key), print(value))).collect::<Vec<_>>().join(", ")
+            members
+                .iter()
+                .map(|(key, value)| format!("{}: {}", quote(key), print(value)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-        ExprKind::Exists(_) | ExprKind::ArraySubquery(_) | ExprKind::ScalarSubquery(_) => "(subquery)".to_string(),
+        ExprKind::Exists(_) | ExprKind::ArraySubquery(_) | ExprKind::ScalarSubquery(_) => {
+            "(subquery)".to_string()
+        }
     }
 }
 
@@ -229,8 +292,14 @@ pub(crate) fn partition_filter(plan: &SelectPlan, paths: &[String]) -> Option<Ve
     if from.iterate || from.expr != Expr::Slot(0) || paths.is_empty() {
         return None;
     }
-    let paths: Vec<Vec<&str>> =
-        paths.iter().map(|path| path.split('/').filter(|segment| !segment.is_empty()).collect()).collect();
+    let paths: Vec<Vec<&str>> = paths
+        .iter()
+        .map(|path| {
+            path.split('/')
+                .filter(|segment| !segment.is_empty())
+                .collect()
+        })
+        .collect();
     let assignments = constrain(plan.filter.as_ref()?, plan.first_slot, &paths)?;
     let mut keys: Vec<Vec<Value>> = Vec::new();
     for assignment in assignments {
@@ -238,7 +307,9 @@ pub(crate) fn partition_filter(plan: &SelectPlan, paths: &[String]) -> Option<Ve
         if prefix.is_empty() {
             return None;
         }
-        if !keys.iter().any(|known| known.len() == prefix.len() && known.iter().zip(&prefix).all(|(a, b)| equal(a, b))) {
+        if !keys.iter().any(|known| {
+            known.len() == prefix.len() && known.iter().zip(&prefix).all(|(a, b)| equal(a, b))
+        }) {
             keys.push(prefix);
         }
     }
@@ -253,13 +324,15 @@ fn constrain(expr: &Expr, slot: usize, paths: &[Vec<&str>]) -> Option<Vec<Assign
         assignment
     };
     match expr {
-        Expr::Binary(ast::BinaryOp::Equal, left, right) => match (key_path(left, slot, paths), &**right) {
-            (Some(path), Expr::Const(value)) => Some(vec![single(path, value)]),
-            _ => match (&**left, key_path(right, slot, paths)) {
-                (Expr::Const(value), Some(path)) => Some(vec![single(path, value)]),
-                _ => None,
-            },
-        },
+        Expr::Binary(ast::BinaryOp::Equal, left, right) => {
+            match (key_path(left, slot, paths), &**right) {
+                (Some(path), Expr::Const(value)) => Some(vec![single(path, value)]),
+                _ => match (&**left, key_path(right, slot, paths)) {
+                    (Expr::Const(value), Some(path)) => Some(vec![single(path, value)]),
+                    _ => None,
+                },
+            }
+        }
         Expr::In(value, list) => {
             let path = key_path(value, slot, paths)?;
             list.iter()

@@ -77,7 +77,9 @@ pub(crate) fn total_order(left: Option<&Value>, right: Option<&Value>) -> Orderi
             left.partial_cmp(&right).unwrap_or(Ordering::Equal)
         }
         (Some(Value::String(left)), Some(Value::String(right))) => left.cmp(right),
-        (Some(left @ (Value::Array(_) | Value::Object(_))), Some(right)) => canonical(left).cmp(&canonical(right)),
+        (Some(left @ (Value::Array(_) | Value::Object(_))), Some(right)) => {
+            canonical(left).cmp(&canonical(right))
+        }
         _ => Ordering::Equal,
     }
 }
@@ -90,11 +92,17 @@ pub(crate) fn equal(left: &Value, right: &Value) -> bool {
             _ => left.as_f64() == right.as_f64(),
         },
         (Value::Array(left), Value::Array(right)) => {
-            left.len() == right.len() && left.iter().zip(right).all(|(left, right)| equal(left, right))
+            left.len() == right.len()
+                && left
+                    .iter()
+                    .zip(right)
+                    .all(|(left, right)| equal(left, right))
         }
         (Value::Object(left), Value::Object(right)) => {
             left.len() == right.len()
-                && left.iter().all(|(key, value)| right.get(key).is_some_and(|other| equal(value, other)))
+                && left
+                    .iter()
+                    .all(|(key, value)| right.get(key).is_some_and(|other| equal(value, other)))
         }
         _ => left == right,
     }
@@ -179,10 +187,24 @@ mod tests {
 
     #[test]
     fn type_order_matches_cosmos() {
-        let ascending = [None, Some(json!(null)), Some(json!(false)), Some(json!(true)), Some(json!(-1)),
-            Some(json!(2.5)), Some(json!("")), Some(json!("a")), Some(json!([])), Some(json!({}))];
+        let ascending = [
+            None,
+            Some(json!(null)),
+            Some(json!(false)),
+            Some(json!(true)),
+            Some(json!(-1)),
+            Some(json!(2.5)),
+            Some(json!("")),
+            Some(json!("a")),
+            Some(json!([])),
+            Some(json!({})),
+        ];
         for pair in ascending.windows(2) {
-            assert_eq!(total_order(pair[0].as_ref(), pair[1].as_ref()), Ordering::Less, "{pair:?}");
+            assert_eq!(
+                total_order(pair[0].as_ref(), pair[1].as_ref()),
+                Ordering::Less,
+                "{pair:?}"
+            );
         }
     }
 
@@ -191,9 +213,15 @@ mod tests {
         assert_eq!(equality(Some(&json!(1)), Some(&json!("1"))), None);
         assert_eq!(equality(Some(&json!(1)), Some(&json!(1.0))), Some(true));
         assert_eq!(equality(None, Some(&json!(null))), None);
-        assert_eq!(equality(Some(&json!({"a": [1]})), Some(&json!({"a": [1.0]}))), Some(true));
+        assert_eq!(
+            equality(Some(&json!({"a": [1]})), Some(&json!({"a": [1.0]}))),
+            Some(true)
+        );
         assert_eq!(compare(Some(&json!([1])), Some(&json!([2]))), None);
-        assert_eq!(compare(Some(&json!("a")), Some(&json!("b"))), Some(Ordering::Less));
+        assert_eq!(
+            compare(Some(&json!("a")), Some(&json!("b"))),
+            Some(Ordering::Less)
+        );
     }
 
     #[test]
