@@ -18,6 +18,9 @@ use crate::CurrentTime;
 
 static NULL: Value = Value::Null;
 
+/// Slots a row holds without a heap allocation.
+const INLINE_SLOTS: usize = 8;
+
 /// Calls `each` for every row the sources produce from `row`, which holds the slots bound so far.
 /// Returns false when `each` asked to stop.
 pub(crate) fn bind_sources(
@@ -33,25 +36,33 @@ pub(crate) fn bind_sources(
         return true;
     };
     let value: &Value = &value;
-    let mut extended = Vec::with_capacity(row.len() + 1);
-    extended.extend_from_slice(row);
+    // Rows are short (the item, the FROM alias, a few JOIN aliases), so they live on the stack.
+    let mut inline: [&Value; INLINE_SLOTS] = [&NULL; INLINE_SLOTS];
+    let mut spilled: Vec<&Value> = Vec::new();
+    let extended: &mut [&Value] = if row.len() < INLINE_SLOTS {
+        inline[..row.len()].copy_from_slice(row);
+        &mut inline[..row.len() + 1]
+    } else {
+        spilled.extend_from_slice(row);
+        spilled.push(&NULL);
+        &mut spilled[..]
+    };
+    let last = extended.len() - 1;
     if source.iterate {
         // `x IN expr` ranges over an array; any other value yields no row (the JOIN page).
         let Value::Array(elements) = value else {
             return true;
         };
-        extended.push(&NULL);
         for element in elements {
-            let last = extended.len() - 1;
             extended[last] = element;
-            if !bind_sources(context, rest, &extended, each) {
+            if !bind_sources(context, rest, extended, each) {
                 return false;
             }
         }
         true
     } else {
-        extended.push(value);
-        bind_sources(context, rest, &extended, each)
+        extended[last] = value;
+        bind_sources(context, rest, extended, each)
     }
 }
 
@@ -186,20 +197,26 @@ pub(crate) struct Collector<'p> {
     plan: &'p SelectPlan,
     now: CurrentTime,
     /// Projected rows with their ORDER BY keys (empty keys without ORDER BY).
-    rows: Vec<(Vec<Option<Value>>, Value)>,
+    rows: Vec<Row>,
     groups: Vec<Group>,
     group_index: HashMap<String, usize>,
     /// When rows need no sorting, grouping or deduplication, how many are enough.
     enough: Option<usize>,
     /// Whether DISTINCT, ORDER BY, OFFSET, LIMIT and TOP apply (not for one item of a stream).
     paged: bool,
+    /// With ORDER BY, no DISTINCT and a last row: how many sorted rows can reach the result.
+    keep_sorted: Option<usize>,
 }
 
 impl<'p> Collector<'p> {
     pub(crate) fn new(plan: &'p SelectPlan, now: CurrentTime) -> Collector<'p> {
         let streaming = !plan.grouped && plan.order_by.is_empty() && !plan.distinct;
-        let enough = if streaming {
-            window(plan).1.map(|end| end as usize)
+        let end = window(plan)
+            .1
+            .map(|end| usize::try_from(end).unwrap_or(usize::MAX));
+        let enough = if streaming { end } else { None };
+        let keep_sorted = if !plan.grouped && !plan.distinct && !plan.order_by.is_empty() {
+            end
         } else {
             None
         };
@@ -211,6 +228,7 @@ impl<'p> Collector<'p> {
             group_index: HashMap::new(),
             enough,
             paged: true,
+            keep_sorted,
         };
         // An aggregate without GROUP BY has one group, even over no rows (COUNT of nothing is 0).
         if plan.grouped && plan.group_by.is_empty() {
@@ -232,6 +250,7 @@ impl<'p> Collector<'p> {
         let mut collector = Collector::new(plan, now);
         collector.enough = None;
         collector.paged = false;
+        collector.keep_sorted = None;
         collector
     }
 
@@ -304,6 +323,14 @@ impl<'p> Collector<'p> {
             .map(|(key, _)| eval(context, key, row).map(|value| value.into_owned()))
             .collect();
         self.rows.push((keys, projected));
+        // With ORDER BY and a known last row (TOP, LIMIT), only that many rows can survive:
+        // sorting now and then keeps the buffer small; the sort is stable, so ties keep item order.
+        if let Some(keep) = self.keep_sorted {
+            if self.rows.len() >= keep.saturating_mul(2).max(1024) {
+                sort_rows(&mut self.rows, &plan.order_by);
+                self.rows.truncate(keep);
+            }
+        }
         self.enough.is_none_or(|enough| self.rows.len() < enough)
     }
 
@@ -365,6 +392,20 @@ impl<'p> Collector<'p> {
         }
         results
     }
+}
+
+type Row = (Vec<Option<Value>>, Value);
+
+fn sort_rows(rows: &mut [Row], order_by: &[(crate::plan::Expr, bool)]) {
+    rows.sort_by(|(left, _), (right, _)| {
+        for ((left, right), (_, descending)) in left.iter().zip(right).zip(order_by) {
+            let order = eval::order(left, right);
+            if order.is_ne() {
+                return if *descending { order.reverse() } else { order };
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
 }
 
 /// The rows kept after ordering: from OFFSET, up to OFFSET + LIMIT and at most TOP.
