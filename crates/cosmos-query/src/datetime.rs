@@ -233,7 +233,7 @@ pub(crate) fn add(part: Part, amount: i64, parts: Parts) -> Option<i64> {
             moved.is_valid().then(|| moved.to_ticks())
         }
         // Nanoseconds below the tick resolution are dropped.
-        Part::Nanosecond => Some(parts.to_ticks() + amount / 100),
+        Part::Nanosecond => parts.to_ticks().checked_add(amount / 100),
         _ => parts
             .to_ticks()
             .checked_add(amount.checked_mul(part.ticks()?)?),
@@ -241,16 +241,17 @@ pub(crate) fn add(part: Part, amount: i64, parts: Parts) -> Option<i64> {
 }
 
 /// DateTimeDiff counts the part boundaries crossed between the two dates, not whole intervals.
-pub(crate) fn diff(part: Part, start: Parts, end: Parts) -> i64 {
-    match part {
+/// `None` when the count does not fit a 64-bit integer (nanoseconds over ~292 years).
+pub(crate) fn diff(part: Part, start: Parts, end: Parts) -> Option<i64> {
+    Some(match part {
         Part::Year => end.year - start.year,
         Part::Month => (end.year * 12 + end.month) - (start.year * 12 + start.month),
-        Part::Nanosecond => (end.to_ticks() - start.to_ticks()) * 100,
+        Part::Nanosecond => (end.to_ticks() - start.to_ticks()).checked_mul(100)?,
         _ => {
             let unit = part.ticks().unwrap_or(1);
             end.to_ticks().div_euclid(unit) - start.to_ticks().div_euclid(unit)
         }
-    }
+    })
 }
 
 #[cfg(test)]

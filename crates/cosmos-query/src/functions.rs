@@ -721,7 +721,7 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
         ))),
         Func::DateTimeDiff => {
             let (part, start, end) = (date_part(first)?, date(&args[1])?, date(&args[2])?);
-            Some(Value::from(datetime::diff(part, start, end)))
+            datetime::diff(part, start, end).map(Value::from)
         }
         Func::DateTimeFromParts => {
             let mut numbers = [0_i64; 7];

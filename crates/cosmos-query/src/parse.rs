@@ -53,6 +53,7 @@ pub(crate) fn parse(text: &str) -> Result<Select, QueryError> {
         text,
         tokens,
         index: 0,
+        depth: 0,
     };
     let select = parser.select()?;
     if parser.peek() != &Token::Eof {
@@ -61,10 +62,16 @@ pub(crate) fn parse(text: &str) -> Result<Select, QueryError> {
     Ok(select)
 }
 
+/// How deeply expressions may nest; deeper text is refused instead of exhausting the stack
+/// (the service has its own limits on query size, 256 KB of text).
+const MOST_NESTING: usize = 128;
+
 struct Parser<'t> {
     text: &'t str,
     tokens: Vec<Spanned>,
     index: usize,
+    /// Current nesting of expressions, bounded by `MOST_NESTING`.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -328,7 +335,28 @@ impl Parser<'_> {
         })
     }
 
+    /// Enters one level of nesting, refusing to go deeper than `MOST_NESTING`.
+    fn nested<T>(
+        &mut self,
+        parse: impl FnOnce(&mut Self) -> Result<T, QueryError>,
+    ) -> Result<T, QueryError> {
+        if self.depth >= MOST_NESTING {
+            return Err(QueryError::Unsupported {
+                construct: format!("expressions nested more than {MOST_NESTING} deep"),
+                position: Position::of(self.text, self.start()),
+            });
+        }
+        self.depth += 1;
+        let result = parse(self);
+        self.depth -= 1;
+        result
+    }
+
     pub(crate) fn expr(&mut self) -> Result<Expr, QueryError> {
+        self.nested(Self::expr_at_depth)
+    }
+
+    fn expr_at_depth(&mut self) -> Result<Expr, QueryError> {
         let start = self.start();
         let condition = self.coalesce()?;
         if self.eat_punct("?") {
@@ -399,40 +427,34 @@ impl Parser<'_> {
         Some(operator)
     }
 
-    /// Precedence climbing over the levels: 0 OR, 1 AND, 2 NOT (prefix), 3 comparisons, 4-9
-    /// bitwise, shift, additive and multiplicative operators, 10 unary operators.
-    fn binary(&mut self, level: u8) -> Result<Expr, QueryError> {
+    /// Precedence climbing: parses operators of level `min_level` and tighter. Levels: 0 OR,
+    /// 1 AND, 2 NOT (prefix), 3 comparisons, 4 `|`, 5 `^`, 6 `&`, 7 shifts, 8 additive and `||`,
+    /// 9 multiplicative; unary operators bind tighter still. One call per operand, not per
+    /// level, keeps the recursion shallow.
+    fn binary(&mut self, min_level: u8) -> Result<Expr, QueryError> {
         let start = self.start();
-        let mut left = if level == 2 {
-            if self.eat_keyword("NOT") {
-                let operand = self.binary(2)?;
-                Expr {
-                    kind: ExprKind::Unary(UnaryOp::Not, Box::new(operand)),
-                    span: Span {
-                        start,
-                        end: self.last_end(),
-                    },
-                }
-            } else {
-                self.binary(3)?
+        let mut left = if min_level <= 2 && self.is_keyword("NOT") {
+            self.advance();
+            let operand = self.nested(|parser| parser.binary(2))?;
+            Expr {
+                kind: ExprKind::Unary(UnaryOp::Not, Box::new(operand)),
+                span: Span {
+                    start,
+                    end: self.last_end(),
+                },
             }
-        } else if level >= 10 {
-            self.unary()?
         } else {
-            self.binary(level + 1)?
+            self.unary()?
         };
-        if level == 2 {
-            return Ok(left);
-        }
         loop {
-            if level == 3 {
+            if min_level <= 3 {
                 if let Some(expr) = self.comparison_suffix(&left, start)? {
                     left = expr;
                     continue;
                 }
             }
             match self.binary_operator() {
-                Some((operator, operator_level)) if operator_level == level => {
+                Some((operator, level)) if level >= min_level => {
                     self.advance();
                     let right = self.binary(level + 1)?;
                     left = Expr {
@@ -520,7 +542,7 @@ impl Parser<'_> {
         };
         if let Some(operator) = operator {
             self.advance();
-            let operand = self.unary()?;
+            let operand = self.nested(Self::unary)?;
             // A negative literal stays a literal, so that `-1` prints and compares as a number.
             if operator == UnaryOp::Negate {
                 if let ExprKind::Literal(Value::Number(number)) = &operand.kind {
@@ -879,6 +901,16 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_refused_not_a_crash() {
+        let text = format!("SELECT VALUE {}1{}", "(".repeat(5000), ")".repeat(5000));
+        assert!(matches!(parse(&text), Err(QueryError::Unsupported { .. })));
+        let text = format!("SELECT VALUE {}1", "- ".repeat(5000));
+        assert!(matches!(parse(&text), Err(QueryError::Unsupported { .. })));
+        let text = format!("SELECT VALUE {}true", "NOT ".repeat(5000));
+        assert!(matches!(parse(&text), Err(QueryError::Unsupported { .. })));
+    }
+
+    #[test]
     fn errors_name_line_and_column() {
         let cases = [
             (
@@ -906,6 +938,12 @@ mod tests {
                 "expected a non-negative integer or a parameter after TOP, found '-'",
             ),
             ("SELECT (1 FROM c", 1, 11, "expected ')', found 'FROM'"),
+            (
+                "SELECT VALUE @",
+                1,
+                14,
+                "expected a parameter name after '@'",
+            ),
         ];
         for (text, line, column, message) in cases {
             match parse(text) {

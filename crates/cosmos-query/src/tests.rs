@@ -1006,6 +1006,18 @@ fn parameters_and_keywords() {
 }
 
 #[test]
+fn deep_but_allowed_nesting_runs() {
+    let query = format!("SELECT VALUE {}true", "NOT ".repeat(100));
+    check(&query, &[], json!([true]));
+    let query = format!("SELECT VALUE {}1{}", "[".repeat(100), "]".repeat(100));
+    let mut expected = json!(1);
+    for _ in 0..100 {
+        expected = json!([expected]);
+    }
+    check(&query, &[], json!([expected]));
+}
+
+#[test]
 fn errors_name_their_position() {
     check_error(
         "SELECT * FROM c WHERE d.id = 1",
