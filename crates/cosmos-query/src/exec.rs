@@ -206,6 +206,8 @@ pub(crate) struct Collector<'p> {
     paged: bool,
     /// With ORDER BY, no DISTINCT and a last row: how many sorted rows can reach the result.
     keep_sorted: Option<usize>,
+    /// Rows the sources produced (before WHERE), a measure of the work done.
+    pub(crate) rows_examined: u64,
 }
 
 impl<'p> Collector<'p> {
@@ -229,6 +231,7 @@ impl<'p> Collector<'p> {
             enough,
             paged: true,
             keep_sorted,
+            rows_examined: 0,
         };
         // An aggregate without GROUP BY has one group, even over no rows (COUNT of nothing is 0).
         if plan.grouped && plan.group_by.is_empty() {
@@ -275,6 +278,7 @@ impl<'p> Collector<'p> {
 
     fn row(&mut self, context: &Context<'_>, row: &[&Value]) -> bool {
         let plan = self.plan;
+        self.rows_examined += 1;
         if let Some(filter) = &plan.filter {
             if !is_true(context, filter, row) {
                 return true;

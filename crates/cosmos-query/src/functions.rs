@@ -523,6 +523,14 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
         }
         Func::ToString => match first.as_deref()? {
             Value::String(text) => Some(Value::String(text.clone())),
+            // Numbers are doubles to the service, so a whole stored 1.0 prints as "1".
+            Value::Number(stored) => {
+                let normalized = stored
+                    .as_f64()
+                    .and_then(number)
+                    .unwrap_or(Value::Number(stored.clone()));
+                Some(Value::String(normalized.to_string()))
+            }
             other => Some(Value::String(other.to_string())),
         },
         // Handled by the evaluator, which keeps the compiled expression (see `regex_match`).

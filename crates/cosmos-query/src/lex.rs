@@ -181,12 +181,9 @@ fn number(text: &str, start: usize) -> Result<(Value, usize), QueryError> {
             return Ok((Value::from(integer), index));
         }
     }
-    match literal
-        .parse::<f64>()
-        .ok()
-        .and_then(serde_json::Number::from_f64)
-    {
-        Some(number) => Ok((Value::Number(number), index)),
+    // A literal is a double to the service, so `1.0` is the number 1 and prints as such.
+    match literal.parse::<f64>().ok().and_then(crate::value::number) {
+        Some(number) => Ok((number, index)),
         None => Err(syntax(text, start, "invalid number")),
     }
 }
@@ -285,7 +282,7 @@ mod tests {
             &[
                 Token::Number(1.into()),
                 Token::Number(2.5.into()),
-                Token::Number(1000.0.into()),
+                Token::Number(1000.into()),
                 Token::Number(31.into()),
             ],
         );

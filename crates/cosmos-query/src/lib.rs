@@ -56,6 +56,17 @@ impl CurrentTime {
     }
 }
 
+/// What one execution read: the basis of a request charge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecutionStats {
+    /// Items taken from the iterator (a streaming query with TOP or LIMIT stops early).
+    pub items_read: u64,
+    /// Rows the FROM and JOIN clauses produced from them, before WHERE.
+    pub rows_examined: u64,
+    /// Result rows returned.
+    pub rows_returned: u64,
+}
+
 /// A parsed and checked query. Parsing resolves every name and function, so a `Query` can only
 /// fail to bind because of its parameters.
 #[derive(Debug, Clone)]
@@ -131,18 +142,36 @@ impl BoundQuery {
         items: impl IntoIterator<Item = &'a Value>,
         now: CurrentTime,
     ) -> Result<Vec<Value>, QueryError> {
+        self.execute_with_stats(items, now).map(|(rows, _)| rows)
+    }
+
+    /// [`BoundQuery::execute`], also telling how much work it took.
+    pub fn execute_with_stats<'a>(
+        &self,
+        items: impl IntoIterator<Item = &'a Value>,
+        now: CurrentTime,
+    ) -> Result<(Vec<Value>, ExecutionStats), QueryError> {
         let mut collector = exec::Collector::new(&self.plan, now);
+        let mut items_read = 0;
         if self.plan.sources.is_empty() {
             // A query without FROM evaluates once, whatever the container holds.
             collector.feed(&[&Value::Null]);
         } else {
             for item in items {
+                items_read += 1;
                 if !collector.feed(&[item]) {
                     break;
                 }
             }
         }
-        Ok(collector.finish())
+        let rows_examined = collector.rows_examined;
+        let rows = collector.finish();
+        let stats = ExecutionStats {
+            items_read,
+            rows_examined,
+            rows_returned: rows.len() as u64,
+        };
+        Ok((rows, stats))
     }
 
     /// For a streaming query: the rows one item contributes (FROM, JOIN, WHERE and the

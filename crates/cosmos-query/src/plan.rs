@@ -170,6 +170,7 @@ impl Lowerer<'_> {
             let (expr, default_alias) = if top_level {
                 self.container_path(&from.expr)?
             } else {
+                self.refuse_subquery_source(&from.expr)?;
                 let expr = self.expr(&from.expr, &scope, &mut Aggregates::Forbidden)?;
                 (expr, default_alias(&from.expr))
             };
@@ -187,6 +188,7 @@ impl Lowerer<'_> {
             return Err(self.invalid(select.joins[0].expr.span, "JOIN needs a FROM clause"));
         }
         for join in &select.joins {
+            self.refuse_subquery_source(&join.expr)?;
             let expr = self.expr(&join.expr, &scope, &mut Aggregates::Forbidden)?;
             let Some(alias) = join.alias.clone().or_else(|| default_alias(&join.expr)) else {
                 return Err(self.invalid(join.expr.span, "the JOIN source needs an alias"));
@@ -292,6 +294,17 @@ impl Lowerer<'_> {
                 .map(|(offset, _)| count(offset)),
             limit: select.offset_limit.as_ref().map(|(_, limit)| count(limit)),
         })
+    }
+
+    /// `JOIN (SELECT ...) x` ranges over the subquery's rows, which this crate does not do; it
+    /// must not be taken for a scalar subquery's single value.
+    fn refuse_subquery_source(&self, expr: &ast::Expr) -> Result<(), QueryError> {
+        match &expr.kind {
+            ExprKind::ScalarSubquery(_) => {
+                Err(self.unsupported(expr.span, "a subquery as a FROM or JOIN source"))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// In a grouped select, the projection may read a row only through a GROUP BY expression or

@@ -952,6 +952,11 @@ fn undefined_semantics() {
         json!(["1"]),
     );
     check("SELECT VALUE 1 = 1.0", &[], json!([true]));
+    check(
+        "SELECT VALUE [1.0, 2.50, ToString(c.n)] FROM c",
+        &items(json!([{"n": 3.0}])),
+        json!([[1, 2.5, "3"]]),
+    );
 }
 
 #[test]
@@ -1093,6 +1098,12 @@ fn errors_name_their_position() {
         "unterminated string literal",
     );
     check_error("SELECT * FROM c HAVING c.a", 1, 17, "HAVING");
+    check_error(
+        "SELECT VALUE x FROM c JOIN (SELECT VALUE t FROM t IN c.tags) x",
+        1,
+        28,
+        "a subquery as a FROM or JOIN source",
+    );
 }
 
 fn filter(query: &str, parameters: &[(&str, Value)], paths: &[&str]) -> Option<Vec<Vec<Value>>> {
@@ -1204,6 +1215,18 @@ fn streaming_and_paging_helpers() {
     assert!(query.matches(&rows[1], now));
     assert!(!query.matches(&rows[2], now));
     assert_eq!(query.execute(&rows, now).unwrap(), vec![json!(3)]);
+    let (_, stats) = query.execute_with_stats(&rows, now).unwrap();
+    assert_eq!(
+        stats,
+        crate::ExecutionStats {
+            items_read: 3,
+            rows_examined: 3,
+            rows_returned: 1
+        }
+    );
+    // TOP stops reading once it has its rows.
+    let top = parse("SELECT TOP 1 * FROM c").unwrap().bind(&[]).unwrap();
+    assert_eq!(top.execute_with_stats(&rows, now).unwrap().1.items_read, 1);
     for text in [
         "SELECT * FROM c ORDER BY c.id",
         "SELECT VALUE COUNT(1) FROM c",
