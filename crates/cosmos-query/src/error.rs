@@ -5,11 +5,13 @@
 
 use std::fmt;
 
-/// A position in the query text, 1-based, counted in characters.
+/// A position in the query text: line and column (1-based) for people, and the 0-based character
+/// offset that the service's error `location` (`{"start": ..}`) counts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     pub line: u32,
     pub column: u32,
+    pub offset: u32,
 }
 
 impl Position {
@@ -17,10 +19,12 @@ impl Position {
     pub(crate) fn of(text: &str, offset: usize) -> Position {
         let mut line = 1;
         let mut column = 1;
+        let mut characters = 0;
         for (index, character) in text.char_indices() {
             if index >= offset {
                 break;
             }
+            characters += 1;
             if character == '\n' {
                 line += 1;
                 column = 1;
@@ -28,7 +32,11 @@ impl Position {
                 column += 1;
             }
         }
-        Position { line, column }
+        Position {
+            line,
+            column,
+            offset: characters,
+        }
     }
 }
 

@@ -321,10 +321,18 @@ mod tests {
             error.position(),
             Some(Position {
                 line: 2,
-                column: 20
+                column: 20,
+                offset: 28
             })
         );
         let error = lex("SELECT # FROM c").unwrap_err();
-        assert_eq!(error.position(), Some(Position { line: 1, column: 8 }));
+        assert_eq!(
+            error.position(),
+            Some(Position {
+                line: 1,
+                column: 8,
+                offset: 7
+            })
+        );
     }
 }

@@ -952,7 +952,7 @@ mod tests {
                     position,
                 }) => {
                     assert_eq!(found, message, "{text}");
-                    assert_eq!(position, Position { line, column }, "{text}");
+                    assert_eq!((position.line, position.column), (line, column), "{text}");
                 }
                 other => panic!("{text}: {other:?}"),
             }
