@@ -1,5 +1,5 @@
 //! Dates as Cosmos DB's date functions see them: UTC strings `YYYY-MM-DDThh:mm:ss.fffffffZ` and
-//! ticks (100 ns) since the Unix epoch (https://learn.microsoft.com/azure/cosmos-db/nosql/query/datetimetoticks).
+//! ticks (100 ns) since the Unix epoch (<https://learn.microsoft.com/azure/cosmos-db/nosql/query/datetimetoticks>).
 //!
 //! The civil-date arithmetic is Howard Hinnant's days-from-civil algorithm, so no date library is
 //! needed; the current time is never read here, it comes from the caller.

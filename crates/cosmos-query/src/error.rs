@@ -9,8 +9,11 @@ use std::fmt;
 /// offset that the service's error `location` (`{"start": ..}`) counts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
+    /// The line, from 1.
     pub line: u32,
+    /// The character in the line, from 1.
     pub column: u32,
+    /// Characters before the position in the whole text, from 0.
     pub offset: u32,
 }
 

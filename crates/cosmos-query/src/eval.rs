@@ -4,7 +4,7 @@
 //! the row where they can (`c.a.b` costs no copy), so filtering an item allocates nothing.
 //! Operator semantics follow the operator pages: arithmetic and `||` need numbers and strings,
 //! comparisons across types are undefined, AND/OR/NOT are three-valued with undefined
-//! (https://learn.microsoft.com/azure/cosmos-db/nosql/query/logical-operators).
+//! (<https://learn.microsoft.com/azure/cosmos-db/nosql/query/logical-operators>).
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -292,7 +292,7 @@ fn arithmetic(operator: BinaryOp, left: &Value, right: &Value) -> Option<Value> 
 }
 
 /// LIKE: `%` any run, `_` one character, `[abc]`, `[a-c]` and `[^a]` sets, and an optional escape
-/// character (https://learn.microsoft.com/azure/cosmos-db/nosql/query/keywords#like).
+/// character (<https://learn.microsoft.com/azure/cosmos-db/nosql/query/keywords#like>).
 pub(crate) fn like(text: &str, pattern: &str, escape: Option<char>) -> bool {
     let tokens = like_tokens(pattern, escape);
     let text: Vec<char> = text.chars().collect();

@@ -2,7 +2,7 @@
 //! each row or fold rows into groups, and finally order, deduplicate and page.
 //!
 //! The clause order is the one of the SELECT page: FROM, WHERE, GROUP BY, SELECT, DISTINCT,
-//! ORDER BY, OFFSET LIMIT / TOP (https://learn.microsoft.com/azure/cosmos-db/nosql/query/select).
+//! ORDER BY, OFFSET LIMIT / TOP (<https://learn.microsoft.com/azure/cosmos-db/nosql/query/select>).
 //! ORDER BY keys are computed from the row before projection, so sorting the projected rows by
 //! them is the same as sorting first.
 

@@ -1,7 +1,7 @@
 //! The system functions: one table of names and argument counts, and one function per entry.
 //!
 //! Each behaviour follows the function's page under
-//! https://learn.microsoft.com/azure/cosmos-db/nosql/query/ (the page name is the function name in
+//! <https://learn.microsoft.com/azure/cosmos-db/nosql/query/> (the page name is the function name in
 //! lower case with `_` as `-`, e.g. `array-contains`); the tests are those pages' examples.
 //! Every function is total: an argument of the wrong type gives `undefined`, never an error,
 //! as the pages' remarks say.
@@ -760,7 +760,7 @@ pub(crate) fn call(func: Func, args: &[Arg<'_>], now: CurrentTime) -> Option<Val
     }
 }
 
-/// RegexMatch's modifiers (https://learn.microsoft.com/azure/cosmos-db/nosql/query/regexmatch):
+/// RegexMatch's modifiers (<https://learn.microsoft.com/azure/cosmos-db/nosql/query/regexmatch>):
 /// `m` multi-line, `s` dot matches newline, `i` ignore case, `x` ignore whitespace.
 pub(crate) fn compile_regex(pattern: &str, modifiers: &str) -> Option<Regex> {
     let mut syntax = regex_automata::util::syntax::Config::new();

@@ -3,7 +3,7 @@
 //! Hand-written (jaq's shape) so that every token keeps its source range and an error can name
 //! the line and column. Keywords are not told apart here: the parser compares identifiers
 //! case-insensitively, because Cosmos DB keywords are case-insensitive
-//! (https://learn.microsoft.com/azure/cosmos-db/nosql/query/keywords).
+//! (<https://learn.microsoft.com/azure/cosmos-db/nosql/query/keywords>).
 
 use serde_json::Value;
 

@@ -223,8 +223,11 @@ impl BoundQuery {
         query_info::partition_filter(&self.plan, partition_key_paths)
     }
 
-    /// The `queryInfo` object of the query plan response, as Cosmos DB computes it for this
-    /// query (see the `query_info` module for what the SDKs do with each field).
+    /// The `queryInfo` object of the query plan response, describing this query as Cosmos DB
+    /// does (DISTINCT, TOP, OFFSET, LIMIT, ORDER BY, GROUP BY, aggregates). `rewrittenQuery` is
+    /// written only for ORDER BY (the `orderByItems`/`payload` form the SDKs merge); for
+    /// aggregates and GROUP BY it stays empty, so a server answering whole queries should hand
+    /// the SDKs [`BoundQuery::passthrough_query_info`] instead.
     pub fn query_info(&self) -> Value {
         query_info::query_info(&self.text, &self.select, &self.plan)
     }

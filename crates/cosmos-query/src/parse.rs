@@ -1,9 +1,9 @@
 //! The parser: tokens to the syntax tree, by recursive descent with precedence climbing for the
 //! binary operators (jaq's shape).
 //!
-//! The grammar is that of https://learn.microsoft.com/azure/cosmos-db/nosql/query/select and its
+//! The grammar is that of <https://learn.microsoft.com/azure/cosmos-db/nosql/query/select> and its
 //! sibling clause pages; operator precedence follows the T-SQL order the Cosmos DB operator page
-//! describes (https://learn.microsoft.com/azure/cosmos-db/nosql/query/operators): unary, then
+//! describes (<https://learn.microsoft.com/azure/cosmos-db/nosql/query/operators>): unary, then
 //! multiplicative, additive and `||`, shifts, bitwise and/xor/or, comparisons (with IN, BETWEEN,
 //! LIKE), NOT, AND, OR, then `??` and the ternary `? :`.
 

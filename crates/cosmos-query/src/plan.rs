@@ -604,7 +604,7 @@ fn default_alias(expr: &ast::Expr) -> Option<String> {
 }
 
 /// The name a projected expression gets without AS: the property it reads
-/// (https://learn.microsoft.com/azure/cosmos-db/nosql/query/select); others are `$1`, `$2`, ...
+/// (<https://learn.microsoft.com/azure/cosmos-db/nosql/query/select>); others are `$1`, `$2`, ...
 fn implicit_alias(expr: &ast::Expr) -> Option<String> {
     match &expr.kind {
         ExprKind::Ident(name) | ExprKind::Member(_, name) => Some(name.clone()),

@@ -2,7 +2,7 @@
 //! partition filters, the type order and undefined semantics, each through one `check` helper.
 //!
 //! The function rows come from the examples of each function's page under
-//! https://learn.microsoft.com/azure/cosmos-db/nosql/query/ (query and result as published in
+//! <https://learn.microsoft.com/azure/cosmos-db/nosql/query/> (query and result as published in
 //! Azure-Samples/cosmos-db-nosql-query-samples); a property missing from an expected object is
 //! one the page shows as undefined.
 

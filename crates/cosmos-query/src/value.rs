@@ -48,7 +48,7 @@ pub(crate) fn as_integer(value: &Value) -> Option<i64> {
 }
 
 /// The rank of a value's type in Cosmos DB's cross-type order: undefined, null, boolean, number,
-/// string, array, object (https://learn.microsoft.com/azure/cosmos-db/nosql/query/order-by and
+/// string, array, object (<https://learn.microsoft.com/azure/cosmos-db/nosql/query/order-by> and
 /// the .NET SDK's ItemComparer, which puts arrays after strings and objects last).
 pub(crate) fn type_rank(value: Option<&Value>) -> u8 {
     match value {
@@ -109,7 +109,7 @@ pub(crate) fn equal(left: &Value, right: &Value) -> bool {
 }
 
 /// `=`: undefined when either side is undefined or the types differ
-/// (https://learn.microsoft.com/azure/cosmos-db/nosql/query/equality-comparison-operators).
+/// (<https://learn.microsoft.com/azure/cosmos-db/nosql/query/equality-comparison-operators>).
 pub(crate) fn equality(left: Option<&Value>, right: Option<&Value>) -> Option<bool> {
     let (left, right) = (left?, right?);
     if type_rank(Some(left)) != type_rank(Some(right)) {
