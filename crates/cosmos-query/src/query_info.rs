@@ -403,3 +403,39 @@ fn key_path(expr: &Expr, slot: usize, paths: &[Vec<&str>]) -> Option<usize> {
     segments.reverse();
     paths.iter().position(|path| *path == segments)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Printing an expression and parsing the text again gives the same tree (up to spans), so
+    /// the expressions the plan reports are the query's own.
+    fn check(text: &str) {
+        let printed = |query: &str| -> String {
+            let select = crate::parse::parse(query).unwrap();
+            let Projection::Value(expr) = &select.projection else {
+                panic!("use SELECT VALUE")
+            };
+            print(expr)
+        };
+        let once = printed(&format!("SELECT VALUE {text}"));
+        let twice = printed(&format!("SELECT VALUE {once}"));
+        assert_eq!(once, twice, "{text}");
+    }
+
+    #[test]
+    fn printed_expressions_parse_back() {
+        for text in [
+            "c.a.b[0][\"x y\"]",
+            "1 + 2 * -c.n - 3 / 4 % 5",
+            "NOT (c.a = 1 AND c.b != 'x') OR c.c <= 2.5",
+            "c.a BETWEEN 1 AND 2 AND c.b NOT IN ('a', \"b\") AND c.d LIKE 'x%' ESCAPE '!'",
+            "c.a ?? c.b ? [1, {k: null, \"q r\": true}] : ARRAY_CONTAINS(@list, c.id, true)",
+            "'it\\'s' || \"a\\\"b\" || '\\u00e9\\n'",
+            "(c.a | c.b) ^ (c.c & ~c.d) << 2 >> 1 >>> 3",
+            "udf.tax(c.price, undefined)",
+        ] {
+            check(text);
+        }
+    }
+}
