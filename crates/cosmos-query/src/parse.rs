@@ -171,7 +171,10 @@ impl Parser<'_> {
             None
         };
         let projection = if self.eat_keyword("VALUE") {
-            Projection::Value(self.expr()?)
+            let value = self.expr()?;
+            // The grammar allows `VALUE <expr> [AS alias]`; the alias names nothing in the result.
+            self.alias()?;
+            Projection::Value(value)
         } else if matches!(self.peek(), Token::Punct("*")) {
             let star = Span {
                 start: self.start(),
