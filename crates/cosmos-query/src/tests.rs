@@ -853,6 +853,76 @@ fn order_offset_limit_top_distinct() {
 }
 
 #[test]
+fn keyword_page_examples() {
+    let products = items(json!([
+        {"name": "Road gloves", "price": 20.0, "category": "Accessories", "description": "save 20% now"},
+        {"name": "Screwdriver", "price": 7.5, "category": "Tools", "description": "20 pieces"},
+        {"name": "Winter glove", "price": 30, "category": "Accessories"},
+        {"name": "Mystery", "price": "fifteenDollars"}
+    ]));
+    check(
+        "SELECT VALUE p.price FROM products p WHERE p.price BETWEEN 17.25 AND 25.50",
+        &products,
+        json!([20.0]),
+    );
+    check(
+        "SELECT (p.price BETWEEN 0 AND 10) AS booleanLessThanTen, p.price FROM products p WHERE IS_NUMBER(p.price) AND p.price < 25",
+        &products,
+        json!([{"booleanLessThanTen": false, "price": 20.0}, {"booleanLessThanTen": true, "price": 7.5}]),
+    );
+    check_unordered(
+        "SELECT DISTINCT VALUE p.category FROM products p",
+        &products,
+        json!(["Accessories", "Tools"]),
+    );
+    check_unordered(
+        "SELECT DISTINCT p.category FROM products p",
+        &products,
+        json!([{}, {"category": "Accessories"}, {"category": "Tools"}]),
+    );
+    check(
+        "SELECT VALUE p.name FROM products p WHERE p.name LIKE \"%driver%\"",
+        &products,
+        json!(["Screwdriver"]),
+    );
+    check(
+        "SELECT VALUE p.name FROM products p WHERE p.name LIKE \"%glove\"",
+        &products,
+        json!(["Winter glove"]),
+    );
+    check(
+        "SELECT VALUE p.name FROM products p WHERE p.name LIKE \"Road%\"",
+        &products,
+        json!(["Road gloves"]),
+    );
+    check(
+        "SELECT VALUE p.name FROM products p WHERE p.name NOT LIKE \"%Winter%\"",
+        &products,
+        json!(["Road gloves", "Screwdriver", "Mystery"]),
+    );
+    check(
+        "SELECT VALUE p.name FROM products p WHERE p.description LIKE \"%20^%%\" ESCAPE \"^\"",
+        &products,
+        json!(["Road gloves"]),
+    );
+    check(
+        "SELECT VALUE [\"20-30%\" LIKE \"20-30[%]\", \"_n\" LIKE \"[_]n\", \"an\" LIKE \"[_]n\", \"[\" LIKE \"[ [ ]\", \"]\" LIKE \"]\"]",
+        &[],
+        json!([[true, true, false, true, true]]),
+    );
+    check(
+        "SELECT VALUE p.name FROM products p WHERE p.category IN (\"Accessories\", \"Clothing\")",
+        &products,
+        json!(["Road gloves", "Winter glove"]),
+    );
+    check(
+        "SELECT TOP 1 VALUE p.name FROM products p WHERE IS_NUMBER(p.price) ORDER BY p.price ASC",
+        &products,
+        json!(["Screwdriver"]),
+    );
+}
+
+#[test]
 fn order_by_sorts_across_types() {
     // ORDER BY returns every item, undefined first, then null, booleans, numbers, strings,
     // arrays, objects (the ORDER BY page, and the .NET SDK's type order).
