@@ -290,6 +290,12 @@ def pytest_configure(config):
 
 
 @pytest.fixture
+def workload():
+    """The identity workload run inside `openmi vm run` (tests/py/workloads/identity.py)."""
+    return support.WORKLOADS / "identity.py"
+
+
+@pytest.fixture
 def cli(server, tmp_path):
     """The `openmi` CLI logged in as the bootstrap service principal."""
     support.cli_login_sp(server, tmp_path / "cli")

@@ -18,6 +18,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -1292,3 +1293,21 @@ def agent_assertion(key: Any, agent_id: str, lifetime: int = 300, iat: int | Non
     claims.update(overrides)
     token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": agent_id, "typ": "JWT"})
     return f"Agent {token}"
+
+
+# --------------------------------------------------------------------------------------------------
+# workloads run "on the VM" (tests/py/workloads)
+
+WORKLOADS = Path(__file__).resolve().parent / "workloads"
+
+
+def run_workload(agents, server, rg: str, vm: str, workload, spec: dict, protocol: str | None = None, env=None) -> dict:
+    """`openmi vm run -g RG -n VM [--protocol P] -- <venv python> workload.py SPEC`; its JSON output."""
+    res = vm_run(agents.cli_dir(server), rg, vm, [sys.executable, str(workload), json.dumps(spec)], protocol, env)
+    assert res.returncode == 0, res.describe()
+    assert not res.leftovers, f"`openmi vm run` left processes behind: {res.leftovers}\n{res.describe()}"
+    lines = [line for line in res.stdout.splitlines() if line.startswith("{")]
+    try:
+        return json.loads(lines[-1])
+    except (ValueError, IndexError):
+        raise AssertionError(f"the workload printed no JSON: {res.describe()}") from None

@@ -30,85 +30,6 @@ GROUP_READ = "Microsoft.Resources/subscriptions/resourceGroups/read"
 REVOCATION_SECONDS = 1.0
 POLL_INTERVAL = 0.05
 
-# The workload: what a program on the VM would run, with nothing but the environment `openmi vm run`
-# gives it. It prints one JSON document; its argument is a JSON spec.
-WORKLOAD = r'''
-import json, os, sys
-
-spec = json.loads(sys.argv[1])
-out = {"env": {k: os.environ.get(k) for k in (
-    "AZURE_POD_IDENTITY_AUTHORITY_HOST", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT",
-    "MSI_SECRET", "IMDS_ENDPOINT", "AZURE_CLIENT_ID")}}
-
-from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-scope = "https://management.azure.com/.default"
-if spec.get("credential") == "default":
-    cred = DefaultAzureCredential()
-elif spec.get("client_id"):
-    cred = ManagedIdentityCredential(client_id=spec["client_id"])
-else:
-    cred = ManagedIdentityCredential()
-try:
-    out["token"] = cred.get_token(scope).token
-except Exception as err:  # reported, not raised: the test shows it
-    out["token_error"] = f"{type(err).__name__}: {err}"
-
-if spec.get("group") and "token" in out:
-    from azure.core.exceptions import HttpResponseError
-    from azure.mgmt.resource.resources import ResourceManagementClient
-
-    client = ResourceManagementClient(cred, spec["subscription"], base_url=spec["base_url"], credential_scopes=[scope])
-    try:
-        group = client.resource_groups.get(spec["group"])
-        out["group"] = {
-            "id": group.id, "name": group.name, "location": group.location,
-            "provisioning_state": group.properties.provisioning_state if group.properties else None,
-        }
-    except HttpResponseError as err:
-        out["group_error"] = {"status": err.status_code, "body": err.response.text()[:2000]}
-
-if spec.get("probe_app_service") and os.environ.get("IDENTITY_ENDPOINT"):
-    import requests
-
-    endpoint, secret = os.environ["IDENTITY_ENDPOINT"], os.environ.get("IDENTITY_HEADER", "")
-    params = {"api-version": "2019-08-01", "resource": "https://management.azure.com"}
-    if spec.get("client_id"):
-        params["client_id"] = spec["client_id"]
-
-    def call(headers):
-        res = requests.get(endpoint, params=params, headers=headers, timeout=30)
-        return {"status": res.status_code, "body": res.text[:2000], "content_type": res.headers.get("content-type")}
-
-    out["app_service"] = {
-        "right": call({"X-IDENTITY-HEADER": secret}),
-        "wrong": call({"X-IDENTITY-HEADER": secret + "x"}),
-        "missing": call({}),
-    }
-
-print(json.dumps(out))
-'''
-
-
-@pytest.fixture
-def workload(tmp_path):
-    path = tmp_path / "workload.py"
-    path.write_text(WORKLOAD)
-    return path
-
-
-def run_workload(agents, server, rg: str, vm: str, workload, spec: dict, protocol: str | None = None, env=None) -> dict:
-    """`openmi vm run -g RG -n VM [--protocol P] -- <venv python> workload.py SPEC`; its JSON output."""
-    res = support.vm_run(agents.cli_dir(server), rg, vm, [sys.executable, str(workload), json.dumps(spec)], protocol, env)
-    assert res.returncode == 0, res.describe()
-    assert not res.leftovers, f"`openmi vm run` left processes behind: {res.leftovers}\n{res.describe()}"
-    lines = [line for line in res.stdout.splitlines() if line.startswith("{")]
-    try:
-        return json.loads(lines[-1])
-    except (ValueError, IndexError):
-        raise AssertionError(f"the workload printed no JSON: {res.describe()}") from None
-
-
 def assign_user_identity(arm, rg: str, vm: str, identity_id: str):
     """Seed 002's `Update-AzVM -IdentityType UserAssigned -IdentityID <id>` through azure-mgmt-compute."""
     return support.timed_result(
@@ -188,7 +109,7 @@ def test_seed_002_user_assigned_identity_reads_the_group(server, arm, rg, rbac, 
         "client_id": identity.client_id, "group": rg, "subscription": arm.sub, "base_url": server.url,
         "probe_app_service": True,
     }
-    out = run_workload(agents, server, rg, "myVM", workload, spec, protocol=None if protocol == "imds" else protocol)
+    out = support.run_workload(agents, server, rg, "myVM", workload, spec, protocol=None if protocol == "imds" else protocol)
     env = out["env"]
     if protocol == "imds":
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/?", env["AZURE_POD_IDENTITY_AUTHORITY_HOST"] or ""), env

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 import support
 from support import ARM_COMPUTE_API, ARM_MSI_API, ARM_RG_API
@@ -55,23 +55,43 @@ def test_resources_list_by_resource_group(arm, rg):
 
 
 def test_resource_type_without_behaviour_is_stored_as_given(arm, rg):
-    """A type openmi has no behaviour for (a NIC) is stored, read, listed and deleted generically."""
-    nic_id = f"{arm.rg_id(rg)}/providers/Microsoft.Network/networkInterfaces/nic1"
+    """A type openmi has no behaviour for (a key vault) is stored, read, listed and deleted generically."""
+    vault_id = f"{arm.rg_id(rg)}/providers/Microsoft.KeyVault/vaults/vault1"
     body = {
         "location": "westus",
-        "tags": {"role": "nic"},
-        "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {"privateIPAllocationMethod": "Dynamic"}}]},
+        "tags": {"role": "vault"},
+        "properties": {"tenantId": arm.server.tenant_id, "sku": {"family": "A", "name": "standard"}, "accessPolicies": []},
     }
-    created = support.timed_result(arm.resource.resources.begin_create_or_update_by_id(nic_id, body, api_version="2024-05-01"))
-    assert created.id.lower() == nic_id.lower()
-    assert created.type == "Microsoft.Network/networkInterfaces"
-    got = arm.resource.resources.get_by_id(nic_id, api_version="2024-05-01")
-    assert got.tags == {"role": "nic"}
-    assert got.properties["ipConfigurations"][0]["name"] == "ipconfig1"
-    assert nic_id.lower() in [r.id.lower() for r in arm.resource.resources.list_by_resource_group(rg)]
-    support.timed_result(arm.resource.resources.begin_delete_by_id(nic_id, api_version="2024-05-01"))
+    created = support.timed_result(arm.resource.resources.begin_create_or_update_by_id(vault_id, body, api_version="2023-07-01"))
+    assert created.id.lower() == vault_id.lower()
+    assert created.type == "Microsoft.KeyVault/vaults"
+    got = arm.resource.resources.get_by_id(vault_id, api_version="2023-07-01")
+    assert got.tags == {"role": "vault"}
+    assert got.properties["sku"] == {"family": "A", "name": "standard"}
+    assert vault_id.lower() in [r.id.lower() for r in arm.resource.resources.list_by_resource_group(rg)]
+    support.timed_result(arm.resource.resources.begin_delete_by_id(vault_id, api_version="2023-07-01"))
     with pytest.raises(ResourceNotFoundError):
-        arm.resource.resources.get_by_id(nic_id, api_version="2024-05-01")
+        arm.resource.resources.get_by_id(vault_id, api_version="2023-07-01")
+
+
+def test_network_interfaces_have_behaviour(arm, rg):
+    """A NIC is a type with behaviour (issue 15): its subnet must exist, and it gets an address and a MAC."""
+    nic_id = f"{arm.rg_id(rg)}/providers/Microsoft.Network/networkInterfaces/nic1"
+    body = {"location": "westus", "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {"privateIPAllocationMethod": "Dynamic"}}]}}
+    with pytest.raises(HttpResponseError) as info:
+        arm.resource.resources.begin_create_or_update_by_id(nic_id, body, api_version="2024-05-01").result()
+    assert info.value.status_code == 400, support.describe_http_error(info.value)
+    vnet_id = f"{arm.rg_id(rg)}/providers/Microsoft.Network/virtualNetworks/vnet1"
+    support.timed_result(arm.resource.resources.begin_create_or_update_by_id(vnet_id, {
+        "location": "westus", "properties": {"addressSpace": {"addressPrefixes": ["10.1.0.0/16"]}, "subnets": [{"name": "s1", "properties": {"addressPrefix": "10.1.2.0/24"}}]},
+    }, api_version="2024-05-01"))
+    body["properties"]["ipConfigurations"][0]["properties"]["subnet"] = {"id": f"{vnet_id}/subnets/s1"}
+    created = support.timed_result(arm.resource.resources.begin_create_or_update_by_id(nic_id, body, api_version="2024-05-01"))
+    assert created.properties["ipConfigurations"][0]["properties"]["privateIPAddress"] == "10.1.2.4"
+    assert created.properties["ipConfigurations"][0]["id"].lower() == f"{nic_id}/ipConfigurations/ipconfig1".lower()
+    again = support.timed_result(arm.resource.resources.begin_create_or_update_by_id(nic_id, body, api_version="2024-05-01"))
+    assert again.properties["macAddress"] == created.properties["macAddress"], "the MAC address stays"
+    assert again.properties["ipConfigurations"][0]["properties"]["privateIPAddress"] == "10.1.2.4", "so does the address"
 
 
 def test_get_missing_resource_by_id(arm, rg):
@@ -164,8 +184,8 @@ def test_group_delete_cascades(arm):
                                                   "typeHandlerVersion": "1.0", "settings": {"port": 50342}}},
         ))
         vm_system = arm.msi.system_assigned_identities.get_by_scope(scope=vm.id)
-        nic_id = f"{arm.rg_id(doomed)}/providers/Microsoft.Network/networkInterfaces/nic1"
-        support.timed_result(arm.resource.resources.begin_create_or_update_by_id(nic_id, {"location": "westus"}, api_version="2024-05-01"))
+        nic_id = f"{arm.rg_id(doomed)}/providers/Microsoft.KeyVault/vaults/vault1"
+        support.timed_result(arm.resource.resources.begin_create_or_update_by_id(nic_id, {"location": "westus"}, api_version="2023-07-01"))
 
         other_id = arm.create_identity(kept, "same-name")
         arm.create_identity(doomed, "same-name")
@@ -185,7 +205,7 @@ def test_group_delete_cascades(arm):
         with pytest.raises(ResourceNotFoundError):
             arm.msi.system_assigned_identities.get_by_scope(scope=vm.id)
         with pytest.raises(ResourceNotFoundError):
-            arm.resource.resources.get_by_id(nic_id, api_version="2024-05-01")
+            arm.resource.resources.get_by_id(nic_id, api_version="2023-07-01")
         # The service principals of the group's identities and of its VM are gone from the directory.
         for app_id in (id1.client_id, id2.client_id, vm_system.client_id):
             assert support.graph_service_principals_by_app_id(arm, app_id) == [], app_id

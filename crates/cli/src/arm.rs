@@ -25,6 +25,8 @@ pub const API_VIRTUAL_MACHINES: &str = "2024-11-01";
 pub const API_AUTHORIZATION: &str = "2022-04-01";
 /// api-version sent for generic access to a resource by id.
 pub const API_GENERIC: &str = "2022-09-01";
+/// What az 2.91 sends for deployments.
+pub const API_DEPLOYMENTS: &str = "2024-11-01";
 /// api-version sent for the subscription list.
 const API_SUBSCRIPTIONS: &str = "2022-12-01";
 
@@ -192,6 +194,72 @@ impl Arm {
         self.finish_write(&url, reply).await
     }
 
+    /// PUT a body given as JSON text; returns the resource once the write has finished.
+    pub async fn put_text(
+        &self,
+        path: &str,
+        api_version: &str,
+        body: String,
+    ) -> anyhow::Result<Value> {
+        let url = with_api_version(path, api_version);
+        let reply = self
+            .client
+            .request_text(Method::PUT, &url, &self.token, body)
+            .await?;
+        if !reply.status.is_success() {
+            return Err(reply.error());
+        }
+        self.finish_write(&url, reply).await
+    }
+
+    /// PUT a body given as JSON text and return at once (`--no-wait`).
+    pub async fn put_text_no_wait(
+        &self,
+        path: &str,
+        api_version: &str,
+        body: String,
+    ) -> anyhow::Result<Value> {
+        let url = with_api_version(path, api_version);
+        let reply = self
+            .client
+            .request_text(Method::PUT, &url, &self.token, body)
+            .await?;
+        if !reply.status.is_success() {
+            return Err(reply.error());
+        }
+        Ok(reply.body)
+    }
+
+    /// POST a body given as JSON text (`validate`, `whatIf`); waits for a long-running answer.
+    pub async fn post_text(
+        &self,
+        path: &str,
+        api_version: &str,
+        body: String,
+    ) -> anyhow::Result<Value> {
+        let url = with_api_version(path, api_version);
+        let reply = self
+            .client
+            .request_text(Method::POST, &url, &self.token, body)
+            .await?;
+        if !reply.status.is_success() {
+            return Err(reply.error());
+        }
+        if let Some(final_body) = self.wait(&reply).await? {
+            return Ok(final_body);
+        }
+        Ok(reply.body)
+    }
+
+    /// POST with no body; the answer's JSON.
+    pub async fn post_empty(&self, path: &str, api_version: &str) -> anyhow::Result<Value> {
+        let url = with_api_version(path, api_version);
+        Ok(self
+            .call(Method::POST, &url, Some(&Value::Object(Default::default())))
+            .await?
+            .body)
+    }
+
     /// PATCH `body` at `path`; returns the resource once the write has finished.
     pub async fn patch(
         &self,
@@ -347,17 +415,33 @@ fn retry_after(reply: &Reply) -> Duration {
 
 fn operation_error(body: &Value, status: &str) -> anyhow::Error {
     match body.get("error") {
-        Some(Value::Object(error)) => anyhow!(
-            "({}) {}",
-            error
-                .get("code")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-            error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        ),
+        Some(error @ Value::Object(_)) => {
+            // az prints the error and, for a failed deployment, each inner error under it.
+            let line = |error: &Value| {
+                format!(
+                    "({}) {}",
+                    error
+                        .get("code")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                    error
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                )
+            };
+            let mut text = line(error);
+            for detail in error
+                .get("details")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                text.push_str("\n");
+                text.push_str(&line(detail));
+            }
+            anyhow!(text)
+        }
         _ => anyhow!("the operation ended in state {status}"),
     }
 }

@@ -171,6 +171,24 @@ impl Client {
         self.read(request).await
     }
 
+    /// `request` with a body that is already JSON text (a template sent as the user wrote it,
+    /// so the server's errors name the file's own lines and columns).
+    pub async fn request_text(
+        &self,
+        method: Method,
+        path_or_url: &str,
+        token: &str,
+        body: String,
+    ) -> anyhow::Result<Reply> {
+        let request = self
+            .http
+            .request(method, self.url(path_or_url)?)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.read(request).await
+    }
+
     /// GET a JSON document with a bearer token.
     pub async fn get_json(&self, path: &str, token: &str) -> anyhow::Result<Value> {
         self.send(self.http.get(self.url(path)?).bearer_auth(token))

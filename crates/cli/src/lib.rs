@@ -1,6 +1,6 @@
 //! The az-style command line: `login`, `account`, `ad sp`, `group`, `identity`, `vm` (with
-//! `vm join-token` and `vm run`, which starts the agent), `resource` and `role`, talking HTTPS
-//! to an openmi server.
+//! `vm join-token` and `vm run`, which starts the agent), `resource`, `role` and `deployment`,
+//! talking HTTPS to an openmi server.
 //!
 //! Every verb takes az's `--output` and `--query` (see `output`); the ARM verbs also take
 //! `--subscription` and reach the server through the small client in `arm`.
@@ -11,6 +11,7 @@
 
 mod arm;
 mod client;
+mod deployment;
 mod group;
 mod identity;
 mod output;
@@ -64,6 +65,8 @@ pub enum Command {
     Resource(resource::ResourceCommand),
     /// Role definitions and role assignments (role-based access control).
     Role(role::RoleCommand),
+    /// ARM template deployments.
+    Deployment(deployment::DeploymentCommand),
 }
 
 /// `openmi login`
@@ -158,6 +161,10 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             (command.global.output.clone(), resource::run(command).await?)
         }
         Command::Role(command) => (command.global.output.clone(), role::run(command).await?),
+        Command::Deployment(command) => (
+            command.global.output.clone(),
+            deployment::run(command).await?,
+        ),
     };
     output.print(outcome)?;
     Ok(0)

@@ -15,6 +15,7 @@ use openmi_model::{ClientId, ObjectId, Principal, PrincipalKind};
 use openmi_store::{ResourceChange, ResourceRecord, StoreError};
 use serde_json::{json, Map, Value};
 
+use crate::network::NetworkType;
 use crate::{Caller, Engine, EngineError};
 
 /// The result of a PUT: ARM answers 201 for a new resource and 200 for an update.
@@ -674,6 +675,8 @@ impl Engine {
             .iter()
             .filter(|record| self.can(caller, &format!("{}/read", record.type_key), &record.id))
             .filter(|record| record.parent_key.is_none())
+            // Deployments are records of the group, not resources in it (ARM lists them apart).
+            .filter(|record| record.type_key != crate::deployments::DEPLOYMENT_TYPE.to_lowercase())
             .map(Self::parse_document)
             .collect()
     }
@@ -735,7 +738,19 @@ impl Engine {
         body: &Value,
     ) -> Result<Written, EngineError> {
         self.authorize(caller, &action(path, "write"), &path.to_id())?;
-        self.resource_write(caller, path, body, false).await
+        self.resource_write(caller, path, body, false, false).await
+    }
+
+    /// The document a PUT of `body` would store, nothing written (what-if).
+    pub(crate) async fn resource_preview(
+        &self,
+        caller: &Caller,
+        path: &ArmPath,
+        body: &Value,
+    ) -> Result<Value, EngineError> {
+        self.resource_write(caller, path, body, false, true)
+            .await
+            .map(|written| written.body().clone())
     }
 
     /// `PATCH /{resource id}`: merges into an existing resource (identity blocks per ARM's rules).
@@ -746,7 +761,7 @@ impl Engine {
         body: &Value,
     ) -> Result<Value, EngineError> {
         self.authorize(caller, &action(path, "write"), &path.to_id())?;
-        self.resource_write(caller, path, body, true)
+        self.resource_write(caller, path, body, true, false)
             .await
             .map(|written| written.body().clone())
     }
@@ -757,6 +772,7 @@ impl Engine {
         path: &ArmPath,
         body: &Value,
         patch: bool,
+        dry_run: bool,
     ) -> Result<Written, EngineError> {
         self.check_subscription(&path.subscription)?;
         if path.extension.is_some() {
@@ -790,7 +806,7 @@ impl Engine {
         })?;
         let id = path.to_id();
         let key = resource_key(&id);
-        self.write_with_retry(|| {
+        let build = || {
             let (id, key, request, type_name, group, name) = (
                 id.clone(),
                 key.clone(),
@@ -888,8 +904,12 @@ impl Engine {
                 };
                 Ok((change, written))
             }
-        })
-        .await
+        };
+        if dry_run {
+            // What-if: the document this write would store, computed by the same provider code.
+            return build().await.map(|(_, written)| written);
+        }
+        self.write_with_retry(build).await
     }
 
     /// Builds the stored document of a resource from the request and the previous document.
@@ -965,6 +985,10 @@ impl Engine {
             object.insert("tags".into(), json!({}));
         }
         tags_of(object)?;
+        let location_text = object
+            .get("location")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let properties = object.entry("properties").or_insert_with(|| json!({}));
         if !properties.is_object() {
             return Err(invalid_content(
@@ -1005,6 +1029,11 @@ impl Engine {
                 None => {
                     object.remove("identity");
                 }
+            }
+        } else if let Some(kind) = NetworkType::of(type_name) {
+            if let Some(properties) = properties.as_object_mut() {
+                self.network_properties(kind, id, location_text.as_deref(), properties, previous)
+                    .await?;
             }
         } else {
             properties["provisioningState"] = json!("Succeeded");

@@ -6,11 +6,14 @@
 
 mod agent;
 mod arm;
+mod arm_error;
 mod authorization;
 mod bootstrap;
 mod clients;
+mod deployments;
 mod directory;
 mod keys;
+mod network;
 mod read_cache;
 mod tokens;
 
@@ -24,7 +27,9 @@ use openmi_token::{Kek, KeyRing, TokenError};
 
 pub use agent::{AgentCaller, IdentitySelector, JoinToken, ManagedIdentityToken, AGENT_AUDIENCE};
 pub use arm::Written;
+pub use arm_error::ArmFailure;
 pub use bootstrap::{BootstrapOutcome, BootstrapSecrets};
+pub use deployments::{DeploymentScope, DeploymentStarted, DEPLOYMENT_TYPE};
 pub use directory::{Caller, NewApplication, NewApplicationResult};
 pub use keys::rotate_signing_key;
 pub use tokens::{Api, ClientAuth, GrantRequest, IssuedTokens, ResourceRequest};
@@ -195,6 +200,18 @@ pub enum EngineError {
     AmbiguousIdentity,
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error("invalid resource reference: {0}")]
+    InvalidResourceReference(String),
+    /// A template the deployment engine refused (`InvalidTemplate` and friends), in ARM's words.
+    #[error("{code}: {message}")]
+    Template { code: String, message: String },
+    #[error("deployment '{0}' not found")]
+    DeploymentNotFound(String),
+    #[error("deployment '{0}' is still running")]
+    DeploymentActive(String),
+    /// An error already in ARM's shape (a failed deployment's `DeploymentFailed` with details).
+    #[error("{}: {}", .0.code, .0.message)]
+    Arm(Box<ArmFailure>),
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("token: {0}")]

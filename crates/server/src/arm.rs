@@ -123,7 +123,7 @@ fn list(values: Vec<Value>) -> Response {
     json_response(StatusCode::OK, json!({"value": values}))
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default();
     pairs
@@ -132,7 +132,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, value)| value)
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, ArmError> {
+pub(crate) fn parse_body(body: &Bytes) -> Result<Value, ArmError> {
     if body.is_empty() {
         return Err(ArmError::new(
             StatusCode::BAD_REQUEST,
@@ -272,6 +272,13 @@ async fn route(
     let engine = &state.engine;
     let fail = |error| ArmError::from_engine(error, context);
     let original: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let Some(result) = crate::deployments::route(
+        state, context, caller, method, segments, &original, query, body,
+    )
+    .await
+    {
+        return result;
+    }
     let method_not_allowed = || {
         ArmError::new(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -132,94 +132,18 @@ impl ArmError {
         )
     }
 
-    /// Maps an engine failure to ARM's code and status.
+    /// Maps an engine failure to ARM's code and status (the table is the engine's
+    /// `EngineError::arm`, shared with the deployment engine, which records failures in ARM's words).
     pub fn from_engine(error: EngineError, context: &RequestContext) -> ArmError {
-        use EngineError as E;
-        match error {
-            E::InvalidAccessToken(_) => ArmError::new(
-                StatusCode::UNAUTHORIZED,
-                "InvalidAuthenticationToken",
-                "The access token is invalid.",
-            ),
-            E::ExpiredAccessToken { exp, now } => ArmError::new(
-                StatusCode::UNAUTHORIZED,
-                "ExpiredAuthenticationToken",
-                format!(
-                    "The access token expiry UTC time '{}' is earlier than current UTC time '{}'.",
-                    arm_time(exp),
-                    arm_time(now)
-                ),
-            ),
-            E::Forbidden => ArmError::new(
-                StatusCode::FORBIDDEN,
-                "AuthorizationFailed",
-                "The client does not have authorization to perform this action.",
-            ),
-            E::AuthorizationFailed { client, object_id, action, scope } => ArmError::new(
-                StatusCode::FORBIDDEN,
-                "AuthorizationFailed",
-                format!("The client '{client}' with object id '{object_id}' does not have authorization to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials."),
-            ),
-            E::LinkedAuthorizationFailed(linked) => ArmError::new(
-                StatusCode::FORBIDDEN,
-                "LinkedAuthorizationFailed",
-                format!("The client '{}' with object id '{}' has permission to perform action '{}' on scope '{}'; however, it does not have permission to perform action(s) '{}' on the linked scope(s) '{}' (respectively) or the linked scope(s) are invalid.", linked.client, linked.object_id, linked.action, linked.scope, linked.linked_action, linked.linked_scope),
-            ),
-            E::PrincipalNotFound { principal, tenant } => ArmError::new(StatusCode::BAD_REQUEST, "PrincipalNotFound", format!("Principal {} does not exist in the directory {tenant}. Check that you have the correct principal ID. If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay.", principal.replace('-', "")),
-            ),
-            E::UnmatchedPrincipalType { principal, actual, given } => ArmError::new(
-                StatusCode::BAD_REQUEST,
-                "UnmatchedPrincipalType",
-                format!("The PrincipalId '{principal}' has type '{actual}' , which is different from specified PrincipalType '{given}'."),
-            ),
-            E::RoleDefinitionHasAssignments(_) => ArmError::new(StatusCode::CONFLICT, "RoleDefinitionHasAssignments", "There are existing role assignments referencing role."),
-            E::RoleDefinitionNotFound(role) => ArmError::new(StatusCode::NOT_FOUND, "RoleDefinitionDoesNotExist", format!("The specified role definition with ID '{role}' does not exist.")),
-            E::BuiltInRoleReadOnly(role) => ArmError::new(StatusCode::BAD_REQUEST, "InvalidRoleDefinitionOperation", format!("The role definition '{role}' is a built-in role; built-in roles cannot be changed or deleted.")),
-            E::RoleDefinitionDoesNotExist(role) => ArmError::new(StatusCode::BAD_REQUEST, "RoleDefinitionDoesNotExist", format!("The specified role definition with ID '{role}' does not exist.")),
-            E::InvalidRoleAssignmentId(name) => ArmError::new(StatusCode::BAD_REQUEST, "InvalidRoleAssignmentId", format!("The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID.")),
-            E::RoleAssignmentNotFound(name) => ArmError::new(StatusCode::NOT_FOUND, "RoleAssignmentNotFound", format!("The role assignment '{name}' is not found.")),
-            E::RoleAssignmentExists(existing) => ArmError::new(StatusCode::CONFLICT, "RoleAssignmentExists", format!("The role assignment already exists. The ID of the existing role assignment is {existing}.")),
-            E::RoleDefinitionWithSameNameExists(_) => ArmError::new(StatusCode::CONFLICT, "RoleDefinitionWithSameNameExists", "A custom role with the same name already exists in this directory. Use a different name."),
-            E::SubscriptionNotFound(subscription) => ArmError::new(StatusCode::NOT_FOUND, "SubscriptionNotFound", format!("The subscription '{subscription}' could not be found.")),
-            E::ResourceGroupNotFound(group) => ArmError::new(StatusCode::NOT_FOUND, "ResourceGroupNotFound", format!("Resource group '{group}' could not be found.")),
-            E::ResourceNotFound { type_name, name, group } => ArmError::new(
-                StatusCode::NOT_FOUND,
-                "ResourceNotFound",
-                format!("The Resource '{type_name}/{name}' under resource group '{group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"),
-            ),
-            E::ParentResourceNotFound(parent) => ArmError::new(
-                StatusCode::NOT_FOUND,
-                "ParentResourceNotFound",
-                format!("Can not perform requested operation on nested resource. Parent resource '{parent}' not found."),
-            ),
-            E::InvalidName { code, message } => ArmError::new(StatusCode::BAD_REQUEST, code, message),
-            E::InvalidRequestContent(message) => ArmError::new(StatusCode::BAD_REQUEST, "InvalidRequestContent", message),
-            E::InvalidResourceGroupLocation { existing, requested, .. } => ArmError::new(
-                StatusCode::CONFLICT,
-                "InvalidResourceGroupLocation",
-                format!("Invalid resource group location '{requested}'. The Resource group already exists in location '{existing}'."),
-            ),
-            E::UserAssignedIdentityNotFound(id) => ArmError::new(
-                StatusCode::BAD_REQUEST,
-                "FailedIdentityOperation",
-                format!("Identity operation failed: the user-assigned identity '{id}' was not found."),
-            ),
-            E::Conflict(message) => ArmError::new(StatusCode::CONFLICT, "Conflict", message),
-            E::NotFound => ArmError::new(
-                StatusCode::NOT_FOUND,
-                "ResourceNotFound",
-                "The resource was not found.",
-            ),
-            E::BadRequest(message) => {
-                ArmError::new(StatusCode::BAD_REQUEST, "InvalidRequestContent", message)
-            }
-            E::Store(openmi_store::StoreError::AlreadyExists) => ArmError::new(
-                StatusCode::CONFLICT,
-                "Conflict",
-                "The resource already exists.",
-            ),
-            other => {
-                tracing::error!(request_id = %context.request_id, error = %other, "request failed");
+        match error.arm() {
+            Some(failure) => ArmError {
+                status: StatusCode::from_u16(failure.status)
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                code: failure.code,
+                message: failure.message,
+            },
+            None => {
+                tracing::error!(request_id = %context.request_id, error = %error, "request failed");
                 ArmError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "InternalServerError",
@@ -231,15 +155,6 @@ impl ArmError {
             }
         }
     }
-}
-
-fn arm_time(epoch: i64) -> String {
-    let format = time::format_description::parse_borrowed::<2>("[month padding:none]/[day padding:none]/[year] [hour repr:12 padding:none]:[minute]:[second] [period]")
-        .unwrap_or_default();
-    time::OffsetDateTime::from_unix_timestamp(epoch)
-        .ok()
-        .and_then(|time| time.format(&format).ok())
-        .unwrap_or_default()
 }
 
 impl IntoResponse for ArmError {

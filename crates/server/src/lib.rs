@@ -9,6 +9,7 @@ mod arm;
 mod auth;
 pub mod config;
 mod context;
+mod deployments;
 mod entra;
 mod error;
 mod files;

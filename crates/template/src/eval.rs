@@ -174,7 +174,8 @@ pub(crate) struct TNode {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum TValue {
     Literal(Value),
-    Expr(Box<Expr>),
+    /// An expression and its source text (what-if shows the text of what it cannot evaluate).
+    Expr(Box<Expr>, Box<str>),
     Array(Vec<TNode>),
     Object(Vec<(Key, TNode)>, Vec<PropertyCopy>),
 }
@@ -215,7 +216,7 @@ impl TNode {
         let pos = node.pos();
         let compiled = match node {
             Node::String(text, _) => match compile_string(text) {
-                Ok(Some(expr)) => TValue::Expr(Box::new(expr)),
+                Ok(Some(expr)) => TValue::Expr(Box::new(expr), text.as_str().into()),
                 Ok(None) => TValue::Literal(Value::String(unescape(text))),
                 Err(error) => return Err((error, pos)),
             },
@@ -287,7 +288,7 @@ impl TNode {
     pub(crate) fn visit_exprs<'n>(&'n self, visit: &mut dyn FnMut(&'n Expr)) {
         match &self.value {
             TValue::Literal(_) => {}
-            TValue::Expr(expr) => visit(expr),
+            TValue::Expr(expr, _) => visit(expr),
             TValue::Array(items) => items.iter().for_each(|item| item.visit_exprs(visit)),
             TValue::Object(fields, copies) => {
                 for (key, field) in fields {
@@ -305,12 +306,25 @@ impl TNode {
     }
 
     pub(crate) fn eval(&self, ctx: &Ctx) -> EvalResult<Value> {
+        self.eval_as(ctx, false)
+    }
+
+    /// `eval`, but an expression that cannot be evaluated (a `reference()` to a resource that
+    /// is not deployed yet) stays as its source text, as ARM's what-if shows it.
+    pub(crate) fn eval_lenient(&self, ctx: &Ctx) -> EvalResult<Value> {
+        self.eval_as(ctx, true)
+    }
+
+    fn eval_as(&self, ctx: &Ctx, lenient: bool) -> EvalResult<Value> {
         match &self.value {
             TValue::Literal(value) => Ok(value.clone()),
-            TValue::Expr(expr) => eval(expr, ctx),
+            TValue::Expr(expr, text) => match eval(expr, ctx) {
+                Err(_) if lenient => Ok(Value::String(text.to_string())),
+                other => other,
+            },
             TValue::Array(items) => items
                 .iter()
-                .map(|item| item.eval(ctx))
+                .map(|item| item.eval_as(ctx, lenient))
                 .collect::<EvalResult<Vec<_>>>()
                 .map(Value::Array),
             TValue::Object(fields, copies) => {
@@ -328,7 +342,7 @@ impl TNode {
                             }
                         },
                     };
-                    map.insert(name, field.eval(ctx)?);
+                    map.insert(name, field.eval_as(ctx, lenient)?);
                 }
                 for copy in copies {
                     let count = copy_count(&copy.count, &ctx.with_phase(Phase::Plan), copy.pos)?;
@@ -345,7 +359,7 @@ impl TNode {
                             phase: ctx.phase,
                             copies: &frames,
                         };
-                        items.push(copy.input.eval(&inner)?);
+                        items.push(copy.input.eval_as(&inner, lenient)?);
                     }
                     map.insert(copy.name.clone(), Value::Array(items));
                 }

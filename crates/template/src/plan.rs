@@ -1138,6 +1138,25 @@ impl Plan {
         index: usize,
         resolver: &dyn Resolver,
     ) -> Result<Value, TemplateError> {
+        self.body(index, resolver, false)
+    }
+
+    /// `resource_body` for what-if: an expression that cannot be evaluated yet (a
+    /// `reference()` to a resource the deployment has not created) stays as its text.
+    pub fn resource_body_preview(
+        &self,
+        index: usize,
+        resolver: &dyn Resolver,
+    ) -> Result<Value, TemplateError> {
+        self.body(index, resolver, true)
+    }
+
+    fn body(
+        &self,
+        index: usize,
+        resolver: &dyn Resolver,
+        lenient: bool,
+    ) -> Result<Value, TemplateError> {
         let resource = self.resources.get(index).ok_or_else(|| {
             template_error(
                 &format!("There is no planned resource number {index}."),
@@ -1159,7 +1178,12 @@ impl Plan {
             body.insert("location".into(), Value::String(location.clone()));
         }
         for (key, node) in &def.body {
-            let value = node.eval(&ctx).map_err(|error| {
+            let value = if lenient {
+                node.eval_lenient(&ctx)
+            } else {
+                node.eval(&ctx)
+            };
+            let value = value.map_err(|error| {
                 TemplateError::new(
                     "InvalidTemplate",
                     format!(
