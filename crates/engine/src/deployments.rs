@@ -32,8 +32,9 @@ use crate::{Caller, Engine, EngineError, Written};
 pub const DEPLOYMENT_TYPE: &str = "Microsoft.Resources/deployments";
 const OPERATION_TYPE: &str = "Microsoft.Resources/deployments/operations";
 const TEMPLATE_TYPE: &str = "Microsoft.Resources/deployments/templates";
-/// Resources written at once by one deployment.
-const MAX_IN_FLIGHT: usize = 64;
+/// Resources written at once by one deployment (scripts/bench-deploy compares a deployment with
+/// the same writes sent directly at this concurrency).
+const MAX_IN_FLIGHT: usize = 16;
 /// How long a PUT waits for its deployment before answering `Running` with a status URL.
 const SYNCHRONOUS_WAIT: Duration = Duration::from_secs(20);
 /// ARM's text for a deployment with a failed resource.
@@ -102,6 +103,16 @@ fn iso_duration(elapsed: Duration) -> String {
 /// An operation id as ARM writes them: 16 upper-case hex digits.
 fn new_operation_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..16].to_uppercase()
+}
+
+/// The id of a deployment's `sequence`-th operation: 16 upper-case hex digits, the first eight
+/// counting, so the operations list in the order they finished.
+fn sequenced_operation_id(sequence: usize) -> String {
+    format!(
+        "{:08X}{}",
+        sequence,
+        &uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase()
+    )
 }
 
 /// What a deployment request says.
@@ -173,6 +184,15 @@ impl Resolver for KnownResolver<'_> {
 
 /// A resource type of a provider and the locations the deployment puts it in.
 type TypeLocations = (String, Vec<String>);
+
+fn poisoned() -> TemplateError {
+    TemplateError {
+        code: "InternalServerError".to_string(),
+        message: "EN0502 the deployment's reference map is unusable".to_string(),
+        line: 0,
+        column: 0,
+    }
+}
 
 /// The outcome of one resource of a walk.
 #[derive(Debug, Clone)]
@@ -505,12 +525,14 @@ impl Engine {
         template_source: Option<&str>,
     ) -> Result<DeploymentStarted, EngineError> {
         Self::check_deployment_name(name)?;
+        let received = Instant::now();
         let id = Self::deployment_id(scope, name);
         self.authorize(caller, &format!("{DEPLOYMENT_TYPE}/write"), &id)?;
         let group = self.deployment_group(scope).await?;
         let request = Self::deployment_request(body, template_source, scope.group.is_none())?;
         let plan = self.deployment_plan(name, &request, group.as_ref()).await?;
         self.deployment_preflight(caller, &plan)?;
+        let planned = received.elapsed();
 
         let key = resource_key(&id);
         let existing = self.store().resource(&key).await?;
@@ -590,6 +612,8 @@ impl Engine {
                 other => other.into(),
             })?;
 
+        let recorded = received.elapsed();
+        let plan_resource_count = plan.resources().len();
         let walk = Walk {
             engine: self.clone(),
             caller: caller.clone(),
@@ -599,8 +623,22 @@ impl Engine {
             deployment_key: key.clone(),
             group_key,
             started: Instant::now(),
+            operations_made: std::sync::atomic::AtomicUsize::new(0),
         };
-        let handle = tokio::spawn(walk.run());
+        let resource_count = plan_resource_count;
+        let handle = tokio::spawn(async move {
+            let outcome = walk.run().await;
+            tracing::info!(
+                target: "openmi::deployment",
+                resources = resource_count,
+                plan_ms = planned.as_millis() as u64,
+                recorded_ms = recorded.as_millis() as u64,
+                total_ms = received.elapsed().as_millis() as u64,
+                ok = outcome.is_ok(),
+                "deployment walked"
+            );
+            outcome
+        });
         match tokio::time::timeout(SYNCHRONOUS_WAIT, handle).await {
             Ok(Ok(Ok(final_document))) => {
                 let succeeded = final_document
@@ -794,7 +832,7 @@ impl Engine {
         let request = Self::deployment_request(body, template_source, scope.group.is_none())?;
         let plan = self.deployment_plan(name, &request, group.as_ref()).await?;
         self.deployment_preflight(caller, &plan)?;
-        let mut known = Known::new();
+        let known = Mutex::new(Known::new());
         let mut changes = Vec::new();
         let mut planned_keys = Vec::new();
         for index in plan.order() {
@@ -805,7 +843,7 @@ impl Engine {
             planned_keys.push(resource_key(&target));
             let before = self.read_for_reference(caller, &target).await?;
             let after = self
-                .evaluate_with_reads(caller, &plan, index, &mut known, true)
+                .evaluate_with_reads(caller, &plan, index, &known, true)
                 .await
                 .map_err(template_failure)?;
             let after_document = match ArmPath::parse(&target) {
@@ -843,7 +881,9 @@ impl Engine {
             };
             changes.push(change);
             // Later resources may reference this one as the deployment would leave it.
-            known.insert(resource_key(&target), Some(after_document));
+            if let Ok(mut known) = known.lock() {
+                known.insert(resource_key(&target), Some(after_document));
+            }
         }
         if request.mode == Mode::Complete {
             if let Some(group) = &group {
@@ -879,7 +919,7 @@ impl Engine {
             .into_iter()
             .filter(|child| child.type_key == OPERATION_TYPE.to_lowercase())
             .collect();
-        operations.sort_by_key(|operation| operation.created_at);
+        operations.sort_by(|a, b| a.name.cmp(&b.name));
         operations.iter().map(Self::parse_document).collect()
     }
 
@@ -993,26 +1033,30 @@ impl Engine {
 
     /// Evaluates resource `index`'s body, reading what it references until nothing is missing.
     /// `lenient` (what-if) leaves references to resources that do not exist yet as their
-    /// expression text instead of failing.
+    /// expression text instead of failing. The map is locked only while pure evaluation runs,
+    /// never across a read.
     async fn evaluate_with_reads(
         &self,
         caller: &Caller,
         plan: &Plan,
         index: usize,
-        known: &mut Known,
+        known: &Mutex<Known>,
         lenient: bool,
     ) -> Result<Value, TemplateError> {
         for _ in 0..16 {
-            let resolver = KnownResolver {
-                known,
-                missing: RefCell::new(Vec::new()),
+            let (result, missing) = {
+                let guard = known.lock().map_err(|_| poisoned())?;
+                let resolver = KnownResolver {
+                    known: &guard,
+                    missing: RefCell::new(Vec::new()),
+                };
+                let result = if lenient {
+                    plan.resource_body_preview(index, &resolver)
+                } else {
+                    plan.resource_body(index, &resolver)
+                };
+                (result, resolver.missing.into_inner())
             };
-            let result = if lenient {
-                plan.resource_body_preview(index, &resolver)
-            } else {
-                plan.resource_body(index, &resolver)
-            };
-            let missing = resolver.missing.into_inner();
             if result.is_ok() || missing.is_empty() {
                 return result;
             }
@@ -1034,13 +1078,17 @@ impl Engine {
                             column: 0,
                         }
                     })?;
-                known.insert(resource_key(&id), document);
+                known
+                    .lock()
+                    .map_err(|_| poisoned())?
+                    .insert(resource_key(&id), document);
             }
         }
+        let guard = known.lock().map_err(|_| poisoned())?;
         plan.resource_body(
             index,
             &KnownResolver {
-                known,
+                known: &guard,
                 missing: RefCell::new(Vec::new()),
             },
         )
@@ -1160,17 +1208,23 @@ struct Walk {
     deployment_key: String,
     group_key: Option<String>,
     started: Instant,
+    /// Operations recorded so far (their ids count up).
+    operations_made: std::sync::atomic::AtomicUsize,
 }
 
 impl Walk {
     /// Runs every resource in dependency order, then outputs and Complete-mode deletes, and
     /// stores the final record; returns it.
     async fn run(self) -> Result<Value, EngineError> {
-        let resources = self.plan.resources();
+        let walk = Arc::new(self);
+        let plan = walk.plan.clone();
+        let resources = plan.resources();
         let count = resources.len();
         let mut outcomes: Vec<Option<Outcome>> = vec![None; count];
         let mut started = vec![false; count];
-        let known = Mutex::new(Known::new());
+        let known = Arc::new(Mutex::new(Known::new()));
+        // Each resource is a task of its own, so independent writes use every core, as
+        // concurrent direct PUTs would.
         let mut in_flight = FuturesUnordered::new();
         let mut operations = Vec::new();
         loop {
@@ -1202,12 +1256,18 @@ impl Walk {
                 });
                 if ready {
                     started[index] = true;
-                    in_flight.push(self.deploy_one(index, &known));
+                    let (task_walk, task_known) = (walk.clone(), known.clone());
+                    in_flight.push(tokio::spawn(async move {
+                        task_walk.deploy_one(index, &task_known).await
+                    }));
                 }
             }
-            let Some((index, outcome, operation)) = in_flight.next().await else {
+            let Some(joined) = in_flight.next().await else {
                 break;
             };
+            let (index, outcome, operation) = joined.map_err(|error| {
+                EngineError::Internal(format!("EN0503 a deployment task stopped: {error}"))
+            })?;
             if let Outcome::Succeeded(document) = &outcome {
                 if let Ok(mut known) = known.lock() {
                     known.insert(
@@ -1220,6 +1280,11 @@ impl Walk {
             operations.push(operation);
         }
         drop(in_flight);
+        let known = Arc::try_unwrap(known)
+            .ok()
+            .and_then(|known| known.into_inner().ok())
+            .unwrap_or_default();
+        let this = &*walk;
 
         let mut failures: Vec<ArmFailure> = outcomes
             .iter()
@@ -1231,14 +1296,14 @@ impl Walk {
             .collect();
         let mut outputs = Value::Object(Map::new());
         if failures.is_empty() {
-            if self.mode == Mode::Complete {
-                match self.complete_mode_deletes(&mut operations).await {
+            if this.mode == Mode::Complete {
+                match this.complete_mode_deletes(&mut operations).await {
                     Ok(()) => {}
                     Err(failure) => failures.push(failure),
                 }
             }
-            let mut known = known.into_inner().unwrap_or_default();
-            match self.outputs(&mut known).await {
+            let mut known = known;
+            match this.outputs(&mut known).await {
                 Ok(values) => outputs = Value::Object(values),
                 Err(error) => failures.push(ArmFailure::new(400, &error.code, error.message)),
             }
@@ -1249,7 +1314,7 @@ impl Walk {
             .filter(|(_, outcome)| matches!(outcome, Some(Outcome::Succeeded(_))))
             .map(|(resource, _)| json!({"id": target_id(resource)}))
             .collect();
-        self.finish(failures, outputs, output_resources, operations)
+        this.finish(failures, outputs, output_resources, operations)
             .await
     }
 
@@ -1262,7 +1327,11 @@ impl Walk {
         let operation_started = Instant::now();
         let resource = &self.plan.resources()[index];
         let target = target_id(resource);
-        let outcome = match self.evaluate(index, known).await {
+        let outcome = match self
+            .engine
+            .evaluate_with_reads(&self.caller, &self.plan, index, known, false)
+            .await
+        {
             Err(error) => Outcome::Failed(ArmFailure::new(400, &error.code, error.message)),
             Ok(body) => {
                 match self
@@ -1288,25 +1357,6 @@ impl Walk {
             operation_started.elapsed(),
         );
         (index, outcome, operation)
-    }
-
-    /// The body, with `reference()`s read as needed (the shared map is locked only while pure
-    /// evaluation runs, never across a read).
-    async fn evaluate(&self, index: usize, known: &Mutex<Known>) -> Result<Value, TemplateError> {
-        let mut local = match known.lock() {
-            Ok(known) => known.clone(),
-            Err(_) => Known::new(),
-        };
-        let result = self
-            .engine
-            .evaluate_with_reads(&self.caller, &self.plan, index, &mut local, false)
-            .await;
-        if let Ok(mut shared) = known.lock() {
-            for (key, value) in local {
-                shared.entry(key).or_insert(value);
-            }
-        }
-        result
     }
 
     async fn outputs(&self, known: &mut Known) -> Result<Map<String, Value>, TemplateError> {
@@ -1409,7 +1459,10 @@ impl Walk {
         outcome: &Outcome,
         elapsed: Duration,
     ) -> ResourceRecord {
-        let operation_id = new_operation_id();
+        let sequence = self
+            .operations_made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let operation_id = sequenced_operation_id(sequence);
         let id = format!("{}/operations/{operation_id}", self.deployment_id);
         let now = self.engine.now();
         let (state, status_code, status_message) = match outcome {
