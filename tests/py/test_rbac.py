@@ -186,7 +186,8 @@ def test_actions_follow_the_resource_type_and_child_type(rbac, arm, rg):
 
     vmc = rbac.principal()
     rbac.grant(vmc.object_id, ROLE_VM_CONTRIBUTOR, arm.rg_id(rg))
-    res = vmc.raw("PUT", nic, params=params, json={"location": "westus", "properties": {"ipConfigurations": []}})
+    nic_body = {"location": "westus", "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {"subnet": {"id": subnet}}}]}}
+    res = vmc.raw("PUT", nic, params=params, json=nic_body)
     assert res.status_code in (200, 201), res.text
     res = vmc.raw("GET", vnet, params=params)
     assert res.status_code == 200, res.text

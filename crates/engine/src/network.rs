@@ -451,7 +451,7 @@ impl Engine {
             .rsplit_once("/subnets/")
             .ok_or_else(|| invalid_reference(subnet_id, by))?;
         let vnet = self.referenced(vnet_id, by).await?;
-        let subnet = vnet
+        let inline = vnet
             .pointer("/properties/subnets")
             .and_then(Value::as_array)
             .and_then(|subnets| {
@@ -462,7 +462,12 @@ impl Engine {
                         .is_some_and(|name| name.eq_ignore_ascii_case(subnet_name))
                 })
             })
-            .ok_or_else(|| invalid_reference(subnet_id, by))?;
+            .cloned();
+        // A subnet may also have been written on its own (`PUT .../virtualNetworks/v/subnets/s`).
+        let subnet = match inline {
+            Some(subnet) => subnet,
+            None => self.referenced(subnet_id, by).await?,
+        };
         subnet
             .pointer("/properties/addressPrefix")
             .and_then(Value::as_str)

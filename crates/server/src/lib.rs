@@ -280,6 +280,34 @@ async fn shutdown_signal() {
     }
 }
 
+/// The request with runs of `/` in its path made one, before routing, as ARM treats them: az
+/// 2.91 registers a cloud from `{arm}/` and asks `//metadata/endpoints`, and its `resource
+/// delete` sends `.../providers/Microsoft.Compute//virtualMachines/...` (research/az-cli.md §1, §3).
+fn collapse_slashes<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
+    let path = request.uri().path();
+    if !path.contains("//") {
+        return request;
+    }
+    let mut collapsed = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && collapsed.ends_with('/')) {
+            collapsed.push(c);
+        }
+    }
+    if let Some(query) = request.uri().query() {
+        collapsed.push('?');
+        collapsed.push_str(query);
+    }
+    let mut parts = request.uri().clone().into_parts();
+    if let Ok(path_and_query) = collapsed.parse() {
+        parts.path_and_query = Some(path_and_query);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
 /// Accepts TLS connections until a shutdown signal, then lets open requests finish (10 s at most).
 async fn serve(
     listener: TcpListener,
@@ -306,7 +334,9 @@ async fn serve(
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let builder = builder.clone();
-                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let service = hyper_util::service::TowerToHyperService::new(
+                    tower::ServiceExt::map_request(app.clone(), collapse_slashes),
+                );
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
@@ -368,6 +398,20 @@ pub async fn rotate_keys(args: RotateArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn runs_of_slashes_become_one() {
+        let request = axum::http::Request::builder()
+            .uri("//subscriptions/s/providers/Microsoft.Compute//virtualMachines/vm?api-version=1")
+            .body(())
+            .unwrap();
+        let request = super::collapse_slashes(request);
+        assert_eq!(
+            request.uri().path(),
+            "/subscriptions/s/providers/Microsoft.Compute/virtualMachines/vm"
+        );
+        assert_eq!(request.uri().query(), Some("api-version=1"));
+    }
+
     use super::redact_url;
 
     #[test]
