@@ -171,7 +171,7 @@ pub async fn metadata_endpoints(
         "name": "openmi",
         "resourceManager": format!("{base}/"),
         "sqlManagement": "",
-        "vmImageAliasDoc": "",
+        "vmImageAliasDoc": format!("{base}/openmi/vm-image-aliases.json"),
         "batch": "",
         "media": "",
         "authentication": {
@@ -272,6 +272,13 @@ async fn route(
     let engine = &state.engine;
     let fail = |error| ArmError::from_engine(error, context);
     let original: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if segments.len() > 2 {
+        let top = query_param(query, "$top").and_then(|top| top.parse().ok());
+        if let Some(response) = crate::images::route(original[1], segments, &original, top) {
+            check_subscription(state, context, segments[1])?;
+            return Ok(response);
+        }
+    }
     if let Some(result) = crate::deployments::route(
         state, context, caller, method, segments, &original, query, body,
     )

@@ -14,6 +14,7 @@ mod entra;
 mod error;
 mod files;
 mod graph;
+mod images;
 mod tls;
 
 use std::sync::Arc;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(graph::router())
         .merge(agent::router())
         .route("/metadata/endpoints", get(arm::metadata_endpoints))
+        .route("/openmi/vm-image-aliases.json", get(images::alias_document))
         .fallback(arm::dispatch)
         .layer(axum::middleware::from_fn(context::track))
         .with_state(state)
