@@ -437,7 +437,7 @@ fn operation_error(body: &Value, status: &str) -> anyhow::Error {
                 .into_iter()
                 .flatten()
             {
-                text.push_str("\n");
+                text.push('\n');
                 text.push_str(&line(detail));
             }
             anyhow!(text)

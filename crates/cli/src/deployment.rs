@@ -339,7 +339,7 @@ fn request_body(
 ) -> anyhow::Result<String> {
     let source = std::fs::read_to_string(&template.template_file)
         .with_context(|| format!("cannot read {}", template.template_file.display()))?;
-    let source = blank_comments(&source);
+    let source = openmi_model::jsonc::blank_comments(&source);
     let template_value: Value = serde_json::from_str(&source).map_err(|error| {
         anyhow!(
             "{} is not valid JSON: {error}",
@@ -370,62 +370,6 @@ fn request_body(
     Ok(body)
 }
 
-/// `//` and `/* */` comments replaced by spaces (newlines kept), outside strings.
-fn blank_comments(source: &str) -> String {
-    let chars: Vec<char> = source.chars().collect();
-    let mut out = String::with_capacity(source.len());
-    let mut index = 0;
-    let mut in_string = false;
-    while index < chars.len() {
-        let c = chars[index];
-        if in_string {
-            out.push(c);
-            if c == '\\' {
-                if let Some(next) = chars.get(index + 1) {
-                    out.push(*next);
-                    index += 1;
-                }
-            } else if c == '"' {
-                in_string = false;
-            }
-            index += 1;
-            continue;
-        }
-        match (c, chars.get(index + 1)) {
-            ('"', _) => {
-                in_string = true;
-                out.push(c);
-                index += 1;
-            }
-            ('/', Some('/')) => {
-                while index < chars.len() && chars[index] != '\n' {
-                    out.push(' ');
-                    index += 1;
-                }
-            }
-            ('/', Some('*')) => {
-                out.push_str("  ");
-                index += 2;
-                while index < chars.len()
-                    && !(chars[index] == '*' && chars.get(index + 1) == Some(&'/'))
-                {
-                    out.push(if chars[index] == '\n' { '\n' } else { ' ' });
-                    index += 1;
-                }
-                if index < chars.len() {
-                    out.push_str("  ");
-                    index += 2;
-                }
-            }
-            _ => {
-                out.push(c);
-                index += 1;
-            }
-        }
-    }
-    out
-}
-
 /// az's `--parameters`: `@file` (a parameters file, whose `parameters` object is taken, or the
 /// file itself when it has none), a JSON object, or `key=value`, where the value is parsed as
 /// JSON when the template declares a non-string type for it (as az does).
@@ -437,7 +381,7 @@ fn parameters(given: &[String], template: &Value) -> anyhow::Result<Map<String, 
             let content = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read parameters file {path}"))?;
             Some(
-                serde_json::from_str::<Value>(&blank_comments(&content))
+                serde_json::from_str::<Value>(&openmi_model::jsonc::blank_comments(&content))
                     .map_err(|error| anyhow!("{path} is not valid JSON: {error}"))?,
             )
         } else if text.starts_with('{') {
@@ -535,15 +479,6 @@ fn operations_table(operations: &Value) -> Vec<Vec<(String, Value)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn comments_become_spaces_and_lines_stay() {
-        let source = "{\n  // a comment\n  \"a\": \"//not\", /* block\n */ \"b\": 1\n}";
-        let blanked = blank_comments(source);
-        assert_eq!(blanked.lines().count(), source.lines().count());
-        let value: Value = serde_json::from_str(&blanked).unwrap();
-        assert_eq!(value, json!({"a": "//not", "b": 1}));
-    }
 
     #[test]
     fn parameters_follow_azs_forms() {

@@ -1146,6 +1146,32 @@ fn target_id(resource: &openmi_template::PlannedResource) -> String {
     resource.id.clone()
 }
 
+/// A role assignment whose body names another scope than the deployment's (`properties.scope`,
+/// as az's `vm create --assign-identity --role R --scope S` template writes it, with
+/// api-version 2015-07-01) is created at that scope, which is what az means by it; `None` when
+/// the body names no other scope.
+fn role_assignment_scope_target(
+    resource: &openmi_template::PlannedResource,
+    body: &Value,
+) -> Option<String> {
+    if !resource
+        .resource_type
+        .eq_ignore_ascii_case("Microsoft.Authorization/roleAssignments")
+    {
+        return None;
+    }
+    let scope = body
+        .pointer("/properties/scope")?
+        .as_str()?
+        .trim_end_matches('/');
+    if !scope.to_lowercase().starts_with("/subscriptions/") {
+        return None;
+    }
+    let name = resource.name.rsplit('/').next()?;
+    let target = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}");
+    (resource_key(&target) != resource_key(&resource.id)).then_some(target)
+}
+
 /// The document what-if shows as "after": the body with the id, name and type ARM adds.
 fn merged_for_what_if(
     resource: &openmi_template::PlannedResource,
@@ -1274,6 +1300,9 @@ impl Walk {
                         resource_key(&target_id(&resources[index])),
                         Some(document.clone()),
                     );
+                    if let Some(id) = document.get("id").and_then(Value::as_str) {
+                        known.insert(resource_key(id), Some(document.clone()));
+                    }
                 }
             }
             outcomes[index] = Some(outcome);
@@ -1326,7 +1355,7 @@ impl Walk {
     ) -> (usize, Outcome, ResourceRecord) {
         let operation_started = Instant::now();
         let resource = &self.plan.resources()[index];
-        let target = target_id(resource);
+        let mut target = target_id(resource);
         let outcome = match self
             .engine
             .evaluate_with_reads(&self.caller, &self.plan, index, known, false)
@@ -1334,6 +1363,7 @@ impl Walk {
         {
             Err(error) => Outcome::Failed(ArmFailure::new(400, &error.code, error.message)),
             Ok(body) => {
+                target = role_assignment_scope_target(resource, &body).unwrap_or(target);
                 match self
                     .engine
                     .put_by_id(&self.caller, &resource.resource_type, &target, &body)

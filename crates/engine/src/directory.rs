@@ -227,6 +227,23 @@ impl Engine {
             .ok_or(EngineError::NotFound)
     }
 
+    /// Directory objects (users and service principals) of the tenant by object id; ids that
+    /// are not GUIDs or name nothing are left out, as Graph's `getByIds` does.
+    pub async fn directory_objects(&self, ids: &[String]) -> Result<Vec<Principal>, EngineError> {
+        let mut found = Vec::new();
+        for id in ids {
+            let Ok(object_id) = id.parse::<ObjectId>() else {
+                continue;
+            };
+            if let Some(principal) = self.store().principal(object_id).await? {
+                if principal.tenant_id == self.tenant().id {
+                    found.push(principal);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The user with this sign-in name (case-insensitive).
     pub async fn user_named(&self, name: &str) -> Result<Option<Principal>, EngineError> {
         Ok(self

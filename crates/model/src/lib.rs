@@ -7,6 +7,7 @@ pub mod arm;
 pub mod audience;
 pub mod directory;
 pub mod ids;
+pub mod jsonc;
 pub mod principal;
 
 pub use audience::Audience;

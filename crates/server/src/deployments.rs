@@ -16,7 +16,24 @@ use crate::context::RequestContext;
 use crate::error::ArmError;
 use crate::AppState;
 
-/// The raw text of `properties.template`, so template errors name its own lines and columns.
+/// A deployment request's body and the raw text of its `properties.template` (so template errors
+/// name the template's own lines and columns). The relaxed JSON ARM reads is allowed: az splices
+/// a template file's text, comments included, after an unquoted `template:` key
+/// (`openmi_model::jsonc`).
+fn deployment_body(body: &Bytes) -> Result<(Value, Option<String>), ArmError> {
+    let text = std::str::from_utf8(body).map_err(|_| {
+        ArmError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            "The request content was invalid and could not be deserialized: it is not UTF-8.",
+        )
+    })?;
+    let blanked = Bytes::from(openmi_model::jsonc::to_strict(text));
+    let request = crate::arm::parse_body(&blanked)?;
+    Ok((request, template_source(&blanked)))
+}
+
+/// The raw text of `properties.template`.
 fn template_source(body: &Bytes) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Outer<'a> {
@@ -129,8 +146,7 @@ async fn dispatch(
             json!({"value": engine.deployment_list(caller, scope).await.map_err(fail)?}),
         )),
         ([_], &Method::PUT) => {
-            let request = crate::arm::parse_body(body)?;
-            let source = template_source(body);
+            let (request, source) = deployment_body(body)?;
             let started = engine
                 .deployment_put(caller, scope, name, &request, source.as_deref())
                 .await
@@ -158,8 +174,7 @@ async fn dispatch(
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         ([_, "validate"], &Method::POST) => {
-            let request = crate::arm::parse_body(body)?;
-            let source = template_source(body);
+            let (request, source) = deployment_body(body)?;
             Ok(json_response(
                 StatusCode::OK,
                 engine
@@ -169,8 +184,7 @@ async fn dispatch(
             ))
         }
         ([_, "whatif"], &Method::POST) => {
-            let request = crate::arm::parse_body(body)?;
-            let source = template_source(body);
+            let (request, source) = deployment_body(body)?;
             Ok(json_response(
                 StatusCode::OK,
                 engine
@@ -301,6 +315,15 @@ fn put_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comments_are_allowed_in_a_deployment_body() {
+        let body =
+            Bytes::from_static(b"{\"properties\": {\"template\": {\n // c\n \"resources\": []}}}");
+        let (request, source) = deployment_body(&body).unwrap();
+        assert_eq!(request["properties"]["template"]["resources"], json!([]));
+        assert!(source.unwrap().contains("\"resources\": []"));
+    }
 
     #[test]
     fn the_template_is_taken_as_sent() {

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use openmi_engine::NewApplication;
 use openmi_model::directory::{ClientCredential, CredentialKind};
-use openmi_model::{ObjectId, Principal};
+use openmi_model::{ObjectId, Principal, PrincipalKind};
 use openmi_token::ExternalKey;
 use serde_json::{json, Value};
 
@@ -39,6 +39,10 @@ pub fn router() -> Router<AppState> {
             post(service_principal_create).get(service_principal_list),
         )
         .route("/v1.0/users", get(user_list))
+        .route(
+            "/v1.0/directoryObjects/getByIds",
+            post(directory_objects_by_ids),
+        )
 }
 
 fn not_found(id: &str) -> ArmError {
@@ -142,6 +146,26 @@ fn filter_value<'a>(filter: &'a str, field: &str) -> Option<&'a str> {
         .strip_prefix("eq")?
         .trim();
     rest.strip_prefix('\'')?.strip_suffix('\'')
+}
+
+/// The value of `servicePrincipalNames/any(c:c eq 'x')`.
+fn any_name_value(filter: &str) -> Option<&str> {
+    let inner = filter
+        .trim()
+        .strip_prefix("servicePrincipalNames/any(")?
+        .strip_suffix(')')?;
+    let (variable, condition) = inner.split_once(':')?;
+    filter_value(condition.trim(), variable.trim())
+}
+
+fn user_json(user: &Principal) -> Value {
+    json!({
+        "id": user.object_id.to_string(),
+        "userPrincipalName": user.user_principal_name,
+        "displayName": user.display_name,
+        "mail": null,
+        "accountEnabled": true,
+    })
 }
 
 fn respond(status: StatusCode, caller: &AuthenticatedCaller, body: Value) -> Response {
@@ -357,11 +381,15 @@ pub async fn service_principal_list(
     caller: AuthenticatedCaller,
     Query(query): Query<FilterQuery>,
 ) -> Result<Response, ArmError> {
+    // az resolves `--assignee <appId>` with `servicePrincipalNames/any(c:c eq '<x>')`
+    // (research/az-cli.md §3); a service principal's names are its app id.
     let app_id = query
         .filter
         .as_deref()
-        .and_then(|filter| filter_value(filter, "appId"))
-        .ok_or_else(|| bad_request("only $filter=appId eq '<id>' is supported"))?;
+        .and_then(|filter| filter_value(filter, "appId").or_else(|| any_name_value(filter)))
+        .ok_or_else(|| {
+            bad_request("only $filter=appId eq '<id>' and servicePrincipalNames/any(c:c eq '<name>') are supported")
+        })?;
     let value = match state.engine.service_principal_by_app_id(app_id).await {
         Ok(principal) => vec![service_principal_json(&principal)],
         Err(openmi_engine::EngineError::NotFound) => Vec::new(),
@@ -388,14 +416,58 @@ pub async fn user_list(
         .await
         .map_err(|error| graph_error(error, &context))?
         .into_iter()
-        .map(|user| {
-            json!({
-                "id": user.object_id.to_string(),
-                "userPrincipalName": user.user_principal_name,
-                "displayName": user.display_name,
-                "mail": null,
-                "accountEnabled": true,
-            })
+        .map(|user| user_json(&user))
+        .collect();
+    Ok(respond(StatusCode::OK, &caller, json!({"value": value})))
+}
+
+/// `POST /v1.0/directoryObjects/getByIds` `{"ids":[...],"types":[...]}`: what az calls to tell
+/// whether an object id is a user or a service principal (research/az-cli.md §3).
+pub async fn directory_objects_by_ids(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    body: axum::body::Bytes,
+) -> Result<Response, ArmError> {
+    let body = json_body(&body)?;
+    let ids: Vec<String> = body
+        .get("ids")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad_request("ids is required"))?
+        .iter()
+        .filter_map(|id| id.as_str().map(str::to_string))
+        .collect();
+    let types: Vec<String> = body
+        .get("types")
+        .and_then(Value::as_array)
+        .map(|types| {
+            types
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_lowercase))
+                .collect()
+        })
+        .unwrap_or_default();
+    let wanted = |kind: &str| types.is_empty() || types.iter().any(|t| t == kind);
+    let value: Vec<Value> = state
+        .engine
+        .directory_objects(&ids)
+        .await
+        .map_err(|error| graph_error(error, &context))?
+        .iter()
+        .filter_map(|principal| {
+            if principal.kind == PrincipalKind::User {
+                wanted("user").then(|| {
+                    let mut object = user_json(principal);
+                    object["@odata.type"] = json!("#microsoft.graph.user");
+                    object
+                })
+            } else {
+                wanted("serviceprincipal").then(|| {
+                    let mut object = service_principal_json(principal);
+                    object["@odata.type"] = json!("#microsoft.graph.servicePrincipal");
+                    object
+                })
+            }
         })
         .collect();
     Ok(respond(StatusCode::OK, &caller, json!({"value": value})))
@@ -403,7 +475,20 @@ pub async fn user_list(
 
 #[cfg(test)]
 mod tests {
-    use super::filter_value;
+    use super::{any_name_value, filter_value};
+
+    #[test]
+    fn parses_any_filters() {
+        assert_eq!(
+            any_name_value("servicePrincipalNames/any(c:c eq 'abc')"),
+            Some("abc")
+        );
+        assert_eq!(
+            any_name_value("servicePrincipalNames/any(x: x eq 'abc')"),
+            Some("abc")
+        );
+        assert_eq!(any_name_value("appId eq 'abc'"), None);
+    }
 
     #[test]
     fn parses_eq_filters() {
