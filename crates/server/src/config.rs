@@ -33,6 +33,15 @@ pub struct ServerArgs {
     /// Address to listen on (HTTPS).
     #[arg(long, env = "OPENMI_LISTEN", default_value = "127.0.0.1:8443")]
     pub listen: String,
+    /// More addresses serving the same (repeatable). `127.0.0.1:443` lets `az login -u` work
+    /// against a server on another port: MSAL sends its user-realm lookup to port 443 of the
+    /// authority's host whatever port the authority names.
+    #[arg(
+        long = "also-listen",
+        env = "OPENMI_ALSO_LISTEN",
+        value_delimiter = ','
+    )]
+    pub also_listen: Vec<String>,
     /// Extra host names for the server certificate and the token service's own URLs (repeatable).
     #[arg(long = "hostname", env = "OPENMI_HOSTNAMES", value_delimiter = ',')]
     pub hostnames: Vec<String>,
@@ -74,6 +83,8 @@ pub struct RotateArgs {
 pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// `--also-listen` addresses.
+    pub also_listen: Vec<SocketAddr>,
     pub database_url: String,
     pub kek: Kek,
     /// When the KEK was generated now, where to save it once the store accepted it.
@@ -160,6 +171,15 @@ impl ServerConfig {
             .listen
             .parse()
             .map_err(|_| anyhow!("--listen '{}' is not an address of the form HOST:PORT (for example 127.0.0.1:8443)", args.listen))?;
+        let also_listen = args
+            .also_listen
+            .iter()
+            .map(|address| {
+                address.parse::<SocketAddr>().map_err(|_| {
+                    anyhow!("--also-listen '{address}' is not an address of the form HOST:PORT (for example 127.0.0.1:443)")
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         for name in &args.hostnames {
             if name.is_empty()
                 || name.contains(['/', ' ', ':']) && name.parse::<std::net::IpAddr>().is_err()
@@ -181,8 +201,10 @@ impl ServerConfig {
             }
         }
         let listen_ip = listen.ip();
-        if !listen_ip.is_unspecified() && !names.contains(&listen_ip.to_string()) {
-            names.push(listen_ip.to_string());
+        for ip in std::iter::once(listen_ip).chain(also_listen.iter().map(SocketAddr::ip)) {
+            if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+                names.push(ip.to_string());
+            }
         }
         let tls = match (&args.tls_cert, &args.tls_key) {
             (Some(cert_path), Some(key_path)) => TlsFiles {
@@ -217,10 +239,21 @@ impl ServerConfig {
             if port == 443 {
                 base_urls.push(format!("https://{}", url_host(name)));
             }
+            for extra in &also_listen {
+                let url = if extra.port() == 443 {
+                    format!("https://{}", url_host(name))
+                } else {
+                    format!("https://{}:{}", url_host(name), extra.port())
+                };
+                if !base_urls.contains(&url) {
+                    base_urls.push(url);
+                }
+            }
         }
         Ok(ServerConfig {
             data_dir,
             listen,
+            also_listen,
             database_url,
             kek,
             kek_to_save,

@@ -130,6 +130,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             ),
             _ => anyhow!("cannot listen on {}: {error}", config.listen),
         })?;
+    let mut extra_listeners = Vec::new();
+    for address in &config.also_listen {
+        extra_listeners.push(
+            TcpListener::bind(address)
+                .await
+                .map_err(|error| anyhow!("cannot listen on {address} (--also-listen): {error}"))?,
+        );
+    }
     let tls_config = tls::server_config(&config.tls)?;
     let store = open_store(&config.database_url).await?;
     let engine_config = EngineConfig {
@@ -213,7 +221,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         base_urls: Arc::new(base_urls),
         shutting_down,
     };
+    // `--also-listen`: the same application on more addresses, stopping with the main one.
+    let mut extra_servers = Vec::new();
+    for listener in extra_listeners {
+        let (sender, _) = tokio::sync::watch::channel(false);
+        extra_servers.push(tokio::spawn(serve(
+            listener,
+            tls_config.clone(),
+            router(state.clone()),
+            sender,
+        )));
+    }
     serve(listener, tls_config, router(state), shutdown_sender).await;
+    for extra in extra_servers {
+        let _ = tokio::time::timeout(Duration::from_secs(11), extra).await;
+    }
     reload_task.abort();
     rbac_task.abort();
     engine.store().close().await;
