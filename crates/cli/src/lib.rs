@@ -10,6 +10,7 @@
 //! `$OPENMI_CONFIG_DIR/session.json` (default `~/.openmi`), mode 0600.
 
 mod arm;
+mod az_config;
 mod client;
 mod deployment;
 mod group;
@@ -67,6 +68,8 @@ pub enum Command {
     Role(role::RoleCommand),
     /// ARM template deployments.
     Deployment(deployment::DeploymentCommand),
+    /// Print (or apply to an AZURE_CONFIG_DIR) what points a stock `az` at this openmi server.
+    AzConfig(az_config::AzConfigArgs),
 }
 
 /// `openmi login`
@@ -133,6 +136,11 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             global,
             action: vm::VmAction::Run(args),
         }) => return vm_agent::run(global, args).await,
+        // `az-config` prints shell lines, not a JSON document.
+        Command::AzConfig(args) => {
+            println!("{}", az_config::run(args)?);
+            return Ok(0);
+        }
         other => other,
     };
     let (output, outcome) = match command {
@@ -165,6 +173,7 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             command.global.output.clone(),
             deployment::run(command).await?,
         ),
+        Command::AzConfig(_) => return Ok(0),
     };
     output.print(outcome)?;
     Ok(0)
