@@ -191,8 +191,8 @@ def kill_leftovers() -> None:
 atexit.register(kill_leftovers)
 
 
-def server_command(data_dir: Path, port: int, database_url: str | None, extra_args: tuple | list) -> list[str]:
-    cmd = [OPENMI_BIN, "server", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}"]
+def server_command(data_dir: Path, port: int, database_url: str | None, extra_args: tuple | list, host: str = "127.0.0.1") -> list[str]:
+    cmd = [OPENMI_BIN, "server", "--data-dir", str(data_dir), "--listen", f"{host}:{port}"]
     if database_url:
         cmd += ["--database-url", database_url]
     return cmd + list(extra_args)
@@ -215,8 +215,10 @@ def start_server(
     extra_args: tuple | list = (),
     port: int | None = None,
     timeout: float = START_TIMEOUT,
+    host: str = "127.0.0.1",
 ) -> Server:
-    """Start `openmi server` and wait until /healthz answers 200 over TLS verified with its CA."""
+    """Start `openmi server` (on `host`, a loopback address) and wait until /healthz answers 200
+    over TLS verified with its CA."""
     if not os.access(OPENMI_BIN, os.X_OK):
         raise ServerStartError(f"OPENMI_BIN {OPENMI_BIN} is not an executable: run `cargo build --bins` first")
     data_dir = Path(data_dir)
@@ -227,7 +229,7 @@ def start_server(
         chosen_port = port if port is not None else free_port()
         log_path = data_dir / f"server-{chosen_port}.log"
         try:
-            return _start_once(data_dir, chosen_port, database_url, extra_args, log_path, timeout)
+            return _start_once(data_dir, chosen_port, database_url, extra_args, log_path, timeout, host)
         except ServerStartError as err:
             last_error = err
             # Someone else may have taken the port between free_port() and the bind: try another one.
@@ -236,18 +238,18 @@ def start_server(
     raise last_error  # type: ignore[misc]
 
 
-def _start_once(data_dir, port, database_url, extra_args, log_path, timeout) -> Server:
+def _start_once(data_dir, port, database_url, extra_args, log_path, timeout, host="127.0.0.1") -> Server:
     log_file = open(log_path, "ab")
     try:
         proc = subprocess.Popen(
-            server_command(data_dir, port, database_url, extra_args),
+            server_command(data_dir, port, database_url, extra_args, host),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
     finally:
         log_file.close()
-    url = f"https://127.0.0.1:{port}"
+    url = f"https://{host}:{port}"
     deadline = time.monotonic() + timeout
     last = "no bootstrap.json yet"
     while time.monotonic() < deadline:

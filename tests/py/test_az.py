@@ -1,0 +1,332 @@
+"""The real Azure CLI (azure-cli 2.91.0, in its own venv made by ./scripts/test) runs the seeds'
+"Azure CLI" commands verbatim against openmi (issue 16), each result checked through the API.
+
+One server per backend for the whole session, on a random 127.x.y.z address with `--also-listen
+that-address:443`, so MSAL's user-realm lookup (which drops the port) reaches it and
+`az login -u` works. `openmi az-config --apply` registers the cloud; one signed-in config dir is
+shared by the session's tests, and each other principal gets a copy of the unsigned one.
+Commands a seed runs in sequence run in one test, to keep the suite's time in check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import support
+from support import ROLE_VM_CONTRIBUTOR
+
+AZ = os.environ.get("OPENMI_AZ") or str(support.REPO_ROOT / "target" / "az-venv" / "bin" / "az")
+AZ_TIMEOUT = 180
+
+
+@dataclass
+class AzResult:
+    args: list
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        try:
+            return json.loads(self.stdout)
+        except ValueError:
+            raise AssertionError(f"not JSON: {self.describe()}") from None
+
+    def describe(self) -> str:
+        return f"`az {' '.join(self.args)}` -> {self.returncode}\nstdout: {self.stdout[-3000:]}\nstderr: {self.stderr[-3000:]}"
+
+
+class Az:
+    """`az` with its own AZURE_CONFIG_DIR and HOME, trusting the server's CA, offline."""
+
+    def __init__(self, config_dir: Path, server: support.Server, home: Path):
+        self.config_dir = Path(config_dir)
+        self.server = server
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    def env(self, extra: dict | None = None) -> dict:
+        env = support.child_env()
+        env.update({
+            "AZURE_CONFIG_DIR": str(self.config_dir),
+            "HOME": str(self.home),
+            "REQUESTS_CA_BUNDLE": self.server.ca_cert_path,
+            "AZURE_CORE_INSTANCE_DISCOVERY": "false",
+            "AZURE_CORE_COLLECT_TELEMETRY": "false",
+            "AZURE_CORE_NO_COLOR": "true",
+            "AZURE_CORE_ONLY_SHOW_ERRORS": "true",
+        })
+        env.update(extra or {})
+        return env
+
+    def __call__(self, *args: str, check: bool = True) -> AzResult:
+        res = subprocess.run([AZ, *args], capture_output=True, text=True, timeout=AZ_TIMEOUT, env=self.env(), stdin=subprocess.DEVNULL)
+        out = AzResult(list(args), res.returncode, res.stdout, res.stderr)
+        if check:
+            assert res.returncode == 0, out.describe()
+        return out
+
+    def json(self, *args: str):
+        return self(*args, "--output", "json").json()
+
+    def fails(self, *args: str, text: str | None = None) -> AzResult:
+        out = self(*args, check=False)
+        assert out.returncode != 0, out.describe()
+        if text:
+            assert text in out.stderr, out.describe()
+        return out
+
+
+@pytest.fixture(scope="session")
+def az_server(backend, tmp_path_factory):
+    """A server of its own on a random loopback address, also on that address's port 443."""
+    if not os.access(AZ, os.X_OK):
+        pytest.fail(f"azure-cli is not installed at {AZ}: ./scripts/test installs it into target/az-venv")
+    host = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
+    schema = support.PgSchema() if backend == "postgres" else None
+    try:
+        srv = support.start_server(
+            tmp_path_factory.mktemp(f"az-{backend}"), database_url=schema.url if schema else None,
+            extra_args=("--also-listen", f"{host}:443"), host=host,
+        )
+        try:
+            yield srv
+        finally:
+            srv.stop()
+    finally:
+        if schema:
+            schema.drop()
+
+
+@pytest.fixture(scope="session")
+def az_unsigned(az_server, tmp_path_factory) -> Path:
+    """An AZURE_CONFIG_DIR with the openmi cloud registered by `openmi az-config --apply`, signed in to nothing."""
+    base = tmp_path_factory.mktemp("az-config")
+    cli_dir = base / "openmi-cli"
+    support.cli_login_sp(az_server, cli_dir)
+    config = base / "unsigned"
+    out = support.run_cli(["az-config", "--apply", str(config), "--az", AZ], cli_dir, timeout=120)
+    assert f"export AZURE_CONFIG_DIR={config}" in out.stdout, out.describe()
+    return config
+
+
+def az_copy(az_unsigned: Path, az_server, where: Path) -> Az:
+    """An az of its own (a copy of the unsigned config dir)."""
+    config = where / f"az-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(az_unsigned, config)
+    return Az(config, az_server, where / "home")
+
+
+@pytest.fixture(scope="session")
+def az(az_server, az_unsigned, tmp_path_factory) -> Az:
+    """az signed in as the bootstrap service principal (Owner of the subscription)."""
+    cli = az_copy(az_unsigned, az_server, tmp_path_factory.mktemp("az-sp"))
+    cli("login", "--service-principal", "-u", az_server.client_id, "-p", az_server.client_secret,
+        "--tenant", az_server.tenant_id, "--output", "none")
+    return cli
+
+
+@pytest.fixture
+def api(az_server, monkeypatch):
+    """The real Python SDKs on the az server, to check what the commands did."""
+    support.use_ca(monkeypatch, az_server.ca_cert_path)
+    return support.arm_clients(az_server)
+
+
+def uai_keys(vm) -> set:
+    return {k.lower() for k in (vm.identity.user_assigned_identities or {})} if vm.identity else set()
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def test_cloud_registration_and_sign_ins(az, az_server, az_unsigned, tmp_path):
+    # `az cloud register` found every endpoint through /metadata/endpoints (openmi az-config gave only ARM).
+    cloud = az.json("cloud", "show")
+    assert cloud["name"] == "openmi" and cloud["isActive"]
+    assert cloud["endpoints"]["activeDirectory"].rstrip("/") == az_server.url
+    assert cloud["endpoints"]["vmImageAliasDoc"].endswith("/openmi/vm-image-aliases.json")
+
+    account = az.json("account", "show")
+    assert account["id"] == az_server.subscription_id and account["tenantId"] == az_server.tenant_id
+    assert account["user"] == {"name": az_server.client_id, "type": "servicePrincipal"}
+    assert [a["id"] for a in az.json("account", "list")] == [az_server.subscription_id]
+    az("account", "set", "--subscription", az_server.subscription_id)
+    # (A Cosmos account's resource joins these with issue 17's accounts: until then Entra's
+    # AADSTS500011 answers it, as it does for any resource the tenant does not know.)
+    for extra in ([], ["--resource-type", "ms-graph"], ["--resource", "https://management.core.windows.net/"]):
+        token = az.json("account", "get-access-token", *extra)
+        claims = support.unverified_claims(token["accessToken"])
+        assert claims["appid"] == az_server.client_id, (extra, claims)
+    # This cloud's Graph is the server itself (microsoftGraphResourceId of /metadata/endpoints).
+    graph = support.unverified_claims(az.json("account", "get-access-token", "--resource-type", "ms-graph")["accessToken"])
+    assert graph["aud"] == f"{az_server.url}/", graph
+
+    # A user with a password: MSAL's user-realm lookup goes to port 443, which --also-listen serves.
+    user = az_copy(az_unsigned, az_server, tmp_path)
+    user("login", "-u", az_server.admin_username, "-p", az_server.admin_password, "--output", "none")
+    me = user.json("account", "show")
+    assert me["user"] == {"name": az_server.admin_username, "type": "user"}
+    assert support.unverified_claims(user.json("account", "get-access-token")["accessToken"])["upn"] == az_server.admin_username
+    user.fails("login", "-u", az_server.admin_username, "-p", "wrong-password", text="AADSTS50126")
+
+
+def test_seeds_000_001_003_azure_cli_tabs(az, api, az_server):
+    sub = az_server.subscription_id
+    rg = support.unique_name("myResourceGroup")
+    rg_id = f"/subscriptions/{sub}/resourceGroups/{rg}"
+    group = az.json("group", "create", "--name", rg, "--location", "westus")
+    assert group["properties"]["provisioningState"] == "Succeeded"
+
+    # Seed 000/001: a Windows VM with a system-assigned identity.
+    created = az.json("vm", "create", "--resource-group", rg, "--name", "myVM", "--image", "win2016datacenter",
+                      "--generate-ssh-keys", "--assign-identity", "--admin-username", "azureuser", "--admin-password", "myPassword12")
+    vm = api.compute.virtual_machines.get(rg, "myVM")
+    assert created["identity"]["systemAssignedIdentity"] == vm.identity.principal_id
+    assert created["powerState"] == "VM running" and created["privateIpAddress"] == "10.0.0.4"
+    assert support.GUID_RE.match(vm.identity.principal_id)
+    assert vm.storage_profile.image_reference.sku.lower() == "2016-datacenter-gensecond"
+
+    # The same with --role contributor --scope <subscription>: the assignment is in the template.
+    az.json("vm", "create", "--resource-group", rg, "--name", "myVM2", "--image", "win2016datacenter", "--generate-ssh-keys",
+            "--assign-identity", "--role", "contributor", "--scope", f"/subscriptions/{sub}",
+            "--admin-username", "azureuser", "--admin-password", "myPassword12")
+    vm2 = api.compute.virtual_machines.get(rg, "myVM2")
+    authz = support.authorization_client(az_server, api.credential)
+    granted = [a for a in authz.role_assignments.list_for_subscription() if a.principal_id == vm2.identity.principal_id]
+    assert [(a.scope.lower(), a.role_definition_id.lower().rsplit("/", 1)[-1]) for a in granted] == [
+        (f"/subscriptions/{sub}", support.ROLE_CONTRIBUTOR)
+    ], [a.as_dict() for a in granted]
+
+    # Seed 003: a user-assigned identity, then VMs holding it (UbuntuLTS from the alias document, Ubuntu2204).
+    identity = az.json("identity", "create", "-g", rg, "-n", "myUserAssignedIdentity")
+    assert identity["principalId"] == api.msi.user_assigned_identities.get(rg, "myUserAssignedIdentity").principal_id
+    assert az.json("identity", "show", "-g", rg, "-n", "myUserAssignedIdentity")["clientId"] == identity["clientId"]
+    assert [i["name"] for i in az.json("identity", "list", "-g", rg)] == ["myUserAssignedIdentity"]
+    for name, image in (("myVM3", "UbuntuLTS"), ("myVM4", "Ubuntu2204")):
+        out = az.json("vm", "create", "--resource-group", rg, "--name", name, "--image", image, "--generate-ssh-keys",
+                      "--assign-identity", "myUserAssignedIdentity", "--admin-username", "azureuser")
+        assert out["identity"]["userAssignedIdentities"][identity["id"]]["principalId"] == identity["principalId"], out
+        assert uai_keys(api.compute.virtual_machines.get(rg, name)) == {identity["id"].lower()}
+    assert (az.home / ".ssh" / "id_rsa.pub").exists(), "--generate-ssh-keys wrote the key pair for the Linux VMs"
+
+    # `az vm identity assign` (system, then the user-assigned one), show, remove.
+    az("vm", "identity", "assign", "-g", rg, "-n", "myVM3")
+    assert api.compute.virtual_machines.get(rg, "myVM3").identity.type == "SystemAssigned, UserAssigned"
+    shown = az.json("vm", "identity", "assign", "-g", rg, "-n", "myVM", "--identities", "myUserAssignedIdentity")
+    assert identity["id"] in shown["userAssignedIdentities"], shown
+    vm = api.compute.virtual_machines.get(rg, "myVM")
+    assert uai_keys(vm) == {identity["id"].lower()} and vm.identity.principal_id == created["identity"]["systemAssignedIdentity"]
+    shown = az.json("vm", "identity", "show", "-g", rg, "-n", "myVM")
+    assert shown["type"] == "SystemAssigned, UserAssigned" and shown["principalId"] == vm.identity.principal_id
+    az("vm", "identity", "remove", "-g", rg, "-n", "myVM", "--identities", "myUserAssignedIdentity")
+    assert uai_keys(api.compute.virtual_machines.get(rg, "myVM")) == set()
+    az("vm", "identity", "remove", "-g", rg, "-n", "myVM")
+    assert (api.compute.virtual_machines.get(rg, "myVM").identity or None) is None or api.compute.virtual_machines.get(rg, "myVM").identity.type == "None"
+
+    # Role assignments by object id, app id and user name (az resolves them through Graph).
+    az("role", "assignment", "create", "--assignee", identity["principalId"], "--role", "Reader", "--scope", rg_id)
+    az("role", "assignment", "create", "--assignee", identity["clientId"], "--role", "Contributor", "--scope", rg_id)
+    az("role", "assignment", "create", "--assignee", az_server.admin_username, "--role", "Reader", "--scope", rg_id)
+    listed = az.json("role", "assignment", "list", "--scope", rg_id)
+    pairs = {(a["principalId"], a["roleDefinitionName"], a["principalType"]) for a in listed}
+    assert (identity["principalId"], "Reader", "ServicePrincipal") in pairs, listed
+    assert (identity["principalId"], "Contributor", "ServicePrincipal") in pairs, listed
+    assert any(a["roleDefinitionName"] == "Reader" and a["principalType"] == "User" and a.get("principalName") == az_server.admin_username for a in listed), listed
+    assert "Reader" in az("role", "assignment", "list", "--scope", rg_id, "--output", "table").stdout
+    az("role", "assignment", "delete", "--assignee", identity["clientId"], "--role", "Contributor", "--scope", rg_id)
+    assert not [a for a in authz.role_assignments.list_for_resource_group(rg) if a.principal_id == identity["principalId"] and a.role_definition_id.lower().endswith(support.ROLE_CONTRIBUTOR)]
+    names = {r["roleName"] for r in az.json("role", "definition", "list")}
+    assert {"Owner", "Contributor", "Reader", "Managed Identity Operator"} <= names
+
+    # `az resource delete` with --resource-type (the inner `//` path); a template deployment.
+    az("resource", "delete", "--resource-group", rg, "--name", "myVM4", "--resource-type", "Microsoft.Compute/virtualMachines")
+    assert "myVM4" not in [v.name for v in api.compute.virtual_machines.list(rg)]
+    template = az.home / "seed001.json"
+    template.write_text(json.dumps({
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {"adminPassword": {"type": "securestring"}},
+        "variables": {"vmName": "myVM5"},
+        "resources": [{"apiVersion": "2018-06-01", "type": "Microsoft.Compute/virtualMachines", "name": "[variables('vmName')]",
+                       "location": "[resourceGroup().location]", "identity": {"type": "SystemAssigned"},
+                       "properties": {"osProfile": {"computerName": "myVM5", "adminUsername": "azureuser", "adminPassword": "[parameters('adminPassword')]"}}}],
+    }, indent=2))
+    deployment = az.json("deployment", "group", "create", "-g", rg, "--template-file", str(template), "--parameters", "adminPassword=myPassword12")
+    assert deployment["properties"]["provisioningState"] == "Succeeded"
+    assert support.GUID_RE.match(api.compute.virtual_machines.get(rg, "myVM5").identity.principal_id)
+
+    # az's error output reads as on Azure.
+    missing = support.unique_name("nogroup")
+    az.fails("group", "show", "-n", missing, text="(ResourceGroupNotFound)")
+
+    az("identity", "delete", "-g", rg, "-n", "myUserAssignedIdentity")
+    assert [i["name"] for i in az.json("identity", "list", "-g", rg)] == []
+    az("group", "delete", "--name", rg, "--yes")
+    assert not api.resource.resource_groups.check_existence(rg)
+
+
+def test_seed_002_with_az_alone(az, api, az_server, az_unsigned, tmp_path, agents):
+    sub = az_server.subscription_id
+    rg = support.unique_name("myResourceGroupVM")
+    az("group", "create", "--name", rg, "--location", "westus", "--output", "none")
+    az("vm", "create", "--resource-group", rg, "--name", "myVM", "--image", "win2016datacenter", "--admin-username", "azureuser",
+       "--admin-password", "myPassword12", "--output", "none")
+    identity = az.json("identity", "create", "-g", rg, "-n", "ID1")
+    az("vm", "identity", "assign", "-g", rg, "-n", "myVM", "--identities", "ID1", "--output", "none")
+    az("role", "assignment", "create", "--assignee", identity["principalId"], "--role", "Reader",
+       "--scope", f"/subscriptions/{sub}/resourcegroups/{rg}", "--output", "none")
+
+    # Inside the VM: az with the cloud registered and nothing else, through `openmi vm run`.
+    on_vm = az_copy(az_unsigned, az_server, tmp_path)
+    script = (
+        f"{AZ} login --identity --client-id {identity['clientId']} --output none && "
+        f"{AZ} group show -n {rg} --query name --output tsv && "
+        f"{AZ} rest --method get --url /subscriptions/{sub}/resourceGroups/{rg}?api-version=2016-06-01 --query properties.provisioningState --output tsv"
+    )
+    res = support.vm_run(agents.cli_dir(az_server), rg, "myVM", ["bash", "-c", script], env=on_vm.env())
+    assert res.returncode == 0, res.describe()
+    assert res.stdout.split() == [rg, "Succeeded"], res.describe()
+    account = json.loads(subprocess.run([AZ, "account", "show"], capture_output=True, text=True, env=on_vm.env()).stdout)
+    assert account["user"] == {"assignedIdentityInfo": f"MSIClient-{identity['clientId']}", "name": "userAssignedIdentity", "type": "servicePrincipal"}, account
+
+    # After `az vm identity remove`, the next `az login --identity` fails.
+    az("vm", "identity", "remove", "-g", rg, "-n", "myVM", "--identities", "ID1", "--output", "none")
+    res = support.vm_run(agents.cli_dir(az_server), rg, "myVM",
+                         ["bash", "-c", f"{AZ} login --identity --client-id {identity['clientId']} --output none"], env=on_vm.env())
+    assert res.returncode != 0, res.describe()
+    az("group", "delete", "--name", rg, "--yes")
+
+
+def test_linked_authorization_failed_as_az_prints_it(az, api, az_server, az_unsigned, tmp_path):
+    rg = support.unique_name("vmcrg")
+    az("group", "create", "--name", rg, "--location", "westus", "--output", "none")
+    identity = az.json("identity", "create", "-g", rg, "-n", "ID1")
+    az("vm", "create", "--resource-group", rg, "--name", "myVM", "--image", "win2016datacenter", "--admin-username", "azureuser",
+       "--admin-password", "myPassword12", "--output", "none")
+    sp = support.create_service_principal(az_server, admin_credential=api.credential)
+    authz = support.authorization_client(az_server, api.credential)
+    authz.role_assignments.create(f"/subscriptions/{az_server.subscription_id}/resourceGroups/{rg}", str(uuid.uuid4()), {"properties": {
+        "roleDefinitionId": support.role_definition_id(az_server.subscription_id, ROLE_VM_CONTRIBUTOR),
+        "principalId": sp.object_id, "principalType": "ServicePrincipal"}})
+    vmc = az_copy(az_unsigned, az_server, tmp_path)
+    vmc("login", "--service-principal", "-u", sp.app_id, "-p", sp.secret, "--tenant", az_server.tenant_id, "--output", "none")
+    failed = vmc.fails("vm", "identity", "assign", "-g", rg, "-n", "myVM", "--identities", identity["id"], text="(LinkedAuthorizationFailed)")
+    assert "userAssignedIdentities/assign/action" in failed.stderr, failed.describe()
+    assert uai_keys(api.compute.virtual_machines.get(rg, "myVM")) == set()
+    vmc.fails("group", "delete", "--name", rg, "--yes", text="(AuthorizationFailed)")
+    authz.role_assignments.create(identity["id"], str(uuid.uuid4()), {"properties": {
+        "roleDefinitionId": support.role_definition_id(az_server.subscription_id, support.ROLE_MI_OPERATOR),
+        "principalId": sp.object_id, "principalType": "ServicePrincipal"}})
+    vmc("vm", "identity", "assign", "-g", rg, "-n", "myVM", "--identities", identity["id"], "--output", "none")
+    assert uai_keys(api.compute.virtual_machines.get(rg, "myVM")) == {identity["id"].lower()}
+    az("group", "delete", "--name", rg, "--yes")
