@@ -8,6 +8,7 @@
 mod agents;
 mod authorization;
 mod directory;
+mod items;
 mod keys;
 mod migrations;
 mod resources;
@@ -22,6 +23,7 @@ use sqlx::{AnyPool, Executor};
 pub use agents::AgentRecord;
 pub use authorization::StoredRoleDefinition;
 pub use directory::{BootstrapRecord, NewServicePrincipal};
+pub use items::{ItemOutcome, ItemWrite, StoredItem};
 pub use keys::StoredSigningKey;
 pub use resources::{ResourceChange, ResourceRecord};
 

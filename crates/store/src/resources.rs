@@ -139,6 +139,11 @@ async fn delete_tree(
             .bind(current.clone())
             .execute(&mut **transaction)
             .await?;
+        // A container's items go with it (a no-op for every other key).
+        sqlx::query("DELETE FROM cosmos_items WHERE container_key = $1")
+            .bind(current.clone())
+            .execute(&mut **transaction)
+            .await?;
         // A VM's agents and unused join tokens go with it.
         sqlx::query("DELETE FROM agents WHERE vm_key = $1")
             .bind(current.clone())
@@ -222,7 +227,7 @@ impl Store {
     pub async fn apply(&self, change: &ResourceChange) -> Result<Vec<ResourceRecord>, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.writer
-            .send(PendingChange {
+            .send(PendingChange::Resources {
                 change: change.clone(),
                 reply,
             })
@@ -234,10 +239,17 @@ impl Store {
     }
 }
 
-/// A change waiting for the writer, with where to send its outcome.
-pub(crate) struct PendingChange {
-    change: ResourceChange,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<ResourceRecord>, StoreError>>,
+/// Work waiting for the writer, with where to send its outcome: a resource change, or a batch of
+/// Cosmos item writes (which neither bump the resources counter nor touch resources).
+pub(crate) enum PendingChange {
+    Resources {
+        change: ResourceChange,
+        reply: tokio::sync::oneshot::Sender<Result<Vec<ResourceRecord>, StoreError>>,
+    },
+    Items {
+        writes: Vec<crate::items::ItemWrite>,
+        reply: tokio::sync::oneshot::Sender<Result<Vec<crate::items::ItemOutcome>, StoreError>>,
+    },
 }
 
 /// Most changes committed together.
@@ -269,19 +281,29 @@ async fn apply_one(
 async fn commit_batch(
     pool: &sqlx::AnyPool,
     batch: &[PendingChange],
-) -> Result<Vec<Result<Vec<ResourceRecord>, StoreError>>, StoreError> {
+) -> Result<Vec<Outcome>, StoreError> {
     let mut transaction = pool.begin().await?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut resources_changed = false;
     for pending in batch {
         sqlx::query("SAVEPOINT change")
             .execute(&mut *transaction)
             .await?;
-        match apply_one(&mut transaction, &pending.change).await {
-            Ok(deleted) => {
+        let outcome = match pending {
+            PendingChange::Resources { change, .. } => {
+                resources_changed = true;
+                apply_one(&mut transaction, change).await.map(Outcome::Resources)
+            }
+            PendingChange::Items { writes, .. } => crate::items::apply_items(&mut transaction, writes)
+                .await
+                .map(Outcome::Items),
+        };
+        match outcome {
+            Ok(outcome) => {
                 sqlx::query("RELEASE SAVEPOINT change")
                     .execute(&mut *transaction)
                     .await?;
-                outcomes.push(Ok(deleted));
+                outcomes.push(Ok(outcome));
             }
             Err(error) => {
                 sqlx::query("ROLLBACK TO SAVEPOINT change")
@@ -294,11 +316,43 @@ async fn commit_batch(
             }
         }
     }
-    sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'resources'")
-        .execute(&mut *transaction)
-        .await?;
+    if resources_changed {
+        sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'resources'")
+            .execute(&mut *transaction)
+            .await?;
+    }
     transaction.commit().await?;
-    Ok(outcomes)
+    Ok(outcomes.into_iter().map(|outcome| outcome.unwrap_or_else(Outcome::Failed)).collect())
+}
+
+/// What one piece of work came to.
+enum Outcome {
+    Resources(Vec<ResourceRecord>),
+    Items(Vec<crate::items::ItemOutcome>),
+    Failed(StoreError),
+}
+
+impl PendingChange {
+    fn answer(self, outcome: Result<Outcome, String>) {
+        match self {
+            PendingChange::Resources { reply, .. } => {
+                let _ = reply.send(match outcome {
+                    Ok(Outcome::Resources(deleted)) => Ok(deleted),
+                    Ok(Outcome::Failed(error)) => Err(error),
+                    Ok(Outcome::Items(_)) => Err(StoreError::Database("ST0003 mismatched writer outcome".to_string())),
+                    Err(message) => Err(StoreError::Database(message)),
+                });
+            }
+            PendingChange::Items { reply, .. } => {
+                let _ = reply.send(match outcome {
+                    Ok(Outcome::Items(outcomes)) => Ok(outcomes),
+                    Ok(Outcome::Failed(error)) => Err(error),
+                    Ok(Outcome::Resources(_)) => Err(StoreError::Database("ST0003 mismatched writer outcome".to_string())),
+                    Err(message) => Err(StoreError::Database(message)),
+                });
+            }
+        }
+    }
 }
 
 /// The writer task: takes every change waiting, commits them as one transaction, answers each.
@@ -317,15 +371,13 @@ pub(crate) async fn run_writer(
         match commit_batch(&pool, &batch).await {
             Ok(outcomes) => {
                 for (pending, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = pending.reply.send(outcome);
+                    pending.answer(Ok(outcome));
                 }
             }
             Err(error) => {
                 let message = error.to_string();
                 for pending in batch {
-                    let _ = pending
-                        .reply
-                        .send(Err(StoreError::Database(message.clone())));
+                    pending.answer(Err(message.clone()));
                 }
             }
         }
