@@ -15,6 +15,7 @@ use openmi_model::{ClientId, ObjectId, Principal, PrincipalKind};
 use openmi_store::{ResourceChange, ResourceRecord, StoreError};
 use serde_json::{json, Map, Value};
 
+use crate::cosmos::CosmosType;
 use crate::network::NetworkType;
 use crate::{Caller, Engine, EngineError};
 
@@ -522,8 +523,14 @@ impl Engine {
         self.check_subscription(&path.subscription)?;
         let group = path.resource_group.clone().unwrap_or_default();
         let id = path.to_id();
-        if let Some(record) = self.cached_resource(&resource_key(&id)).await? {
-            return Ok((*record).clone());
+        let hidden = path.provider.as_ref().is_some_and(|part| {
+            part.type_name()
+                .eq_ignore_ascii_case(crate::cosmos::KEYS_TYPE)
+        });
+        if !hidden {
+            if let Some(record) = self.cached_resource(&resource_key(&id)).await? {
+                return Ok((*record).clone());
+            }
         }
         // Only a miss needs the group, to tell ARM's two not-found errors apart.
         if let Some(group_id) = path.group_id() {
@@ -636,6 +643,7 @@ impl Engine {
         };
         records
             .iter()
+            .filter(|record| record.type_key != crate::cosmos::KEYS_TYPE.to_lowercase())
             .filter(|record| self.can(caller, &format!("{}/read", record.type_key), &record.id))
             .map(Self::parse_document)
             .collect()
@@ -985,6 +993,11 @@ impl Engine {
             object.insert("tags".into(), json!({}));
         }
         tags_of(object)?;
+        if let Some(kind) = CosmosType::of(type_name) {
+            self.cosmos_document(kind, id, &name, object, previous, now, change)
+                .await?;
+            return Ok(document);
+        }
         let location_text = object
             .get("location")
             .and_then(Value::as_str)

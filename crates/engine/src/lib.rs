@@ -10,6 +10,8 @@ mod arm_error;
 mod authorization;
 mod bootstrap;
 mod clients;
+mod cosmos;
+mod cosmos_auth;
 mod deployments;
 mod directory;
 mod keys;
@@ -29,6 +31,7 @@ pub use agent::{AgentCaller, IdentitySelector, JoinToken, ManagedIdentityToken, 
 pub use arm::Written;
 pub use arm_error::ArmFailure;
 pub use bootstrap::{BootstrapOutcome, BootstrapSecrets};
+pub use cosmos_auth::{CosmosAccount, CosmosCaller, CosmosFailure};
 pub use deployments::{DeploymentScope, DeploymentStarted, DEPLOYMENT_TYPE};
 pub use directory::{Caller, NewApplication, NewApplicationResult};
 pub use keys::rotate_signing_key;

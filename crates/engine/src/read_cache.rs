@@ -21,6 +21,8 @@ pub(crate) struct ReadCache {
     generation: AtomicU64,
     seen_version: AtomicI64,
     entries: Mutex<HashMap<String, Arc<ResourceRecord>>>,
+    // Cosmos accounts' data-plane state (keys, assignments), dropped with the records.
+    cosmos: crate::cosmos_auth::CosmosCache,
 }
 
 impl ReadCache {
@@ -29,6 +31,20 @@ impl ReadCache {
         if let Ok(mut entries) = self.entries.lock() {
             entries.clear();
         }
+        self.cosmos.clear();
+    }
+
+    pub(crate) fn clear_cosmos(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.cosmos.clear();
+    }
+
+    pub(crate) fn cosmos(&self) -> &crate::cosmos_auth::CosmosCache {
+        &self.cosmos
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 }
 

@@ -30,6 +30,10 @@ const KNOWN_TYPES: &[&str] = &[
     "networkSecurityGroups",
     "deployments",
     "databaseAccounts",
+    "sqlDatabases",
+    "containers",
+    "sqlRoleDefinitions",
+    "sqlRoleAssignments",
 ];
 
 fn canonical<'a>(text: &'a str, known: &[&'static str]) -> std::borrow::Cow<'a, str> {

@@ -469,6 +469,11 @@ async fn route(
             {
                 return Ok(response);
             }
+            if let Some(response) =
+                cosmos_account_action(state, context, caller, method, &arm_path, body).await?
+            {
+                return Ok(response);
+            }
             let is_resource = arm_path
                 .provider
                 .as_ref()
@@ -505,12 +510,19 @@ async fn route(
                     }
                     Err(error) => Err(fail(error)),
                 },
-                (true, &Method::PUT) => Ok(written(
-                    engine
+                (true, &Method::PUT) => {
+                    let result = engine
                         .resource_put(caller, &arm_path, &parse_body(body)?)
                         .await
-                        .map_err(fail)?,
-                )),
+                        .map_err(fail)?;
+                    // The Cosmos DB provider answers a creating PUT with 200, the only status
+                    // azure-mgmt-cosmosdb 10 accepts (`_create_or_update_initial`).
+                    if is_documentdb(&arm_path) {
+                        Ok(json_response(StatusCode::OK, result.body().clone()))
+                    } else {
+                        Ok(written(result))
+                    }
+                }
                 (true, &Method::PATCH) => Ok(json_response(
                     StatusCode::OK,
                     engine
@@ -523,7 +535,8 @@ async fn route(
                         .resource_delete(caller, &arm_path)
                         .await
                         .map_err(fail)?;
-                    Ok(if existed {
+                    // The Cosmos DB provider's deletes answer 202 or 204 only (its SDK accepts no 200).
+                    Ok(if existed && !is_documentdb(&arm_path) {
                         StatusCode::OK
                     } else {
                         StatusCode::NO_CONTENT
@@ -542,6 +555,69 @@ fn wants_instance_view(query: Option<&str>) -> bool {
 
 /// `POST {vm id}/generateJoinToken`: a one-time token that enrols an agent for the VM
 /// (`docs/design/agent-protocol.md` §1). `None` when the request is something else.
+/// `POST .../databaseAccounts/{a}/listKeys|listReadOnlyKeys|listConnectionStrings|regenerateKey`
+/// (and the `readonlykeys` GET/POST form): one engine call.
+async fn cosmos_account_action(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Caller,
+    method: &Method,
+    path: &ArmPath,
+    body: &Bytes,
+) -> Result<Option<Response>, ArmError> {
+    let Some(provider) = path.provider.as_ref() else {
+        return Ok(None);
+    };
+    let is_account_action = provider
+        .namespace
+        .eq_ignore_ascii_case("Microsoft.DocumentDB")
+        && provider.segments.len() == 2
+        && provider.segments[0]
+            .0
+            .eq_ignore_ascii_case("databaseAccounts")
+        && provider.segments[1].1.is_none();
+    if !is_account_action || path.extension.is_some() {
+        return Ok(None);
+    }
+    let action = provider.segments[1].0.clone();
+    let known = [
+        "listKeys",
+        "listReadOnlyKeys",
+        "readonlykeys",
+        "listConnectionStrings",
+        "regenerateKey",
+    ];
+    if !known.iter().any(|k| k.eq_ignore_ascii_case(&action))
+        || (*method != Method::POST && !action.eq_ignore_ascii_case("readonlykeys"))
+    {
+        return Ok(None);
+    }
+    let action = if action.eq_ignore_ascii_case("readonlykeys") {
+        "listReadOnlyKeys".to_string()
+    } else {
+        action
+    };
+    let mut account = path.clone();
+    if let Some(part) = account.provider.as_mut() {
+        part.segments.pop();
+    }
+    let request = if body.is_empty() {
+        None
+    } else {
+        Some(parse_body(body)?)
+    };
+    let answer = state
+        .engine
+        .cosmos_account_action(caller, &account, &action, request.as_ref())
+        .await
+        .map_err(|error| ArmError::from_engine(error, context))?;
+    Ok(Some(if answer.is_null() {
+        StatusCode::OK.into_response()
+    } else {
+        json_response(StatusCode::OK, answer)
+    }))
+}
+
 async fn join_token(
     state: &AppState,
     context: &RequestContext,
@@ -601,6 +677,12 @@ fn add_instance_view(document: &mut Value) {
             ]}),
         );
     }
+}
+
+fn is_documentdb(path: &ArmPath) -> bool {
+    path.provider
+        .as_ref()
+        .is_some_and(|part| part.namespace.eq_ignore_ascii_case("Microsoft.DocumentDB"))
 }
 
 fn check_subscription(

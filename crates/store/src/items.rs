@@ -116,7 +116,11 @@ async fn next_lsn(transaction: &mut Transaction<'_, Any>) -> Result<i64, StoreEr
     Ok(value)
 }
 
-async fn put(transaction: &mut Transaction<'_, Any>, item: &StoredItem, lsn: i64) -> Result<(), StoreError> {
+async fn put(
+    transaction: &mut Transaction<'_, Any>,
+    item: &StoredItem,
+    lsn: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
         "DELETE FROM cosmos_items WHERE container_key = $1 AND partition_key = $2 AND id = $3",
     )
@@ -157,9 +161,15 @@ pub(crate) async fn apply_items(
     for write in writes {
         let outcome = match write {
             ItemWrite::Create { item, now } => {
-                if current_etag(transaction, &item.container_key, &item.partition_key, &item.id, *now)
-                    .await?
-                    .is_some()
+                if current_etag(
+                    transaction,
+                    &item.container_key,
+                    &item.partition_key,
+                    &item.id,
+                    *now,
+                )
+                .await?
+                .is_some()
                 {
                     return Err(StoreError::AlreadyExists);
                 }
@@ -167,20 +177,41 @@ pub(crate) async fn apply_items(
                 put(transaction, item, lsn).await?;
                 ItemOutcome { lsn, created: true }
             }
-            ItemWrite::Replace { item, if_match, now } => {
-                let current =
-                    current_etag(transaction, &item.container_key, &item.partition_key, &item.id, *now)
-                        .await?
-                        .ok_or(StoreError::NotFound)?;
+            ItemWrite::Replace {
+                item,
+                if_match,
+                now,
+            } => {
+                let current = current_etag(
+                    transaction,
+                    &item.container_key,
+                    &item.partition_key,
+                    &item.id,
+                    *now,
+                )
+                .await?
+                .ok_or(StoreError::NotFound)?;
                 check_match(&current, if_match)?;
                 let lsn = next_lsn(transaction).await?;
                 put(transaction, item, lsn).await?;
-                ItemOutcome { lsn, created: false }
+                ItemOutcome {
+                    lsn,
+                    created: false,
+                }
             }
-            ItemWrite::Upsert { item, if_match, now } => {
-                let current =
-                    current_etag(transaction, &item.container_key, &item.partition_key, &item.id, *now)
-                        .await?;
+            ItemWrite::Upsert {
+                item,
+                if_match,
+                now,
+            } => {
+                let current = current_etag(
+                    transaction,
+                    &item.container_key,
+                    &item.partition_key,
+                    &item.id,
+                    *now,
+                )
+                .await?;
                 match (&current, if_match) {
                     (Some(current), _) => check_match(current, if_match)?,
                     (None, Some(_)) => return Err(StoreError::PreconditionFailed),
@@ -213,7 +244,10 @@ pub(crate) async fn apply_items(
                 .execute(&mut **transaction)
                 .await?;
                 let lsn = next_lsn(transaction).await?;
-                ItemOutcome { lsn, created: false }
+                ItemOutcome {
+                    lsn,
+                    created: false,
+                }
             }
         };
         outcomes.push(outcome);
@@ -223,7 +257,10 @@ pub(crate) async fn apply_items(
 
 impl Store {
     /// Applies item writes atomically through the group-commit writer.
-    pub async fn apply_items(&self, writes: Vec<ItemWrite>) -> Result<Vec<ItemOutcome>, StoreError> {
+    pub async fn apply_items(
+        &self,
+        writes: Vec<ItemWrite>,
+    ) -> Result<Vec<ItemOutcome>, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.writer
             .send(crate::resources::PendingChange::Items { writes, reply })
@@ -291,7 +328,10 @@ impl Store {
             .await?;
             rows.extend(fetched);
         }
-        let mut items = rows.iter().map(item_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .iter()
+            .map(item_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         items.sort_by(|a, b| (&a.partition_key, &a.id).cmp(&(&b.partition_key, &b.id)));
         items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(items)
@@ -325,18 +365,21 @@ impl Store {
 
     /// The latest sequence number handed out (the change feed's "now").
     pub async fn items_lsn(&self) -> Result<i64, StoreError> {
-        let (value,): (i64,) = sqlx::query_as("SELECT value FROM counters WHERE name = 'cosmos_lsn'")
-            .fetch_one(&self.pool)
-            .await?;
+        let (value,): (i64,) =
+            sqlx::query_as("SELECT value FROM counters WHERE name = 'cosmos_lsn'")
+                .fetch_one(&self.pool)
+                .await?;
         Ok(value)
     }
 
     /// Deletes a container's expired items; returns how many went.
     pub async fn purge_expired_items(&self, now: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query("DELETE FROM cosmos_items WHERE expires_at IS NOT NULL AND expires_at <= $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        Ok(sqlx::query(
+            "DELETE FROM cosmos_items WHERE expires_at IS NOT NULL AND expires_at <= $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 }

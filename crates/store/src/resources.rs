@@ -292,11 +292,15 @@ async fn commit_batch(
         let outcome = match pending {
             PendingChange::Resources { change, .. } => {
                 resources_changed = true;
-                apply_one(&mut transaction, change).await.map(Outcome::Resources)
+                apply_one(&mut transaction, change)
+                    .await
+                    .map(Outcome::Resources)
             }
-            PendingChange::Items { writes, .. } => crate::items::apply_items(&mut transaction, writes)
-                .await
-                .map(Outcome::Items),
+            PendingChange::Items { writes, .. } => {
+                crate::items::apply_items(&mut transaction, writes)
+                    .await
+                    .map(Outcome::Items)
+            }
         };
         match outcome {
             Ok(outcome) => {
@@ -322,7 +326,10 @@ async fn commit_batch(
             .await?;
     }
     transaction.commit().await?;
-    Ok(outcomes.into_iter().map(|outcome| outcome.unwrap_or_else(Outcome::Failed)).collect())
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| outcome.unwrap_or_else(Outcome::Failed))
+        .collect())
 }
 
 /// What one piece of work came to.
@@ -339,7 +346,9 @@ impl PendingChange {
                 let _ = reply.send(match outcome {
                     Ok(Outcome::Resources(deleted)) => Ok(deleted),
                     Ok(Outcome::Failed(error)) => Err(error),
-                    Ok(Outcome::Items(_)) => Err(StoreError::Database("ST0003 mismatched writer outcome".to_string())),
+                    Ok(Outcome::Items(_)) => Err(StoreError::Database(
+                        "ST0003 mismatched writer outcome".to_string(),
+                    )),
                     Err(message) => Err(StoreError::Database(message)),
                 });
             }
@@ -347,7 +356,9 @@ impl PendingChange {
                 let _ = reply.send(match outcome {
                     Ok(Outcome::Items(outcomes)) => Ok(outcomes),
                     Ok(Outcome::Failed(error)) => Err(error),
-                    Ok(Outcome::Resources(_)) => Err(StoreError::Database("ST0003 mismatched writer outcome".to_string())),
+                    Ok(Outcome::Resources(_)) => Err(StoreError::Database(
+                        "ST0003 mismatched writer outcome".to_string(),
+                    )),
                     Err(message) => Err(StoreError::Database(message)),
                 });
             }

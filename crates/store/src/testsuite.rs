@@ -322,52 +322,140 @@ async fn items(store: &Store) -> Result<(), StoreError> {
         expires_at,
     };
     let now = 100;
-    let created = store.apply_items(vec![ItemWrite::Create { item: item("[\"a\"]", "1", "e1", None), now }]).await?;
+    let created = store
+        .apply_items(vec![ItemWrite::Create {
+            item: item("[\"a\"]", "1", "e1", None),
+            now,
+        }])
+        .await?;
     assert!(created[0].created);
     assert!(matches!(
-        store.apply_items(vec![ItemWrite::Create { item: item("[\"a\"]", "1", "e2", None), now }]).await,
+        store
+            .apply_items(vec![ItemWrite::Create {
+                item: item("[\"a\"]", "1", "e2", None),
+                now
+            }])
+            .await,
         Err(StoreError::AlreadyExists)
     ));
     // The same id in another partition is another item.
-    store.apply_items(vec![ItemWrite::Create { item: item("[\"b\"]", "1", "e3", None), now }]).await?;
+    store
+        .apply_items(vec![ItemWrite::Create {
+            item: item("[\"b\"]", "1", "e3", None),
+            now,
+        }])
+        .await?;
     assert!(matches!(
-        store.apply_items(vec![ItemWrite::Replace { item: item("[\"a\"]", "1", "e4", None), if_match: Some("stale".into()), now }]).await,
+        store
+            .apply_items(vec![ItemWrite::Replace {
+                item: item("[\"a\"]", "1", "e4", None),
+                if_match: Some("stale".into()),
+                now
+            }])
+            .await,
         Err(StoreError::PreconditionFailed)
     ));
-    let replaced = store.apply_items(vec![ItemWrite::Replace { item: item("[\"a\"]", "1", "e4", None), if_match: Some("e1".into()), now }]).await?;
+    let replaced = store
+        .apply_items(vec![ItemWrite::Replace {
+            item: item("[\"a\"]", "1", "e4", None),
+            if_match: Some("e1".into()),
+            now,
+        }])
+        .await?;
     assert!(replaced[0].lsn > created[0].lsn);
-    assert_eq!(store.item(&container, "[\"a\"]", "1", now).await?.map(|i| i.etag), Some("e4".to_string()));
-    let upserted = store.apply_items(vec![ItemWrite::Upsert { item: item("[\"a\"]", "2", "e5", None), if_match: None, now }]).await?;
+    assert_eq!(
+        store
+            .item(&container, "[\"a\"]", "1", now)
+            .await?
+            .map(|i| i.etag),
+        Some("e4".to_string())
+    );
+    let upserted = store
+        .apply_items(vec![ItemWrite::Upsert {
+            item: item("[\"a\"]", "2", "e5", None),
+            if_match: None,
+            now,
+        }])
+        .await?;
     assert!(upserted[0].created);
     // An expired item reads as absent and may be created again.
-    store.apply_items(vec![ItemWrite::Create { item: item("[\"a\"]", "3", "e6", Some(now)), now: now - 1 }]).await?;
+    store
+        .apply_items(vec![ItemWrite::Create {
+            item: item("[\"a\"]", "3", "e6", Some(now)),
+            now: now - 1,
+        }])
+        .await?;
     assert!(store.item(&container, "[\"a\"]", "3", now).await?.is_none());
-    store.apply_items(vec![ItemWrite::Create { item: item("[\"a\"]", "3", "e7", None), now }]).await?;
+    store
+        .apply_items(vec![ItemWrite::Create {
+            item: item("[\"a\"]", "3", "e7", None),
+            now,
+        }])
+        .await?;
 
     let all = store.items(&container, None, None, 100, now).await?;
-    let keys: Vec<(String, String)> = all.iter().map(|i| (i.partition_key.clone(), i.id.clone())).collect();
-    assert_eq!(keys, vec![
-        ("[\"a\"]".to_string(), "1".to_string()),
-        ("[\"a\"]".to_string(), "2".to_string()),
-        ("[\"a\"]".to_string(), "3".to_string()),
-        ("[\"b\"]".to_string(), "1".to_string()),
-    ]);
-    let page = store.items(&container, None, Some(("[\"a\"]", "2")), 100, now).await?;
+    let keys: Vec<(String, String)> = all
+        .iter()
+        .map(|i| (i.partition_key.clone(), i.id.clone()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("[\"a\"]".to_string(), "1".to_string()),
+            ("[\"a\"]".to_string(), "2".to_string()),
+            ("[\"a\"]".to_string(), "3".to_string()),
+            ("[\"b\"]".to_string(), "1".to_string()),
+        ]
+    );
+    let page = store
+        .items(&container, None, Some(("[\"a\"]", "2")), 100, now)
+        .await?;
     assert_eq!(page.len(), 2);
-    let only_b = store.items(&container, Some(&["[\"b\"]".to_string()]), None, 100, now).await?;
+    let only_b = store
+        .items(&container, Some(&["[\"b\"]".to_string()]), None, 100, now)
+        .await?;
     assert_eq!(only_b.len(), 1);
-    let changed = store.items_changed_since(&container, None, replaced[0].lsn - 1, 100, now).await?;
-    assert_eq!(changed.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), vec!["1", "2", "3"]);
+    let changed = store
+        .items_changed_since(&container, None, replaced[0].lsn - 1, 100, now)
+        .await?;
+    assert_eq!(
+        changed.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        vec!["1", "2", "3"]
+    );
     assert!(store.items_lsn().await? >= upserted[0].lsn);
 
-    store.apply_items(vec![ItemWrite::Delete { container_key: container.clone(), partition_key: "[\"b\"]".into(), id: "1".into(), if_match: None, now }]).await?;
+    store
+        .apply_items(vec![ItemWrite::Delete {
+            container_key: container.clone(),
+            partition_key: "[\"b\"]".into(),
+            id: "1".into(),
+            if_match: None,
+            now,
+        }])
+        .await?;
     assert!(matches!(
-        store.apply_items(vec![ItemWrite::Delete { container_key: container.clone(), partition_key: "[\"b\"]".into(), id: "1".into(), if_match: None, now }]).await,
+        store
+            .apply_items(vec![ItemWrite::Delete {
+                container_key: container.clone(),
+                partition_key: "[\"b\"]".into(),
+                id: "1".into(),
+                if_match: None,
+                now
+            }])
+            .await,
         Err(StoreError::NotFound)
     ));
     // Deleting the container's resource deletes its items.
-    store.apply(&ResourceChange { deletes: vec![container.clone()], ..ResourceChange::default() }).await?;
-    assert!(store.items(&container, None, None, 100, now).await?.is_empty());
+    store
+        .apply(&ResourceChange {
+            deletes: vec![container.clone()],
+            ..ResourceChange::default()
+        })
+        .await?;
+    assert!(store
+        .items(&container, None, None, 100, now)
+        .await?
+        .is_empty());
     Ok(())
 }
 
