@@ -774,7 +774,7 @@ impl Engine {
             .map(|written| written.body().clone())
     }
 
-    async fn resource_write(
+    pub(crate) async fn resource_write(
         &self,
         caller: &Caller,
         path: &ArmPath,

@@ -287,7 +287,7 @@ impl Engine {
     /// Audiences a data-plane token may carry: Cosmos's own (`https://cosmos.azure.com`, any
     /// `https://{account}.documents.azure.com`) and the server's hosts without a port (the SDKs
     /// build the scope from the account URL's scheme and host only).
-    fn accepts_cosmos_audience(&self, audience: &str) -> bool {
+    pub(crate) fn accepts_cosmos_audience(&self, audience: &str) -> bool {
         let audience = audience.trim_end_matches('/').to_lowercase();
         audience == "https://cosmos.azure.com"
             || (audience.starts_with("https://") && audience.ends_with(".documents.azure.com"))

@@ -158,7 +158,9 @@ impl Engine {
 
     /// Whether `resource` names a resource this token service issues tokens for.
     pub fn is_known_resource(&self, resource: &str) -> bool {
-        self.accepts_audience(Api::Arm, resource) || self.accepts_audience(Api::Graph, resource)
+        self.accepts_audience(Api::Arm, resource)
+            || self.accepts_audience(Api::Graph, resource)
+            || self.accepts_cosmos_audience(resource)
     }
 
     /// Whether a token for `resource` may call `api`.

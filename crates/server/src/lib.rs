@@ -9,6 +9,7 @@ mod arm;
 mod auth;
 pub mod config;
 mod context;
+mod cosmos;
 mod deployments;
 mod entra;
 mod error;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use openmi_engine::{Engine, EngineConfig, EngineError, SystemClock};
@@ -70,6 +71,9 @@ pub fn router(state: AppState) -> Router {
         .merge(agent::router())
         .route("/metadata/endpoints", get(arm::metadata_endpoints))
         .route("/openmi/vm-image-aliases.json", get(images::alias_document))
+        .route("/cosmos/{account}", any(cosmos::data_plane_root))
+        .route("/cosmos/{account}/", any(cosmos::data_plane_root))
+        .route("/cosmos/{account}/{*rest}", any(cosmos::data_plane))
         .fallback(arm::dispatch)
         .layer(axum::middleware::from_fn(context::track))
         .with_state(state)
