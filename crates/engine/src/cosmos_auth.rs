@@ -332,13 +332,14 @@ impl Engine {
                         resource.trim_end_matches('/').to_lowercase()
                     )
                 };
+                let lower_action = full_action.to_lowercase();
                 let allowed = account.assignments.iter().any(|assignment| {
                     assignment.principal == *principal
                         && is_within(&target, &assignment.scope)
                         && assignment
                             .actions
                             .iter()
-                            .any(|pattern| pattern.matches(&full_action))
+                            .any(|pattern| pattern.matches(&lower_action))
                 });
                 if allowed {
                     Ok(())
