@@ -12,6 +12,7 @@
 mod arm;
 mod az_config;
 mod client;
+mod cosmosdb;
 mod deployment;
 mod group;
 mod identity;
@@ -70,6 +71,8 @@ pub enum Command {
     Deployment(deployment::DeploymentCommand),
     /// Print (or apply to an AZURE_CONFIG_DIR) what points a stock `az` at this openmi server.
     AzConfig(az_config::AzConfigArgs),
+    /// Cosmos DB accounts, SQL databases and containers, data-plane roles.
+    Cosmosdb(cosmosdb::CosmosdbCommand),
 }
 
 /// `openmi login`
@@ -174,6 +177,9 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             deployment::run(command).await?,
         ),
         Command::AzConfig(_) => return Ok(0),
+        Command::Cosmosdb(command) => {
+            (command.global.output.clone(), cosmosdb::run(command).await?)
+        }
     };
     output.print(outcome)?;
     Ok(0)

@@ -588,6 +588,9 @@ impl Engine {
     ) -> Result<bool, EngineError> {
         self.authorize(caller, &action(path, "delete"), &path.to_id())?;
         match self.existing_resource(path).await {
+            Ok(record) if crate::cosmos::is_builtin_role(&record) => {
+                Err(EngineError::BuiltInRoleReadOnly(record.name))
+            }
             Ok(record) => {
                 self.apply_change(&ResourceChange {
                     deletes: vec![record.key],

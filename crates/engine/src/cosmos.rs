@@ -214,7 +214,10 @@ impl Engine {
         change: &mut ResourceChange,
     ) -> Result<(), EngineError> {
         match kind {
-            CosmosType::Account => self.account_document(id, name, document, previous, now, change),
+            CosmosType::Account => {
+                self.account_document(id, name, document, previous, now, change)
+                    .await
+            }
             CosmosType::Database => {
                 self.cosmos_child_document(id, name, document, previous, now, false)
                     .await
@@ -232,7 +235,7 @@ impl Engine {
         }
     }
 
-    fn account_document(
+    async fn account_document(
         &self,
         id: &str,
         name: &str,
@@ -806,6 +809,20 @@ impl Engine {
         self.forget_cosmos_account(account_id);
         Ok(())
     }
+}
+
+/// Whether a stored record is one of an account's built-in data roles (read-only).
+pub(crate) fn is_builtin_role(record: &ResourceRecord) -> bool {
+    record.type_key == ROLE_DEFINITION_TYPE.to_lowercase()
+        && serde_json::from_str::<Value>(&record.body)
+            .ok()
+            .and_then(|body| {
+                body.pointer("/properties/type")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .as_deref()
+            == Some("BuiltInRole")
 }
 
 /// Whether data-plane scope `scope` is `outer` or inside it (segment-wise, case-insensitive).
