@@ -515,3 +515,44 @@ def test_a_running_deployment_is_polled_through_its_status_url(server, arm, rg, 
     # Ten identities with ids that are GUIDs are written once each.
     assert all(support.GUID_RE.match(i.principal_id) for i in arm.msi.user_assigned_identities.list_by_resource_group(rg))
     assert uuid.UUID(res.json()["properties"]["correlationId"])
+
+
+def test_cosmos_account_database_container_and_data_role_in_a_template(server, arm, rg, dep):
+    """Issue 17's types through the same providers: an account, a database, a container and a
+    data-plane role assignment for a user-assigned identity, and `listKeys()` in an output."""
+    account = support.unique_name("tplcos").replace("-", "")
+    account_id = f"[resourceId('Microsoft.DocumentDB/databaseAccounts', '{account}')]"
+    tpl = template([
+        {"type": IDENTITY_TYPE, "apiVersion": "2023-01-31", "name": "ID1", "location": "[resourceGroup().location]"},
+        {"type": "Microsoft.DocumentDB/databaseAccounts", "apiVersion": "2024-05-15", "name": account, "location": "[resourceGroup().location]",
+         "kind": "GlobalDocumentDB",
+         "properties": {"databaseAccountOfferType": "Standard", "locations": [{"locationName": "[resourceGroup().location]", "failoverPriority": 0}]}},
+        {"type": "Microsoft.DocumentDB/databaseAccounts/sqlDatabases", "apiVersion": "2024-05-15", "name": f"{account}/db",
+         "dependsOn": [account_id], "properties": {"resource": {"id": "db"}, "options": {}}},
+        {"type": "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers", "apiVersion": "2024-05-15", "name": f"{account}/db/items",
+         "dependsOn": [f"[resourceId('Microsoft.DocumentDB/databaseAccounts/sqlDatabases', '{account}', 'db')]"],
+         "properties": {"resource": {"id": "items", "partitionKey": {"paths": ["/pk"], "kind": "Hash"}}, "options": {}}},
+        {"type": "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments", "apiVersion": "2024-05-15",
+         "name": f"[concat('{account}/', guid('{account}', 'ID1'))]",
+         "dependsOn": [account_id, f"[resourceId('{IDENTITY_TYPE}', 'ID1')]"],
+         "properties": {
+             "roleDefinitionId": f"[concat({account_id[1:-1]}, '/sqlRoleDefinitions/00000000-0000-0000-0000-000000000002')]",
+             "scope": f"[concat({account_id[1:-1]}, '/dbs/db/colls/items')]",
+             "principalId": f"[reference(resourceId('{IDENTITY_TYPE}', 'ID1')).principalId]",
+         }},
+    ], outputs={
+        "endpoint": {"type": "string", "value": f"[reference({account_id[1:-1]}).documentEndpoint]"},
+        "keyLength": {"type": "int", "value": f"[length(listKeys({account_id[1:-1]}, '2024-05-15').primaryMasterKey)]"},
+    })
+    result = deploy(dep, rg, tpl)
+    assert result.properties.provisioning_state == "Succeeded", result.as_dict()
+    assert result.properties.outputs["endpoint"]["value"].endswith(f"/cosmos/{account}/")
+    assert result.properties.outputs["keyLength"]["value"] == 88
+    base = f"{arm.rg_id(rg)}/providers/Microsoft.DocumentDB/databaseAccounts/{account}"
+    container = arm.resource.resources.get_by_id(f"{base}/sqlDatabases/db/containers/items", api_version="2024-05-15")
+    assert container.properties["resource"]["partitionKey"]["paths"] == ["/pk"]
+    identity = arm.msi.user_assigned_identities.get(rg, "ID1")
+    assignments = arm.raw("GET", f"{base}/sqlRoleAssignments", params={"api-version": "2024-05-15"}).json()["value"]
+    assert [(a["properties"]["principalId"], a["properties"]["scope"].lower()) for a in assignments] == [
+        (identity.principal_id, f"{base}/dbs/db/colls/items".lower())
+    ]

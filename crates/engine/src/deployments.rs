@@ -176,9 +176,19 @@ impl Resolver for KnownResolver<'_> {
         _api_version: &str,
         _body: Option<&Value>,
     ) -> Result<Value, String> {
-        Err(format!(
-            "The resource '{resource_id}' does not support the action '{function}'."
-        ))
+        let key = list_key(function, resource_id);
+        match self.known.get(&key) {
+            Some(Some(answer)) => Ok(answer.clone()),
+            Some(None) => Err(format!(
+                "The resource '{resource_id}' does not support the action '{function}'."
+            )),
+            None => {
+                self.missing.borrow_mut().push(key);
+                Err(format!(
+                    "The resource '{resource_id}' is not available yet."
+                ))
+            }
+        }
     }
 }
 
@@ -192,6 +202,15 @@ fn poisoned() -> TemplateError {
         line: 0,
         column: 0,
     }
+}
+
+/// The `known` key of a `list*()` call's answer (never a resource key: it has no leading `/`).
+fn list_key(function: &str, resource_id: &str) -> String {
+    format!(
+        "list:{}:{}",
+        function.to_lowercase(),
+        resource_key(resource_id)
+    )
 }
 
 /// The outcome of one resource of a walk.
@@ -1061,6 +1080,15 @@ impl Engine {
                 return result;
             }
             for id in missing {
+                if let Some(rest) = id.strip_prefix("list:") {
+                    let (function, resource) = rest.split_once(':').unwrap_or((rest, ""));
+                    let answer = self.list_for_template(caller, function, resource).await;
+                    known
+                        .lock()
+                        .map_err(|_| poisoned())?
+                        .insert(id.clone(), answer);
+                    continue;
+                }
                 let document = self
                     .read_for_reference(caller, &id)
                     .await
@@ -1092,6 +1120,27 @@ impl Engine {
                 missing: RefCell::new(Vec::new()),
             },
         )
+    }
+
+    /// The answer of a template's `list*()` call (`listKeys`, `listConnectionStrings`, …) on a
+    /// resource whose provider has it, with the caller's rights; `None` when it has none.
+    async fn list_for_template(
+        &self,
+        caller: &Caller,
+        function: &str,
+        resource: &str,
+    ) -> Option<Value> {
+        let path = ArmPath::parse(resource).ok()?;
+        let is_account = path.provider.as_ref().is_some_and(|part| {
+            part.type_name()
+                .eq_ignore_ascii_case(crate::cosmos::ACCOUNT_TYPE)
+        });
+        if !is_account {
+            return None;
+        }
+        self.cosmos_account_action(caller, &path, function, None)
+            .await
+            .ok()
     }
 
     /// Writes one planned resource through its provider: the call a direct PUT of it makes.
@@ -1401,6 +1450,15 @@ impl Walk {
                 return result;
             }
             for id in missing {
+                if let Some(rest) = id.strip_prefix("list:") {
+                    let (function, resource) = rest.split_once(':').unwrap_or((rest, ""));
+                    let answer = self
+                        .engine
+                        .list_for_template(&self.caller, function, resource)
+                        .await;
+                    known.insert(id.clone(), answer);
+                    continue;
+                }
                 let document = self
                     .engine
                     .read_for_reference(&self.caller, &id)
