@@ -169,12 +169,10 @@ pub(crate) fn full_scope(account_id: &str, scope: &str) -> Result<String, Engine
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    let valid = match segments.as_slice() {
-        [] => true,
-        ["dbs", _] => true,
-        ["dbs", _, "colls", _] => true,
-        _ => false,
-    };
+    let valid = matches!(
+        segments.as_slice(),
+        [] | ["dbs", _] | ["dbs", _, "colls", _]
+    );
     if !valid {
         return Err(bad(format!(
             "The scope '{trimmed}' is not valid: use '/', '/dbs/{{database}}' or '/dbs/{{database}}/colls/{{container}}'."

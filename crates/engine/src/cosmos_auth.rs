@@ -203,7 +203,7 @@ impl Engine {
                     .ok()?;
                 let role = resource_key(body.pointer("/properties/roleDefinitionId")?.as_str()?);
                 let scope = body.pointer("/properties/scope")?.as_str()?.to_lowercase();
-                let actions = definitions.get(&role)?.iter().cloned().collect();
+                let actions = definitions.get(&role)?.to_vec();
                 Some(DataAssignment {
                     principal,
                     scope,
@@ -352,6 +352,34 @@ impl Engine {
                     ))
                 }
             }
+        }
+    }
+}
+
+impl Engine {
+    /// Whether `caller` holds data action `action` at some scope of the account (the account read
+    /// of `GET /`); the denial names the account, as Cosmos's does.
+    pub(crate) fn cosmos_authorize_somewhere(
+        &self,
+        account: &CosmosAccount,
+        caller: &CosmosCaller,
+        action: &str,
+    ) -> Result<(), CosmosFailure> {
+        let CosmosCaller::Principal(principal) = caller else {
+            return self.cosmos_authorize(account, caller, action, "/", false);
+        };
+        let lower_action = format!("microsoft.documentdb/databaseaccounts/{action}").to_lowercase();
+        let held = account.assignments.iter().any(|assignment| {
+            assignment.principal == *principal
+                && assignment
+                    .actions
+                    .iter()
+                    .any(|pattern| pattern.matches(&lower_action))
+        });
+        if held {
+            Ok(())
+        } else {
+            self.cosmos_authorize(account, caller, action, "/", false)
         }
     }
 }

@@ -214,8 +214,19 @@ impl Engine {
     }
 
     /// `GET /`: the account document the SDKs read first; every location lists this account's
-    /// own data-plane URL, so the SDKs keep talking to it.
-    pub fn cosmos_read_account(&self, account: &CosmosAccount) -> CosmosReply {
+    /// own data-plane URL, so the SDKs keep talking to it. Cosmos lets a principal read it with
+    /// `readMetadata` at any scope inside the account: a role on one container is enough for an
+    /// SDK to start (the container's metadata itself still needs the role at the container).
+    pub fn cosmos_read_account(
+        &self,
+        account: &CosmosAccount,
+        caller: &CosmosCaller,
+    ) -> Result<CosmosReply, CosmosFailure> {
+        self.cosmos_authorize_somewhere(account, caller, "readMetadata")?;
+        Ok(self.cosmos_account_document(account))
+    }
+
+    fn cosmos_account_document(&self, account: &CosmosAccount) -> CosmosReply {
         let endpoint = self.cosmos_endpoint(&account.name);
         let location = json!([{"name": "West US", "databaseAccountEndpoint": endpoint}]);
         CosmosReply::json(

@@ -212,10 +212,7 @@ async fn route(
         )
     };
     match (parts.as_slice(), method) {
-        ([], &Method::GET) => {
-            engine.cosmos_authorize(account, caller, "readMetadata", "/", false)?;
-            Ok(engine.cosmos_read_account(account))
-        }
+        ([], &Method::GET) => engine.cosmos_read_account(account, caller),
         (["dbs"], &Method::POST) => engine.cosmos_database_create(account, caller, &parse_json(body)?).await,
         (["dbs"], &Method::GET) => engine.cosmos_database_list(account, caller).await,
         (["dbs", db], &Method::GET) => engine.cosmos_database_read(account, caller, db).await,
