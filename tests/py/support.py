@@ -1313,3 +1313,103 @@ def run_workload(agents, server, rg: str, vm: str, workload, spec: dict, protoco
         return json.loads(lines[-1])
     except (ValueError, IndexError):
         raise AssertionError(f"the workload printed no JSON: {res.describe()}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Cosmos DB (issue 17): azure-mgmt-cosmosdb for the control plane, azure-cosmos for the data plane
+# at the account's documentEndpoint (https://{server}/cosmos/{account}/). azure-cosmos itself skips
+# TLS verification for 127.0.0.1 endpoints (its emulator convenience), so it needs no CA.
+
+ARM_COSMOS_API = "2026-03-15"  # azure-mgmt-cosmosdb 10.0 default
+COSMOS_DATA_READER = "00000000-0000-0000-0000-000000000001"
+COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
+COSMOS_BUILTIN_ROLES = {
+    COSMOS_DATA_READER: "Cosmos DB Built-in Data Reader",
+    COSMOS_DATA_CONTRIBUTOR: "Cosmos DB Built-in Data Contributor",
+}
+COSMOS_DATA_ACTION = "Microsoft.DocumentDB/databaseAccounts/"
+
+
+def cosmos_mgmt_client(server: Server, credential: Any = None):
+    """azure-mgmt-cosmosdb's CosmosDBManagementClient on `server` (as the bootstrap SP by default)."""
+    from azure.mgmt.cosmosdb import CosmosDBManagementClient
+
+    return CosmosDBManagementClient(credential or arm_credential(server), server.subscription_id, **mgmt_client_kwargs(server))
+
+
+def cosmos_account_id(subscription_id: str, rg: str, account: str) -> str:
+    return f"/subscriptions/{subscription_id}/resourceGroups/{rg}/providers/Microsoft.DocumentDB/databaseAccounts/{account}"
+
+
+def cosmos_account_body(location: str = "westus", disable_local_auth: bool = False) -> dict:
+    """An account as `az cosmosdb create` / the portal send it."""
+    return {
+        "location": location,
+        "kind": "GlobalDocumentDB",
+        "properties": {
+            "databaseAccountOfferType": "Standard",
+            "locations": [{"locationName": location, "failoverPriority": 0, "isZoneRedundant": False}],
+            "disableLocalAuth": disable_local_auth,
+        },
+    }
+
+
+def create_cosmos_account(mgmt: Any, rg: str, name: str | None = None, location: str = "westus", disable_local_auth: bool = False):
+    """begin_create_or_update(...).result() of a database account, asserting no polling was needed."""
+    name = name or unique_name("pycos")
+    return timed_result(mgmt.database_accounts.begin_create_or_update(rg, name, cosmos_account_body(location, disable_local_auth)))
+
+
+def create_cosmos_database(mgmt: Any, rg: str, account: str, db: str):
+    body = {"properties": {"resource": {"id": db}, "options": {}}}
+    return timed_result(mgmt.sql_resources.begin_create_update_sql_database(rg, account, db, body))
+
+
+def create_cosmos_container(mgmt: Any, rg: str, account: str, db: str, name: str, paths=("/pk",), default_ttl: int | None = None):
+    """A SQL container through ARM; more than one path makes a hierarchical (MultiHash) key."""
+    resource: dict = {
+        "id": name,
+        "partitionKey": {"paths": list(paths), "kind": "MultiHash" if len(paths) > 1 else "Hash", "version": 2},
+    }
+    if default_ttl is not None:
+        resource["defaultTtl"] = default_ttl
+    body = {"properties": {"resource": resource, "options": {}}}
+    return timed_result(mgmt.sql_resources.begin_create_update_sql_container(rg, account, db, name, body))
+
+
+def grant_cosmos_role(mgmt: Any, rg: str, account: str, principal_id: str, role_guid: str, scope: str, name: str | None = None):
+    """A data-plane role assignment (sqlRoleAssignments); `scope` full or relative (`/`, `/dbs/db`...)."""
+    account_id = cosmos_account_id(mgmt._config.subscription_id, rg, account)
+    body = {
+        "properties": {
+            "roleDefinitionId": f"{account_id}/sqlRoleDefinitions/{role_guid}",
+            "scope": scope,
+            "principalId": principal_id,
+        }
+    }
+    return timed_result(mgmt.sql_resources.begin_create_update_sql_role_assignment(name or str(uuid.uuid4()), rg, account, body))
+
+
+def cosmos_client(endpoint: str, credential: Any, **kwargs: Any):
+    """azure-cosmos's CosmosClient on an account endpoint, with a key (str) or a TokenCredential."""
+    from azure.cosmos import CosmosClient
+
+    return CosmosClient(endpoint, credential=credential, **kwargs)
+
+
+def cosmos_plain(document: Any) -> Any:
+    """A document without Cosmos's system properties (`_rid`, `_self`, `_etag`, `_ts`, ...)."""
+    if isinstance(document, dict):
+        return {k: v for k, v in document.items() if not k.startswith("_")}
+    return document
+
+
+def assert_cosmos_error(err: Exception, status: int, substatus: int | None = None, contains: str | None = None) -> Exception:
+    """A CosmosHttpResponseError with this status (and x-ms-substatus, and text, if given)."""
+    detail = f"{type(err).__name__}: status={getattr(err, 'status_code', None)} substatus={getattr(err, 'sub_status', None)}: {str(err)[:800]}"
+    assert getattr(err, "status_code", None) == status, detail
+    if substatus is not None:
+        assert getattr(err, "sub_status", None) == substatus, detail
+    if contains is not None:
+        assert contains in str(err), detail
+    return err

@@ -255,6 +255,24 @@ impl Engine {
                 message: format!("Database account name '{name}' is invalid: it must be 3 to 44 characters of lower-case letters, digits and hyphens, and cannot start or end with a hyphen."),
             });
         }
+        // The name is a host name on Azure, so unique beyond the group; Azure answers a taken
+        // name with 400 BadRequest "Dns record for {name} under zone Document is already taken".
+        if previous.is_none() {
+            let taken = self
+                .store()
+                .resources_of_type(&self.inner.subscription_id, &ACCOUNT_TYPE.to_lowercase())
+                .await?
+                .into_iter()
+                .any(|record| {
+                    record.name.eq_ignore_ascii_case(name) && !record.id.eq_ignore_ascii_case(id)
+                });
+            if taken {
+                return Err(EngineError::InvalidName {
+                    code: "BadRequest",
+                    message: format!("Dns record for {name} under zone Document is already taken. Please use a different name for the account."),
+                });
+            }
+        }
         document
             .entry("kind")
             .or_insert_with(|| json!("GlobalDocumentDB"));

@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cosmos::{CONTAINER_TYPE, DATABASE_TYPE};
 use crate::cosmos_auth::{CosmosAccount, CosmosCaller, CosmosFailure};
+use crate::cosmos_epk::EpkRange;
 use crate::{Caller, Engine, EngineError};
 
 /// Most items a page holds when the client asks for none or for "as many as fit" (-1).
@@ -171,6 +172,27 @@ struct Container {
     resource: Value,
     paths: Vec<String>,
     default_ttl: Option<i64>,
+    /// `Hash` or `MultiHash`, and the hash version (1 or 2), for effective partition keys.
+    kind: String,
+    version: i64,
+}
+
+impl Container {
+    /// Whether a stored document lies in a request's EPK range (always, without one).
+    fn in_epk_range(
+        &self,
+        document: &Value,
+        range: Option<&EpkRange>,
+    ) -> Result<bool, CosmosFailure> {
+        let Some(range) = range else {
+            return Ok(true);
+        };
+        let values = partition_values(document, &self.paths);
+        let components: Vec<Option<&Value>> = values.iter().map(Some).collect();
+        let epk = crate::cosmos_epk::effective_partition_key(&components, &self.kind, self.version)
+            .map_err(bad_request)?;
+        Ok(range.contains(&epk))
+    }
 }
 
 impl Engine {
@@ -496,11 +518,23 @@ impl Engine {
             })
             .unwrap_or_default();
         let default_ttl = resource.get("defaultTtl").and_then(Value::as_i64);
+        let kind = resource
+            .pointer("/partitionKey/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("Hash")
+            .to_string();
+        // A definition without a version is version 1 on Azure; the SDKs create version 2.
+        let version = resource
+            .pointer("/partitionKey/version")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
         Ok(Container {
             key,
             resource,
             paths,
             default_ttl,
+            kind,
+            version,
         })
     }
 
@@ -983,6 +1017,7 @@ impl Engine {
         name: &str,
         body: &Value,
         partition_header: Option<&str>,
+        epk: Option<&EpkRange>,
         max_items: Option<i64>,
         continuation: Option<&str>,
         plan_only: bool,
@@ -1047,6 +1082,8 @@ impl Engine {
         let token = Continuation::parse(continuation)?;
         let (skip, take) = query.skip_and_take();
         let mut items_read = 0usize;
+        // The session token names the newest write the answer reflects.
+        let mut max_lsn = 0i64;
         let (rows, next) = if query.is_streaming() && skip == 0 && take.is_none() {
             // Rows follow item order: read items after the token's position until the page fills.
             let mut rows = Vec::new();
@@ -1069,9 +1106,12 @@ impl Engine {
                 }
                 for item in &batch {
                     items_read += 1;
+                    max_lsn = max_lsn.max(item.lsn);
                     let document: Value = serde_json::from_str(&item.body).map_err(internal)?;
-                    rows.extend(query.rows_of_item(&document, current));
                     after = Some((item.partition_key.clone(), item.id.clone()));
+                    if container.in_epk_range(&document, epk)? {
+                        rows.extend(query.rows_of_item(&document, current));
+                    }
                     if rows.len() >= page {
                         next = after.clone();
                         break 'outer;
@@ -1104,14 +1144,18 @@ impl Engine {
                     .map_err(from_store)?;
                 let full = batch.len() == 5000;
                 for item in &batch {
-                    documents.push(serde_json::from_str::<Value>(&item.body).map_err(internal)?);
+                    max_lsn = max_lsn.max(item.lsn);
                     after = Some((item.partition_key.clone(), item.id.clone()));
+                    let document = serde_json::from_str::<Value>(&item.body).map_err(internal)?;
+                    if container.in_epk_range(&document, epk)? {
+                        documents.push(document);
+                    }
                 }
                 if !full {
                     break;
                 }
             }
-            items_read = documents.len();
+            items_read = items_read.max(documents.len());
             let all = query.execute(&documents, current).map_err(query_failure)?;
             let start = token.offset.min(all.len());
             let end = (start + page).min(all.len());
@@ -1130,6 +1174,7 @@ impl Engine {
         reply.item_count = Some(count);
         reply.continuation = next.map(|next| Value::from(next).to_string());
         reply.request_charge = 2.0 + items_read as f64 * 0.05;
+        reply.lsn = Some(max_lsn.max(1));
         Ok(reply)
     }
 
@@ -1144,6 +1189,7 @@ impl Engine {
         db: &str,
         name: &str,
         partition_header: Option<&str>,
+        epk: Option<&EpkRange>,
         max_items: Option<i64>,
         continuation: Option<&str>,
         change_feed: bool,
@@ -1181,13 +1227,33 @@ impl Engine {
                 None if start_from_now => self.store().items_lsn().await.map_err(from_store)?,
                 None => 0,
             };
-            let items = self
-                .store()
-                .items_changed_since(&container.key, partition.as_deref(), after_lsn, page, now)
-                .await
-                .map_err(from_store)?;
-            let last = items.last().map(|item| item.lsn).unwrap_or(after_lsn);
-            if items.is_empty() {
+            // Changes after the token, in change order, until a page of those in the range.
+            let mut documents: Vec<Value> = Vec::new();
+            let mut last = after_lsn;
+            loop {
+                let items = self
+                    .store()
+                    .items_changed_since(&container.key, partition.as_deref(), last, page, now)
+                    .await
+                    .map_err(from_store)?;
+                let exhausted = (items.len() as i64) < page;
+                for item in &items {
+                    last = item.lsn;
+                    let Ok(document) = serde_json::from_str::<Value>(&item.body) else {
+                        continue;
+                    };
+                    if container.in_epk_range(&document, epk)? {
+                        documents.push(document);
+                        if documents.len() as i64 >= page {
+                            break;
+                        }
+                    }
+                }
+                if exhausted || documents.len() as i64 >= page || epk.is_none() {
+                    break;
+                }
+            }
+            if documents.is_empty() {
                 return Ok(CosmosReply {
                     status: 304,
                     etag: Some(format!("\"{last}\"")),
@@ -1196,10 +1262,6 @@ impl Engine {
                     ..CosmosReply::default()
                 });
             }
-            let documents: Vec<Value> = items
-                .iter()
-                .filter_map(|item| serde_json::from_str(&item.body).ok())
-                .collect();
             let count = documents.len();
             let mut reply = CosmosReply::json(
                 200,
@@ -1212,23 +1274,43 @@ impl Engine {
         }
         let token = Continuation::parse(continuation)?;
         let partitions = partition.map(|p| vec![p]);
-        let items = self
-            .store()
-            .items(
-                &container.key,
-                partitions.as_deref(),
-                token.after.as_ref().map(|(p, i)| (p.as_str(), i.as_str())),
-                page + 1,
-                now,
-            )
-            .await
-            .map_err(from_store)?;
+        // Items after the token in key order, until a page (and one more, to know there is
+        // more) of those in the request's EPK range.
+        let mut items = Vec::new();
+        let mut after = token.after.clone();
+        loop {
+            let batch = self
+                .store()
+                .items(
+                    &container.key,
+                    partitions.as_deref(),
+                    after.as_ref().map(|(p, i)| (p.as_str(), i.as_str())),
+                    page + 1,
+                    now,
+                )
+                .await
+                .map_err(from_store)?;
+            let exhausted = (batch.len() as i64) <= page;
+            for item in batch {
+                after = Some((item.partition_key.clone(), item.id.clone()));
+                let Ok(document) = serde_json::from_str::<Value>(&item.body) else {
+                    continue;
+                };
+                if container.in_epk_range(&document, epk)? {
+                    items.push((item, document));
+                    if items.len() as i64 > page {
+                        break;
+                    }
+                }
+            }
+            if exhausted || items.len() as i64 > page {
+                break;
+            }
+        }
         let more = items.len() as i64 > page;
-        let items = &items[..items.len().min(page as usize)];
-        let documents: Vec<Value> = items
-            .iter()
-            .filter_map(|item| serde_json::from_str(&item.body).ok())
-            .collect();
+        items.truncate(page as usize);
+        let documents: Vec<Value> = items.iter().map(|(_, document)| document.clone()).collect();
+        let items: Vec<_> = items.into_iter().map(|(item, _)| item).collect();
         let count = documents.len();
         let mut reply = CosmosReply::json(
             200,
@@ -1236,6 +1318,7 @@ impl Engine {
         );
         reply.etag = None;
         reply.item_count = Some(count);
+        reply.lsn = Some(items.iter().map(|i| i.lsn).max().unwrap_or(0).max(1));
         reply.continuation = more.then(|| {
             Value::from(Continuation {
                 after: items

@@ -17,7 +17,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use openmi_engine::{CosmosAccount, CosmosCaller, CosmosFailure, CosmosReply, ItemWriteMode};
+use openmi_engine::{
+    CosmosAccount, CosmosCaller, CosmosFailure, CosmosReply, EpkRange, ItemWriteMode,
+};
 use serde_json::{json, Value};
 
 use crate::AppState;
@@ -203,6 +205,12 @@ async fn route(
     let max_items =
         header(headers, "x-ms-max-item-count").and_then(|text| text.parse::<i64>().ok());
     let continuation = header(headers, "x-ms-continuation");
+    // A feed range narrower than the one partition key range openmi serves (a partition key's
+    // point range, a hierarchical key's prefix, a split): the SDKs send it as EPK bounds.
+    let epk = EpkRange::from_headers(
+        header(headers, "x-ms-start-epk"),
+        header(headers, "x-ms-end-epk"),
+    );
     let not_allowed = || {
         CosmosFailure::new(
             405,
@@ -235,7 +243,7 @@ async fn route(
                 || header(headers, "content-type").is_some_and(|kind| kind.starts_with("application/query+json"));
             if is_query {
                 let plan_only = flag(headers, "x-ms-cosmos-is-query-plan-request");
-                return engine.cosmos_query(account, caller, db, container, &parse_json(body)?, partition, max_items, continuation, plan_only).await;
+                return engine.cosmos_query(account, caller, db, container, &parse_json(body)?, partition, epk.as_ref(), max_items, continuation, plan_only).await;
             }
             let mode = if flag(headers, "x-ms-documentdb-is-upsert") { ItemWriteMode::Upsert } else { ItemWriteMode::Create };
             engine.cosmos_item_write(account, caller, db, container, mode, None, partition, if_match, &parse_json(body)?).await
@@ -243,7 +251,7 @@ async fn route(
         (["dbs", db, "colls", container, "docs"], &Method::GET) => {
             let change_feed = header(headers, "a-im").is_some_and(|value| value.eq_ignore_ascii_case("Incremental feed"));
             let start_from_now = header(headers, "x-ms-cosmos-changefeed-start-from-now").is_some();
-            engine.cosmos_read_feed(account, caller, db, container, partition, max_items, continuation, change_feed, if_none_match, start_from_now).await
+            engine.cosmos_read_feed(account, caller, db, container, partition, epk.as_ref(), max_items, continuation, change_feed, if_none_match, start_from_now).await
         }
         (["dbs", db, "colls", container, "docs", id], &Method::GET) => engine.cosmos_item_read(account, caller, db, container, id, partition, if_none_match).await,
         (["dbs", db, "colls", container, "docs", id], &Method::PUT) => engine.cosmos_item_write(account, caller, db, container, ItemWriteMode::Replace, Some(id), partition, if_match, &parse_json(body)?).await,
