@@ -161,9 +161,10 @@ def test_cloud_registration_and_sign_ins(az, az_server, az_unsigned, tmp_path):
     assert account["user"] == {"name": az_server.client_id, "type": "servicePrincipal"}
     assert [a["id"] for a in az.json("account", "list")] == [az_server.subscription_id]
     az("account", "set", "--subscription", az_server.subscription_id)
-    # (A Cosmos account's resource joins these with issue 17's accounts: until then Entra's
-    # AADSTS500011 answers it, as it does for any resource the tenant does not know.)
-    for extra in ([], ["--resource-type", "ms-graph"], ["--resource", "https://management.core.windows.net/"]):
+    # ARM, Graph, and a Cosmos account's resource (Azure's account host name, and openmi's own
+    # endpoint for an account, as @azure/cosmos asks for it).
+    cosmos_resources = (["--resource", "https://myaccount.documents.azure.com"], ["--resource", f"{az_server.url}/cosmos/myaccount"])
+    for extra in ([], ["--resource-type", "ms-graph"], ["--resource", "https://management.core.windows.net/"], *cosmos_resources):
         token = az.json("account", "get-access-token", *extra)
         claims = support.unverified_claims(token["accessToken"])
         assert claims["appid"] == az_server.client_id, (extra, claims)

@@ -55,12 +55,18 @@ pub enum CosmosCaller {
 #[derive(Debug, Default)]
 pub(crate) struct CosmosCache {
     accounts: Mutex<HashMap<String, Arc<CosmosAccount>>>,
+    /// Containers as the data plane reads them, with the record `Arc` each was parsed from (the
+    /// read cache hands out a new `Arc` when the record changes, so a match means the same version).
+    pub(crate) containers: Mutex<HashMap<String, crate::cosmos_data::ParsedContainer>>,
 }
 
 impl CosmosCache {
     pub(crate) fn clear(&self) {
         if let Ok(mut accounts) = self.accounts.lock() {
             accounts.clear();
+        }
+        if let Ok(mut containers) = self.containers.lock() {
+            containers.clear();
         }
     }
 }
@@ -287,8 +293,17 @@ impl Engine {
     /// Audiences a data-plane token may carry: Cosmos's own (`https://cosmos.azure.com`, any
     /// `https://{account}.documents.azure.com`) and the server's hosts without a port (the SDKs
     /// build the scope from the account URL's scheme and host only).
+    /// An account's own endpoint (`{server}/cosmos/{account}`, what @azure/cosmos asks a scope
+    /// for first: its `ClientContext` builds it from the whole endpoint URL) is accepted too, as
+    /// Azure accepts `https://{account}.documents.azure.com`.
     pub(crate) fn accepts_cosmos_audience(&self, audience: &str) -> bool {
         let audience = audience.trim_end_matches('/').to_lowercase();
+        let audience = match audience.rsplit_once("/cosmos/") {
+            Some((server, account)) if !account.is_empty() && !account.contains('/') => {
+                server.to_string()
+            }
+            _ => audience,
+        };
         audience == "https://cosmos.azure.com"
             || (audience.starts_with("https://") && audience.ends_with(".documents.azure.com"))
             || self.config().own_resources.iter().any(|own| {

@@ -10,6 +10,7 @@
 //! read-only keys only read. Replies carry Cosmos's status, substatus and words.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use openmi_cosmos_query::{CurrentTime, QueryError};
@@ -31,6 +32,8 @@ const MAX_PAGE: usize = 1000;
 pub struct CosmosReply {
     pub status: u16,
     pub body: Option<Value>,
+    /// A body already in JSON text (a stored item, sent as stored), instead of `body`.
+    pub raw: Option<String>,
     pub etag: Option<String>,
     pub continuation: Option<String>,
     pub item_count: Option<usize>,
@@ -166,8 +169,12 @@ fn canonical(values: &[Value]) -> String {
     Value::Array(values.to_vec()).to_string()
 }
 
+/// A container parsed once per version of its record (see `CosmosCache::containers`).
+pub(crate) type ParsedContainer = (Arc<openmi_store::ResourceRecord>, Arc<Container>);
+
 /// A container as the data plane needs it.
-struct Container {
+#[derive(Debug)]
+pub(crate) struct Container {
     key: String,
     resource: Value,
     paths: Vec<String>,
@@ -178,20 +185,33 @@ struct Container {
 }
 
 impl Container {
-    /// Whether a stored document lies in a request's EPK range (always, without one).
-    fn in_epk_range(
-        &self,
-        document: &Value,
-        range: Option<&EpkRange>,
-    ) -> Result<bool, CosmosFailure> {
-        let Some(range) = range else {
+    /// Whether a stored document lies in every one of a request's EPK ranges.
+    fn in_epk_range(&self, document: &Value, ranges: &[EpkRange]) -> Result<bool, CosmosFailure> {
+        if ranges.is_empty() {
             return Ok(true);
-        };
+        }
         let values = partition_values(document, &self.paths);
         let components: Vec<Option<&Value>> = values.iter().map(Some).collect();
         let epk = crate::cosmos_epk::effective_partition_key(&components, &self.kind, self.version)
             .map_err(bad_request)?;
-        Ok(range.contains(&epk))
+        Ok(ranges.iter().all(|range| range.contains(&epk)))
+    }
+
+    /// The EPK range of a hierarchical key's prefix (fewer values than paths): the prefix's
+    /// hashes, to the prefix followed by `FF` (as the SDKs' `_get_epk_range_for_prefix_partition_key`).
+    fn prefix_range(&self, values: &[Value]) -> Result<Option<EpkRange>, CosmosFailure> {
+        if values.is_empty() || values.len() >= self.paths.len() {
+            return Ok(None);
+        }
+        if !self.kind.eq_ignore_ascii_case("MultiHash") {
+            return Err(bad_request("Partition key provided either doesn't correspond to definition in the collection or doesn't match partition key field values specified in the document."));
+        }
+        let components: Vec<Option<&Value>> = values.iter().map(Some).collect();
+        let start =
+            crate::cosmos_epk::effective_partition_key(&components, &self.kind, self.version)
+                .map_err(bad_request)?;
+        let end = format!("{start}FF");
+        Ok(Some(EpkRange { start, end }))
     }
 }
 
@@ -494,7 +514,7 @@ impl Engine {
         account: &CosmosAccount,
         db: &str,
         name: &str,
-    ) -> Result<Container, CosmosFailure> {
+    ) -> Result<Arc<Container>, CosmosFailure> {
         let arm_id = Self::container_id(account, db, name);
         let key = resource_key(&arm_id);
         let record = self
@@ -502,6 +522,15 @@ impl Engine {
             .await
             .map_err(from_engine)?
             .ok_or_else(not_found)?;
+        let cache = &self.inner.read_cache.cosmos().containers;
+        if let Some((_, parsed)) = cache
+            .lock()
+            .ok()
+            .and_then(|containers| containers.get(&key).cloned())
+            .filter(|(source, _)| Arc::ptr_eq(source, &record))
+        {
+            return Ok(parsed);
+        }
         let document: Value = serde_json::from_str(&record.body).map_err(internal)?;
         let resource = document
             .pointer("/properties/resource")
@@ -528,14 +557,21 @@ impl Engine {
             .pointer("/partitionKey/version")
             .and_then(Value::as_i64)
             .unwrap_or(1);
-        Ok(Container {
-            key,
+        let parsed = Arc::new(Container {
+            key: key.clone(),
             resource,
             paths,
             default_ttl,
             kind,
             version,
-        })
+        });
+        if let Ok(mut containers) = cache.lock() {
+            if containers.len() >= 4096 {
+                containers.clear();
+            }
+            containers.insert(key, (record, parsed.clone()));
+        }
+        Ok(parsed)
     }
 
     /// `GET /dbs/{db}/colls/{c}`
@@ -555,7 +591,10 @@ impl Engine {
         )?;
         Ok(CosmosReply::json(
             200,
-            self.cosmos_container(account, db, name).await?.resource,
+            self.cosmos_container(account, db, name)
+                .await?
+                .resource
+                .clone(),
         ))
     }
 
@@ -853,10 +892,14 @@ impl Engine {
                 ..CosmosReply::default()
             });
         }
-        let body: Value = serde_json::from_str(&item.body).map_err(internal)?;
-        let mut reply = CosmosReply::json(200, body);
-        reply.lsn = Some(item.lsn);
-        Ok(reply)
+        Ok(CosmosReply {
+            status: 200,
+            etag: Some(item.etag),
+            lsn: Some(item.lsn),
+            raw: Some(item.body),
+            request_charge: 1.0,
+            ..CosmosReply::default()
+        })
     }
 
     /// `DELETE .../docs/{id}`
@@ -947,9 +990,11 @@ impl Engine {
                 ));
             }
         }
+        // `{"operations": [...], "condition": ...}` or the bare list (@azure/cosmos sends a
+        // `PatchOperation[]` as given: Item.patch's PatchRequestBody).
         let operations = body
-            .get("operations")
-            .and_then(Value::as_array)
+            .as_array()
+            .or_else(|| body.get("operations").and_then(Value::as_array))
             .ok_or_else(|| bad_request("The patch needs 'operations'."))?;
         if operations.is_empty() || operations.len() > 10 {
             return Err(bad_request("A patch holds 1 to 10 operations."));
@@ -1068,17 +1113,31 @@ impl Engine {
             Some(n) if n > 0 => (n as usize).min(MAX_PAGE),
             _ => DEFAULT_PAGE,
         };
-        // Which partitions: the request's, else those the WHERE clause pins, else all.
+        // Which partitions: the request's, else those the WHERE clause pins, else all. A
+        // hierarchical key's prefix (in the header, or in the WHERE clause) is no one partition:
+        // the header's becomes an EPK range, the clause's is left to the WHERE clause itself.
+        let mut ranges: Vec<EpkRange> = epk.into_iter().cloned().collect();
         let partitions: Option<Vec<String>> = match partition_header {
-            Some(header) => Some(vec![canonical(&Self::request_partition(
-                &container,
-                Some(header),
-                None,
-            )?)]),
+            Some(header) => {
+                let values = Self::request_partition(&container, Some(header), None)?;
+                match container.prefix_range(&values)? {
+                    Some(range) => {
+                        ranges.push(range);
+                        None
+                    }
+                    None => Some(vec![canonical(&values)]),
+                }
+            }
             None => query
                 .partition_filter(&container.paths)
-                .map(|filters| filters.iter().map(|values| canonical(values)).collect()),
+                .and_then(|filters| {
+                    filters
+                        .iter()
+                        .all(|values| values.len() == container.paths.len())
+                        .then(|| filters.iter().map(|values| canonical(values)).collect())
+                }),
         };
+        let epk = ranges.as_slice();
         let token = Continuation::parse(continuation)?;
         let (skip, take) = query.skip_and_take();
         let mut items_read = 0usize;
@@ -1210,14 +1269,22 @@ impl Engine {
             Some(n) if n > 0 => (n as usize).min(MAX_PAGE),
             _ => DEFAULT_PAGE,
         } as i64;
+        // One partition, or a hierarchical key's prefix as an EPK range (see `cosmos_query`).
+        let mut ranges: Vec<EpkRange> = epk.into_iter().cloned().collect();
         let partition = match partition_header {
-            Some(header) => Some(canonical(&Self::request_partition(
-                &container,
-                Some(header),
-                None,
-            )?)),
+            Some(header) => {
+                let values = Self::request_partition(&container, Some(header), None)?;
+                match container.prefix_range(&values)? {
+                    Some(range) => {
+                        ranges.push(range);
+                        None
+                    }
+                    None => Some(canonical(&values)),
+                }
+            }
             None => None,
         };
+        let epk = ranges.as_slice();
         if change_feed {
             let after_lsn = match if_none_match.map(|tag| tag.trim_matches('"')) {
                 Some("*") => self.store().items_lsn().await.map_err(from_store)?,
@@ -1249,7 +1316,7 @@ impl Engine {
                         }
                     }
                 }
-                if exhausted || documents.len() as i64 >= page || epk.is_none() {
+                if exhausted || documents.len() as i64 >= page || epk.is_empty() {
                     break;
                 }
             }

@@ -59,9 +59,15 @@ fn failure_response(failure: CosmosFailure, activity: &str) -> Response {
 
 fn reply_response(reply: CosmosReply, activity: &str) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
-    let mut response = match reply.body {
-        Some(body) => (status, axum::Json(body)).into_response(),
-        None => status.into_response(),
+    let mut response = match (reply.body, reply.raw) {
+        (Some(body), _) => (status, axum::Json(body)).into_response(),
+        (None, Some(raw)) => (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            raw,
+        )
+            .into_response(),
+        (None, None) => status.into_response(),
     };
     let headers = response.headers_mut();
     let mut set = |name: &'static str, value: String| {

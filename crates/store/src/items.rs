@@ -107,30 +107,26 @@ async fn current_etag(
 }
 
 async fn next_lsn(transaction: &mut Transaction<'_, Any>) -> Result<i64, StoreError> {
-    sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'cosmos_lsn'")
-        .execute(&mut **transaction)
-        .await?;
-    let (value,): (i64,) = sqlx::query_as("SELECT value FROM counters WHERE name = 'cosmos_lsn'")
-        .fetch_one(&mut **transaction)
-        .await?;
+    // One statement (SQLite >= 3.35 and PostgreSQL both have RETURNING): each statement is a
+    // round trip to sqlx's SQLite worker thread, which is most of a write's cost.
+    let (value,): (i64,) = sqlx::query_as(
+        "UPDATE counters SET value = value + 1 WHERE name = 'cosmos_lsn' RETURNING value",
+    )
+    .fetch_one(&mut **transaction)
+    .await?;
     Ok(value)
 }
 
+/// Writes the item at its key, over an existing (or expired) one.
 async fn put(
     transaction: &mut Transaction<'_, Any>,
     item: &StoredItem,
     lsn: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "DELETE FROM cosmos_items WHERE container_key = $1 AND partition_key = $2 AND id = $3",
-    )
-    .bind(item.container_key.clone())
-    .bind(item.partition_key.clone())
-    .bind(item.id.clone())
-    .execute(&mut **transaction)
-    .await?;
     sqlx::query(&format!(
-        "INSERT INTO cosmos_items ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        "INSERT INTO cosmos_items ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (container_key, partition_key, id) DO UPDATE SET body = excluded.body, \
+         etag = excluded.etag, ts = excluded.ts, lsn = excluded.lsn, expires_at = excluded.expires_at"
     ))
     .bind(item.container_key.clone())
     .bind(item.partition_key.clone())
@@ -279,6 +275,15 @@ impl Store {
         id: &str,
         now: i64,
     ) -> Result<Option<StoredItem>, StoreError> {
+        let epoch = match &self.item_cache {
+            Some(cache) => {
+                if let Some(hit) = cache.get(container_key, partition_key, id, now) {
+                    return Ok(Some(hit));
+                }
+                Some(cache.epoch())
+            }
+            None => None,
+        };
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM cosmos_items WHERE container_key = $1 AND partition_key = $2 AND id = $3 AND (expires_at IS NULL OR expires_at > $4)"
         ))
@@ -288,7 +293,11 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(item_from_row).transpose()
+        let item = row.as_ref().map(item_from_row).transpose()?;
+        if let (Some(cache), Some(epoch), Some(item)) = (&self.item_cache, epoch, &item) {
+            cache.fill(epoch, item);
+        }
+        Ok(item)
     }
 
     /// Live items of a container in key order (`partition_key`, `id`), after `after` if given,
@@ -308,24 +317,44 @@ impl Store {
             Some(list) => list.iter().map(Some).collect(),
             None => vec![None],
         };
+        // One statement per shape, with no `(flag OR condition)` terms: those keep the planners
+        // (SQLite's, and PostgreSQL's generic plans) from using the primary key's range, and a
+        // partition's query would scan the whole container.
         for partition in partitions {
-            let fetched = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM cosmos_items WHERE container_key = $1 \
-                 AND ($2 = 0 OR partition_key = $3) \
-                 AND ($4 = 0 OR partition_key > $5 OR (partition_key = $5 AND id > $6)) \
-                 AND (expires_at IS NULL OR expires_at > $7) \
-                 ORDER BY partition_key, id LIMIT $8"
-            ))
-            .bind(container_key.to_string())
-            .bind(i64::from(partition.is_some()))
-            .bind(partition.cloned().unwrap_or_default())
-            .bind(i64::from(has_after))
-            .bind(after_pk.to_string())
-            .bind(after_id.to_string())
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+            let mut sql = format!("SELECT {COLUMNS} FROM cosmos_items WHERE container_key = $1");
+            let mut texts = vec![container_key.to_string()];
+            match partition {
+                Some(partition) => {
+                    texts.push(partition.clone());
+                    sql.push_str(" AND partition_key = $2");
+                    if has_after {
+                        if after_pk > partition.as_str() {
+                            continue;
+                        }
+                        if after_pk == partition.as_str() {
+                            texts.push(after_id.to_string());
+                            sql.push_str(" AND id > $3");
+                        }
+                    }
+                }
+                None if has_after => {
+                    texts.push(after_pk.to_string());
+                    texts.push(after_id.to_string());
+                    sql.push_str(" AND partition_key >= $2 AND (partition_key > $2 OR id > $3)");
+                }
+                None => {}
+            }
+            let next = texts.len();
+            sql.push_str(&format!(
+                " AND (expires_at IS NULL OR expires_at > ${}) ORDER BY partition_key, id LIMIT ${}",
+                next + 1,
+                next + 2
+            ));
+            let mut query = sqlx::query(&sql);
+            for text in texts {
+                query = query.bind(text);
+            }
+            let fetched = query.bind(now).bind(limit).fetch_all(&self.pool).await?;
             rows.extend(fetched);
         }
         let mut items = rows
@@ -347,19 +376,34 @@ impl Store {
         limit: i64,
         now: i64,
     ) -> Result<Vec<StoredItem>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM cosmos_items WHERE container_key = $1 AND lsn > $2 \
-             AND ($3 = 0 OR partition_key = $4) AND (expires_at IS NULL OR expires_at > $5) \
-             ORDER BY lsn LIMIT $6"
-        ))
-        .bind(container_key.to_string())
-        .bind(after_lsn)
-        .bind(i64::from(partition.is_some()))
-        .bind(partition.unwrap_or_default().to_string())
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = match partition {
+            Some(partition) => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM cosmos_items WHERE container_key = $1 AND lsn > $2 \
+                     AND partition_key = $3 AND (expires_at IS NULL OR expires_at > $4) \
+                     ORDER BY lsn LIMIT $5"
+                ))
+                .bind(container_key.to_string())
+                .bind(after_lsn)
+                .bind(partition.to_string())
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM cosmos_items WHERE container_key = $1 AND lsn > $2 \
+                     AND (expires_at IS NULL OR expires_at > $3) ORDER BY lsn LIMIT $4"
+                ))
+                .bind(container_key.to_string())
+                .bind(after_lsn)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         rows.iter().map(item_from_row).collect()
     }
 

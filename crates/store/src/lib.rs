@@ -8,6 +8,7 @@
 mod agents;
 mod authorization;
 mod directory;
+mod item_cache;
 mod items;
 mod keys;
 mod migrations;
@@ -76,6 +77,8 @@ pub struct Store {
     backend: Backend,
     // Group-commit queue of resource changes (see `resources::run_writer`).
     writer: tokio::sync::mpsc::Sender<resources::PendingChange>,
+    // SQLite only: point reads of Cosmos items, kept by the writer (see `item_cache`).
+    item_cache: Option<std::sync::Arc<item_cache::ItemCache>>,
 }
 
 impl Store {
@@ -118,11 +121,17 @@ impl Store {
             }
         };
         let (writer, queue) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(resources::run_writer(pool.clone(), queue));
+        let item_cache = (backend == Backend::Sqlite).then(Default::default);
+        tokio::spawn(resources::run_writer(
+            pool.clone(),
+            queue,
+            item_cache.clone(),
+        ));
         let store = Store {
             pool,
             backend,
             writer,
+            item_cache,
         };
         migrations::apply(&store).await?;
         Ok(store)

@@ -370,6 +370,7 @@ impl PendingChange {
 pub(crate) async fn run_writer(
     pool: sqlx::AnyPool,
     mut receiver: tokio::sync::mpsc::Receiver<PendingChange>,
+    item_cache: Option<std::sync::Arc<crate::item_cache::ItemCache>>,
 ) {
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
@@ -381,6 +382,10 @@ pub(crate) async fn run_writer(
         }
         match commit_batch(&pool, &batch).await {
             Ok(outcomes) => {
+                // Committed: the item cache learns what changed before anyone hears of it.
+                if let Some(cache) = &item_cache {
+                    cache.apply(cache_changes(&batch, &outcomes));
+                }
                 for (pending, outcome) in batch.into_iter().zip(outcomes) {
                     pending.answer(Ok(outcome));
                 }
@@ -393,4 +398,47 @@ pub(crate) async fn run_writer(
             }
         }
     }
+}
+
+/// What a committed batch did to the items a cache may hold.
+fn cache_changes(
+    batch: &[PendingChange],
+    outcomes: &[Outcome],
+) -> Vec<crate::item_cache::CacheChange> {
+    use crate::item_cache::CacheChange;
+    use crate::items::ItemWrite;
+    let mut changes = Vec::new();
+    for (pending, outcome) in batch.iter().zip(outcomes) {
+        match (pending, outcome) {
+            (PendingChange::Resources { .. }, Outcome::Resources(_)) => {
+                changes.push(CacheChange::Clear)
+            }
+            (PendingChange::Items { writes, .. }, Outcome::Items(done)) => {
+                for (write, done) in writes.iter().zip(done) {
+                    changes.push(match write {
+                        ItemWrite::Create { item, .. }
+                        | ItemWrite::Replace { item, .. }
+                        | ItemWrite::Upsert { item, .. } => {
+                            CacheChange::Put(crate::items::StoredItem {
+                                lsn: done.lsn,
+                                ..item.clone()
+                            })
+                        }
+                        ItemWrite::Delete {
+                            container_key,
+                            partition_key,
+                            id,
+                            ..
+                        } => CacheChange::Remove {
+                            container_key: container_key.clone(),
+                            partition_key: partition_key.clone(),
+                            id: id.clone(),
+                        },
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    changes
 }

@@ -20,14 +20,6 @@ const CONTRIBUTOR = "00000000-0000-0000-0000-000000000002";
 const READER = "00000000-0000-0000-0000-000000000001";
 const ITEMS_ACTION = "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/items/";
 
-// Where openmi does not yet answer as the SDK expects: the subtests marked todo with these reasons.
-const PATCH_ARRAY_TODO = "openmi refuses a PATCH whose body is a bare JSON array of operations (400 \"The patch needs 'operations'.\"); "
-  + "@azure/cosmos sends Item.patch([...]) as exactly that array (client/Item/Item.js patch -> request/request.js bodyFromData)";
-const ACCOUNT_SCOPE_TODO = "openmi refuses the token scope `${documentEndpoint}/.default` (AADSTS500011) that @azure/cosmos asks for first "
-  + "(ClientContext.js: sanitizeEndpoint(endpoint) + \"/.default\"); the SDK only gets through by its fallback to https://cosmos.azure.com/.default";
-const PREFIX_WHERE_TODO = "on a MultiHash container openmi answers a query whose WHERE pins only the key's first level (c.tenant = 't1', IN, OR) "
-  + "with no items: the partition filter's prefix is matched as a whole key (crates/engine/src/cosmos_data.rs, query partitions)";
-
 let server;
 let arm;
 let cosmos;
@@ -150,10 +142,10 @@ describe("seed 001 in Node: a VM's managed identity and the Cosmos DB data plane
       assert.deepEqual(out.upsert_existing, { ok: { id: "w-2", pk: "b", n: 20 } }, JSON.stringify(out));
       assert.equal(out.read_wrong_partition.error?.status, 404, JSON.stringify(out));
       const written = out;
-      await t.test("patch with an array of operations (the body @azure/cosmos sends for one)", { todo: PATCH_ARRAY_TODO }, () => {
+      await t.test("patch with an array of operations (the body @azure/cosmos sends for one)", () => {
         assert.deepEqual(written.patch, { ok: { id: "w-1", pk: "a", n: 6, tags: ["y"], color: "red" } }, JSON.stringify(written.patch));
       });
-      await t.test("the scope @azure/cosmos asks for first, the endpoint's own, gives a token the data plane accepts", { todo: ACCOUNT_SCOPE_TODO }, () => {
+      await t.test("the scope @azure/cosmos asks for first, the endpoint's own, gives a token the data plane accepts", () => {
         assert.deepEqual(written.account_scope_token, { ok: account.documentEndpoint.replace(/\/$/, "") }, JSON.stringify(written.account_scope_token));
         assert.deepEqual(written.account_scope_read, { ok: "items" }, JSON.stringify(written.account_scope_read));
       });
@@ -356,7 +348,7 @@ describe("@azure/cosmos: the data plane (key auth, in the test process)", () => 
     error = await rejects(container.item("1", "a").patch({ operations: [{ op: "remove", path: "/missing" }] }));
     assert.equal(error.code, 400, cosmosError(error));
     // Patch with the operations alone, as an array (how the SDK's docs write it).
-    await t.test("Item.patch([...operations])", { todo: PATCH_ARRAY_TODO }, async () => {
+    await t.test("Item.patch([...operations])", async () => {
       const response = await container.item("1", "a").patch([{ op: "incr", path: "/n", value: 1 }, { op: "set", path: "/size", value: "L" }]);
       assert.deepEqual(plain(response.resource), { id: "1", pk: "a", n: 8, tags: ["y"], color: "red", size: "L" });
     });
@@ -387,7 +379,7 @@ describe("@azure/cosmos: the data plane (key auth, in the test process)", () => 
     assert.deepEqual(fullFeed.docs.map((d) => [d.tenant, d.user]), [["t2", "u1"]], JSON.stringify(fullFeed.docs));
     ({ resources } = await tree.items.query("SELECT * FROM c WHERE STARTSWITH(c.tenant, 't1')").fetchAll());
     assert.deepEqual(resources.map((d) => d.user).sort(), ["u1", "u2"]);
-    await t.test("WHERE c.tenant = 't1' (an equality on the first level of the key alone)", { todo: PREFIX_WHERE_TODO }, async () => {
+    await t.test("WHERE c.tenant = 't1' (an equality on the first level of the key alone)", async () => {
       for (const query of [
         { query: "SELECT * FROM c WHERE c.tenant = @t", parameters: [{ name: "@t", value: "t1" }] },
         "SELECT * FROM c WHERE c.tenant IN ('t1')",
