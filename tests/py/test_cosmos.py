@@ -107,6 +107,7 @@ def test_seed_001_grant_access_to_vm_identities(server, arm, rg, cosmos, agents)
     assert out["read_container"] == {"ok": "items"}, out
     assert out["create"] == {"ok": {"id": "w-1", "pk": "a", "n": 1, "tags": ["x"]}}, out
     assert out["create_conflict"]["error"]["status"] == 409, out
+    assert (out["create_database"]["error"]["status"], out["create_database"]["error"]["substatus"]) == (403, 5300), out
     assert out["upsert_existing"] == {"ok": {"id": "w-2", "pk": "b", "n": 20}}, out
     assert out["read_wrong_partition"]["error"]["status"] == 404, out
     assert out["patch"] == {"ok": {"id": "w-1", "pk": "a", "n": 6, "tags": ["y"], "color": "red"}}, out

@@ -139,6 +139,7 @@ describe("seed 001 in Node: a VM's managed identity and the Cosmos DB data plane
       assert.deepEqual(out.read_container, { ok: "items" }, JSON.stringify(out));
       assert.deepEqual(out.create, { ok: { id: "w-1", pk: "a", n: 1, tags: ["x"] } }, JSON.stringify(out));
       assert.equal(out.create_conflict.error?.status, 409, JSON.stringify(out));
+      assert.deepEqual([out.create_database.error?.status, out.create_database.error?.substatus], [403, 5300], JSON.stringify(out.create_database));
       assert.deepEqual(out.upsert_existing, { ok: { id: "w-2", pk: "b", n: 20 } }, JSON.stringify(out));
       assert.equal(out.read_wrong_partition.error?.status, 404, JSON.stringify(out));
       const written = out;

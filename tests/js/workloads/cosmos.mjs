@@ -98,6 +98,8 @@ async function runSteps(client) {
   if (writer) {
     await step("create", async () => clean((await container.items.create({ id: `${prefix}-1`, pk: "a", n: 1, tags: ["x"] })).resource));
     await step("create_conflict", async () => (await container.items.create({ id: `${prefix}-1`, pk: "a" })).resource.id);
+    // Management operations are ARM's with an Entra token, as on Azure (403, substatus 5300).
+    await step("create_database", async () => (await client.databases.create({ id: `${prefix}-db` })).resource.id);
     await step("upsert_new", async () => clean((await container.items.upsert({ id: `${prefix}-2`, pk: "b", n: 2 })).resource));
     await step("upsert_existing", async () => clean((await container.items.upsert({ id: `${prefix}-2`, pk: "b", n: 20 })).resource));
     for (let i = 3; i < 8; i += 1) {

@@ -54,6 +54,8 @@ def main():
     if spec.get("role", "writer") == "writer":
         step("create", lambda: clean(container.create_item({"id": f"{prefix}-1", "pk": "a", "n": 1, "tags": ["x"]})))
         step("create_conflict", lambda: container.create_item({"id": f"{prefix}-1", "pk": "a"}))
+        # Management operations are ARM's with an Entra token, as on Azure (403, substatus 5300).
+        step("create_database", lambda: client.create_database(f"{prefix}-db").id)
         step("upsert_new", lambda: clean(container.upsert_item({"id": f"{prefix}-2", "pk": "b", "n": 2})))
         step("upsert_existing", lambda: clean(container.upsert_item({"id": f"{prefix}-2", "pk": "b", "n": 20})))
         for i in range(3, 8):
