@@ -6,6 +6,8 @@
 //! An expired item (TTL) reads as absent and may be written over; nothing here decides what a
 //! document may contain.
 
+use std::collections::HashMap;
+
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -77,68 +79,33 @@ fn item_from_row(row: &AnyRow) -> Result<StoredItem, StoreError> {
     })
 }
 
-/// The live item's ETag at a key, if any.
-async fn current_etag(
-    transaction: &mut Transaction<'_, Any>,
-    container_key: &str,
-    partition_key: &str,
-    id: &str,
-    now: i64,
-) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query(
-        "SELECT etag, expires_at FROM cosmos_items WHERE container_key = $1 AND partition_key = $2 AND id = $3",
-    )
-    .bind(container_key.to_string())
-    .bind(partition_key.to_string())
-    .bind(id.to_string())
-    .fetch_optional(&mut **transaction)
-    .await?;
-    match row {
-        None => Ok(None),
-        Some(row) => {
-            let expires_at: Option<i64> = row.try_get("expires_at")?;
-            if expires_at.is_some_and(|at| at <= now) {
-                Ok(None)
-            } else {
-                Ok(Some(row.try_get("etag")?))
-            }
-        }
+type ItemKey = (String, String, String);
+
+fn key_of_write(write: &ItemWrite) -> ItemKey {
+    match write {
+        ItemWrite::Create { item, .. }
+        | ItemWrite::Replace { item, .. }
+        | ItemWrite::Upsert { item, .. } => (
+            item.container_key.clone(),
+            item.partition_key.clone(),
+            item.id.clone(),
+        ),
+        ItemWrite::Delete {
+            container_key,
+            partition_key,
+            id,
+            ..
+        } => (container_key.clone(), partition_key.clone(), id.clone()),
     }
 }
 
-async fn next_lsn(transaction: &mut Transaction<'_, Any>) -> Result<i64, StoreError> {
-    // One statement (SQLite >= 3.35 and PostgreSQL both have RETURNING): each statement is a
-    // round trip to sqlx's SQLite worker thread, which is most of a write's cost.
-    let (value,): (i64,) = sqlx::query_as(
-        "UPDATE counters SET value = value + 1 WHERE name = 'cosmos_lsn' RETURNING value",
-    )
-    .fetch_one(&mut **transaction)
-    .await?;
-    Ok(value)
-}
-
-/// Writes the item at its key, over an existing (or expired) one.
-async fn put(
-    transaction: &mut Transaction<'_, Any>,
-    item: &StoredItem,
-    lsn: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(&format!(
-        "INSERT INTO cosmos_items ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (container_key, partition_key, id) DO UPDATE SET body = excluded.body, \
-         etag = excluded.etag, ts = excluded.ts, lsn = excluded.lsn, expires_at = excluded.expires_at"
-    ))
-    .bind(item.container_key.clone())
-    .bind(item.partition_key.clone())
-    .bind(item.id.clone())
-    .bind(item.body.clone())
-    .bind(item.etag.clone())
-    .bind(item.ts)
-    .bind(lsn)
-    .bind(item.expires_at)
-    .execute(&mut **transaction)
-    .await?;
-    Ok(())
+fn now_of_write(write: &ItemWrite) -> i64 {
+    match write {
+        ItemWrite::Create { now, .. }
+        | ItemWrite::Replace { now, .. }
+        | ItemWrite::Upsert { now, .. }
+        | ItemWrite::Delete { now, .. } => *now,
+    }
 }
 
 fn check_match(current: &str, if_match: &Option<String>) -> Result<(), StoreError> {
@@ -148,107 +115,232 @@ fn check_match(current: &str, if_match: &Option<String>) -> Result<(), StoreErro
     }
 }
 
-/// Applies writes in a transaction (the writer's savepoint): all or none.
-pub(crate) async fn apply_items(
+/// Rows per statement when writing or reading many keys (8 parameters a row stays far below
+/// SQLite's and PostgreSQL's parameter limits).
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// The stored row's ETag and expiry of every key (absent keys are not in the map).
+async fn current_rows(
     transaction: &mut Transaction<'_, Any>,
-    writes: &[ItemWrite],
-) -> Result<Vec<ItemOutcome>, StoreError> {
-    let mut outcomes = Vec::with_capacity(writes.len());
-    for write in writes {
-        let outcome = match write {
-            ItemWrite::Create { item, now } => {
-                if current_etag(
-                    transaction,
-                    &item.container_key,
-                    &item.partition_key,
-                    &item.id,
-                    *now,
+    keys: &[ItemKey],
+) -> Result<HashMap<ItemKey, (String, Option<i64>)>, StoreError> {
+    let mut found = HashMap::new();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let terms: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "(container_key = ${} AND partition_key = ${} AND id = ${})",
+                    3 * i + 1,
+                    3 * i + 2,
+                    3 * i + 3
                 )
-                .await?
-                .is_some()
-                {
-                    return Err(StoreError::AlreadyExists);
-                }
-                let lsn = next_lsn(transaction).await?;
-                put(transaction, item, lsn).await?;
-                ItemOutcome { lsn, created: true }
-            }
-            ItemWrite::Replace {
-                item,
-                if_match,
-                now,
-            } => {
-                let current = current_etag(
-                    transaction,
-                    &item.container_key,
-                    &item.partition_key,
-                    &item.id,
-                    *now,
-                )
-                .await?
-                .ok_or(StoreError::NotFound)?;
-                check_match(&current, if_match)?;
-                let lsn = next_lsn(transaction).await?;
-                put(transaction, item, lsn).await?;
-                ItemOutcome {
-                    lsn,
-                    created: false,
-                }
-            }
-            ItemWrite::Upsert {
-                item,
-                if_match,
-                now,
-            } => {
-                let current = current_etag(
-                    transaction,
-                    &item.container_key,
-                    &item.partition_key,
-                    &item.id,
-                    *now,
-                )
-                .await?;
-                match (&current, if_match) {
-                    (Some(current), _) => check_match(current, if_match)?,
-                    (None, Some(_)) => return Err(StoreError::PreconditionFailed),
-                    (None, None) => {}
-                }
-                let lsn = next_lsn(transaction).await?;
-                put(transaction, item, lsn).await?;
-                ItemOutcome {
-                    lsn,
-                    created: current.is_none(),
-                }
-            }
-            ItemWrite::Delete {
-                container_key,
-                partition_key,
-                id,
-                if_match,
-                now,
-            } => {
-                let current = current_etag(transaction, container_key, partition_key, id, *now)
-                    .await?
-                    .ok_or(StoreError::NotFound)?;
-                check_match(&current, if_match)?;
-                sqlx::query(
-                    "DELETE FROM cosmos_items WHERE container_key = $1 AND partition_key = $2 AND id = $3",
-                )
-                .bind(container_key.clone())
-                .bind(partition_key.clone())
-                .bind(id.clone())
-                .execute(&mut **transaction)
-                .await?;
-                let lsn = next_lsn(transaction).await?;
-                ItemOutcome {
-                    lsn,
-                    created: false,
-                }
+            })
+            .collect();
+        let sql = format!(
+            "SELECT container_key, partition_key, id, etag, expires_at FROM cosmos_items WHERE {}",
+            terms.join(" OR ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (container, partition, id) in chunk {
+            query = query
+                .bind(container.clone())
+                .bind(partition.clone())
+                .bind(id.clone());
+        }
+        for row in query.fetch_all(&mut **transaction).await? {
+            found.insert(
+                (
+                    row.try_get("container_key")?,
+                    row.try_get("partition_key")?,
+                    row.try_get("id")?,
+                ),
+                (row.try_get("etag")?, row.try_get("expires_at")?),
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// Applies the item writes of a whole group commit with a handful of statements, whatever their
+/// number: one read of every key's current ETag, the checks and sequence numbers in memory (each
+/// list of writes all or nothing, in order, seeing the lists before it), then one multi-row
+/// delete and insert of the final state and one counter update. Statement by statement, each
+/// write cost five round trips to the database, all serialised in the one writer (BENCHMARKS.md).
+pub(crate) async fn apply_item_lists(
+    transaction: &mut Transaction<'_, Any>,
+    lists: &[&[ItemWrite]],
+) -> Result<Vec<Result<Vec<ItemOutcome>, StoreError>>, StoreError> {
+    let mut keys: Vec<ItemKey> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for write in lists.iter().flat_map(|list| list.iter()) {
+        let key = key_of_write(write);
+        if seen.insert(key.clone()) {
+            keys.push(key);
+        }
+    }
+    let stored = current_rows(transaction, &keys).await?;
+    // The live ETag of each key as the writes so far leave it (`None`: no live item).
+    let mut state: HashMap<ItemKey, Option<String>> = HashMap::new();
+    let live =
+        |state: &HashMap<ItemKey, Option<String>>, key: &ItemKey, now: i64| -> Option<String> {
+            match state.get(key) {
+                Some(current) => current.clone(),
+                None => stored
+                    .get(key)
+                    .filter(|(_, expires_at)| !expires_at.is_some_and(|at| at <= now))
+                    .map(|(etag, _)| etag.clone()),
             }
         };
-        outcomes.push(outcome);
+    let (base_lsn,): (i64,) =
+        sqlx::query_as("SELECT value FROM counters WHERE name = 'cosmos_lsn'")
+            .fetch_one(&mut **transaction)
+            .await?;
+    let mut lsn = base_lsn;
+    // The final state of each key written: the item to store, or `None` to delete it.
+    let mut finals: HashMap<ItemKey, Option<StoredItem>> = HashMap::new();
+    let mut results = Vec::with_capacity(lists.len());
+    for list in lists {
+        let mut overlay = state.clone();
+        let mut list_finals: Vec<(ItemKey, Option<StoredItem>)> = Vec::new();
+        let mut outcomes = Vec::with_capacity(list.len());
+        let mut list_lsn = lsn;
+        let mut failure = None;
+        for write in list.iter() {
+            let key = key_of_write(write);
+            let current = live(&overlay, &key, now_of_write(write));
+            let checked = match write {
+                ItemWrite::Create { .. } => match current {
+                    Some(_) => Err(StoreError::AlreadyExists),
+                    None => Ok(true),
+                },
+                ItemWrite::Replace { if_match, .. } => current
+                    .ok_or(StoreError::NotFound)
+                    .and_then(|etag| check_match(&etag, if_match))
+                    .map(|()| false),
+                ItemWrite::Upsert { if_match, .. } => match (&current, if_match) {
+                    (Some(etag), _) => check_match(etag, if_match).map(|()| false),
+                    (None, Some(_)) => Err(StoreError::PreconditionFailed),
+                    (None, None) => Ok(true),
+                },
+                ItemWrite::Delete { if_match, .. } => current
+                    .ok_or(StoreError::NotFound)
+                    .and_then(|etag| check_match(&etag, if_match))
+                    .map(|()| false),
+            };
+            let created = match checked {
+                Ok(created) => created,
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            };
+            list_lsn += 1;
+            match write {
+                ItemWrite::Create { item, .. }
+                | ItemWrite::Replace { item, .. }
+                | ItemWrite::Upsert { item, .. } => {
+                    overlay.insert(key.clone(), Some(item.etag.clone()));
+                    list_finals.push((
+                        key,
+                        Some(StoredItem {
+                            lsn: list_lsn,
+                            ..item.clone()
+                        }),
+                    ));
+                }
+                ItemWrite::Delete { .. } => {
+                    overlay.insert(key.clone(), None);
+                    list_finals.push((key, None));
+                }
+            }
+            outcomes.push(ItemOutcome {
+                lsn: list_lsn,
+                created,
+            });
+        }
+        match failure {
+            Some(error) => results.push(Err(error)),
+            None => {
+                state = overlay;
+                lsn = list_lsn;
+                finals.extend(list_finals);
+                results.push(Ok(outcomes));
+            }
+        }
     }
-    Ok(outcomes)
+    let deletes: Vec<&ItemKey> = keys
+        .iter()
+        .filter(|key| matches!(finals.get(*key), Some(None)))
+        .collect();
+    for chunk in deletes.chunks(ROWS_PER_STATEMENT) {
+        let terms: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "(container_key = ${} AND partition_key = ${} AND id = ${})",
+                    3 * i + 1,
+                    3 * i + 2,
+                    3 * i + 3
+                )
+            })
+            .collect();
+        let sql = format!("DELETE FROM cosmos_items WHERE {}", terms.join(" OR "));
+        let mut query = sqlx::query(&sql);
+        for (container, partition, id) in chunk.iter() {
+            query = query
+                .bind(container.clone())
+                .bind(partition.clone())
+                .bind(id.clone());
+        }
+        query.execute(&mut **transaction).await?;
+    }
+    let puts: Vec<&StoredItem> = keys
+        .iter()
+        .filter_map(|key| finals.get(key).and_then(Option::as_ref))
+        .collect();
+    for chunk in puts.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = 8 * i;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO cosmos_items ({COLUMNS}) VALUES {} \
+             ON CONFLICT (container_key, partition_key, id) DO UPDATE SET body = excluded.body, \
+             etag = excluded.etag, ts = excluded.ts, lsn = excluded.lsn, expires_at = excluded.expires_at",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for item in chunk {
+            query = query
+                .bind(item.container_key.clone())
+                .bind(item.partition_key.clone())
+                .bind(item.id.clone())
+                .bind(item.body.clone())
+                .bind(item.etag.clone())
+                .bind(item.ts)
+                .bind(item.lsn)
+                .bind(item.expires_at);
+        }
+        query.execute(&mut **transaction).await?;
+    }
+    if lsn != base_lsn {
+        sqlx::query("UPDATE counters SET value = $1 WHERE name = 'cosmos_lsn'")
+            .bind(lsn)
+            .execute(&mut **transaction)
+            .await?;
+    }
+    Ok(results)
 }
 
 impl Store {

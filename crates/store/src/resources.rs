@@ -283,9 +283,35 @@ async fn commit_batch(
     batch: &[PendingChange],
 ) -> Result<Vec<Outcome>, StoreError> {
     let mut transaction = pool.begin().await?;
+    // Item writes first, all of the batch's together (`items::apply_item_lists`); then each
+    // resource change in its own savepoint. (A container deleted in the same batch thus also
+    // takes items written beside it.)
+    let lists: Vec<&[crate::items::ItemWrite]> = batch
+        .iter()
+        .filter_map(|pending| match pending {
+            PendingChange::Items { writes, .. } => Some(writes.as_slice()),
+            PendingChange::Resources { .. } => None,
+        })
+        .collect();
+    let mut item_results = if lists.is_empty() {
+        Vec::new()
+    } else {
+        crate::items::apply_item_lists(&mut transaction, &lists).await?
+    }
+    .into_iter();
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut resources_changed = false;
     for pending in batch {
+        if let PendingChange::Items { .. } = pending {
+            outcomes.push(Ok(match item_results.next() {
+                Some(Ok(done)) => Outcome::Items(done),
+                Some(Err(error)) => Outcome::Failed(error),
+                None => Outcome::Failed(StoreError::Database(
+                    "ST0004 missing item outcome".to_string(),
+                )),
+            }));
+            continue;
+        }
         sqlx::query("SAVEPOINT change")
             .execute(&mut *transaction)
             .await?;
@@ -296,11 +322,7 @@ async fn commit_batch(
                     .await
                     .map(Outcome::Resources)
             }
-            PendingChange::Items { writes, .. } => {
-                crate::items::apply_items(&mut transaction, writes)
-                    .await
-                    .map(Outcome::Items)
-            }
+            PendingChange::Items { .. } => continue,
         };
         match outcome {
             Ok(outcome) => {

@@ -445,6 +445,80 @@ async fn items(store: &Store) -> Result<(), StoreError> {
             .await,
         Err(StoreError::NotFound)
     ));
+    // A group commit's lists of writes: each all or nothing, each seeing the lists before it.
+    let mut transaction = store.pool.begin().await?;
+    let first = vec![ItemWrite::Create {
+        item: item("[\"g\"]", "1", "e1", None),
+        now,
+    }];
+    let failing = vec![
+        ItemWrite::Upsert {
+            item: item("[\"g\"]", "2", "e2", None),
+            if_match: None,
+            now,
+        },
+        ItemWrite::Create {
+            item: item("[\"g\"]", "1", "e3", None),
+            now,
+        },
+    ];
+    let third = vec![
+        ItemWrite::Replace {
+            item: item("[\"g\"]", "1", "e4", None),
+            if_match: Some("e1".into()),
+            now,
+        },
+        ItemWrite::Delete {
+            container_key: container.clone(),
+            partition_key: "[\"g\"]".into(),
+            id: "1".into(),
+            if_match: Some("e4".into()),
+            now,
+        },
+        ItemWrite::Create {
+            item: item("[\"g\"]", "3", "e5", None),
+            now,
+        },
+    ];
+    let results =
+        crate::items::apply_item_lists(&mut transaction, &[&first, &failing, &third]).await?;
+    transaction.commit().await?;
+    let first_lsn = results[0]
+        .as_ref()
+        .map(|o| o[0].lsn)
+        .expect("the first list applies");
+    assert!(
+        matches!(results[1], Err(StoreError::AlreadyExists)),
+        "{:?}",
+        results[1]
+    );
+    let third_lsns: Vec<i64> = results[2]
+        .as_ref()
+        .expect("the third list applies")
+        .iter()
+        .map(|o| o.lsn)
+        .collect();
+    assert_eq!(
+        third_lsns,
+        vec![first_lsn + 1, first_lsn + 2, first_lsn + 3]
+    );
+    assert!(
+        store.item(&container, "[\"g\"]", "1", now).await?.is_none(),
+        "deleted in the third list"
+    );
+    assert!(
+        store.item(&container, "[\"g\"]", "2", now).await?.is_none(),
+        "the failed list wrote nothing"
+    );
+    assert_eq!(
+        store
+            .item(&container, "[\"g\"]", "3", now)
+            .await?
+            .map(|i| (i.etag, i.lsn)),
+        Some(("e5".to_string(), first_lsn + 3))
+    );
+    assert_eq!(store.items_lsn().await?, first_lsn + 3);
+
     // Deleting the container's resource deletes its items.
     store
         .apply(&ResourceChange {
