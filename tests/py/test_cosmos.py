@@ -298,6 +298,14 @@ def test_change_feed_latest_version(keyed):
     # One partition's feed.
     only = list(container.query_items_change_feed(start_time="Beginning", partition_key="p1"))
     assert sorted(d["id"] for d in only) == ["1", "3", "9"], only
+    # The same on a version-1 key (what a container made without a version has): the SDK hashes
+    # the key the old way, and the server must agree.
+    old = db.create_container("feed-v1", partition_key=PartitionKey(path="/pk", version=1))
+    for i in range(6):
+        old.upsert_item({"id": str(i), "pk": [f"p{i % 3}", 7, 2.5][i % 3], "v": i})
+    assert sorted(d["id"] for d in old.query_items_change_feed(start_time="Beginning", partition_key="p0")) == ["0", "3"]
+    assert sorted(d["id"] for d in old.query_items_change_feed(start_time="Beginning", partition_key=7)) == ["1", "4"]
+    assert sorted(d["id"] for d in old.query_items_change_feed(start_time="Beginning", partition_key=2.5)) == ["2", "5"]
 
 
 # Cosmos's documented examples (learn.microsoft.com/azure/cosmos-db/nosql/query/group-by and

@@ -10,7 +10,10 @@
 //! f64, strings as UTF-8 then 0xFF), hashed with MurmurHash3 x64 128 (seed 0), the 16 bytes
 //! (low word, high word, little-endian) reversed, the top two bits cleared, printed as upper-case
 //! hex. `Hash` version 2 hashes all components together; `MultiHash` hashes each and concatenates.
-//! Version 1 hashing (a different hash and encoding) is not implemented: such requests get a 400.
+//! Version 1 (a container whose definition names no version) is MurmurHash3 x86 32 over the
+//! components (strings cut to 100 characters, ended by 0x00), and the key is Cosmos's ordered
+//! binary encoding of the hash followed by the components, in hex (upper-cased here, as every
+//! EPK this module compares: hex digits keep their order).
 
 use serde_json::Value;
 
@@ -93,13 +96,126 @@ pub(crate) fn effective_partition_key(
         return Ok(key);
     }
     if version < 2 {
-        return Err("Effective partition key ranges are not supported on containers with version 1 partition keys; create the container with partition key version 2.".into());
+        return Ok(hash_v1(components));
     }
     let mut bytes = Vec::new();
     for component in components {
         write_component(*component, &mut bytes);
     }
     Ok(hash_hex(&bytes))
+}
+
+/// Version 1: the hash as a number, then the components, in the ordered binary encoding.
+fn hash_v1(components: &[Option<&Value>]) -> String {
+    let truncated: Vec<Option<Value>> = components
+        .iter()
+        .map(|component| match component {
+            Some(Value::String(text)) => Some(Value::String(text.chars().take(100).collect())),
+            other => other.map(|value| (*value).clone()),
+        })
+        .collect();
+    let mut hashed = Vec::new();
+    for component in &truncated {
+        match component {
+            None | Some(Value::Object(_)) | Some(Value::Array(_)) => hashed.push(UNDEFINED),
+            Some(Value::Null) => hashed.push(NULL),
+            Some(Value::Bool(false)) => hashed.push(FALSE),
+            Some(Value::Bool(true)) => hashed.push(TRUE),
+            Some(Value::Number(n)) => {
+                // The SDKs hash an integer as its low 32 bits, unsigned, as a double.
+                let value = match (n.as_i64(), n.as_u64()) {
+                    (Some(i), _) => f64::from(i as u32),
+                    (None, Some(u)) => f64::from(u as u32),
+                    _ => n.as_f64().unwrap_or(0.0),
+                };
+                hashed.push(NUMBER);
+                hashed.extend_from_slice(&value.to_le_bytes());
+            }
+            Some(Value::String(text)) => {
+                hashed.push(STRING);
+                hashed.extend_from_slice(text.as_bytes());
+                hashed.push(0x00);
+            }
+        }
+    }
+    let hash = murmur3_x86_32(&hashed, 0);
+    let mut encoded = Vec::new();
+    encode_number_v1(f64::from(hash), &mut encoded);
+    for component in &truncated {
+        match component {
+            None | Some(Value::Object(_)) | Some(Value::Array(_)) => encoded.push(UNDEFINED),
+            Some(Value::Null) => {}
+            Some(Value::Bool(flag)) => encoded.push(if *flag { TRUE } else { FALSE }),
+            Some(Value::Number(n)) => encode_number_v1(n.as_f64().unwrap_or(0.0), &mut encoded),
+            Some(Value::String(text)) => {
+                encoded.push(STRING);
+                let bytes = text.as_bytes();
+                let short = bytes.len() <= 100;
+                let take = if short { bytes.len() } else { 101 };
+                encoded.extend(bytes[..take].iter().map(|b| b.wrapping_add(1)));
+                if short {
+                    encoded.push(0x00);
+                }
+            }
+        }
+    }
+    encoded.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// A number in the ordered binary encoding: the double's bits made order-preserving, the first
+/// byte whole, then 7 bits a byte with a continuation bit, the last byte's bit cleared.
+fn encode_number_v1(value: f64, out: &mut Vec<u8>) {
+    const MASK: u64 = 0x8000_0000_0000_0000;
+    let bits = value.to_bits();
+    let mut payload = if bits < MASK {
+        bits ^ MASK
+    } else {
+        bits.wrapping_neg()
+    };
+    out.push(NUMBER);
+    out.push((payload >> 56) as u8);
+    payload <<= 8;
+    let mut byte = 0u8;
+    let mut first = true;
+    while payload != 0 {
+        if !first {
+            out.push(byte);
+        }
+        first = false;
+        byte = ((payload >> 56) as u8) | 0x01;
+        payload <<= 7;
+    }
+    out.push(byte & 0xFE);
+}
+
+/// MurmurHash3 x86 32-bit, as the SDKs hash version 1 keys.
+fn murmur3_x86_32(data: &[u8], seed: u32) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mut h1 = seed;
+    let blocks = data.len() / 4;
+    for i in 0..blocks {
+        let mut k1 = u32::from_le_bytes(data[i * 4..i * 4 + 4].try_into().unwrap_or([0; 4]));
+        k1 = k1.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        h1 ^= k1;
+        h1 = h1.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let tail = &data[blocks * 4..];
+    if !tail.is_empty() {
+        let mut k1 = 0u32;
+        for (i, byte) in tail.iter().enumerate() {
+            k1 ^= (*byte as u32) << (8 * i);
+        }
+        k1 = k1.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        h1 ^= k1;
+    }
+    h1 ^= data.len() as u32;
+    h1 ^= h1 >> 16;
+    h1 = h1.wrapping_mul(0x85eb_ca6b);
+    h1 ^= h1 >> 13;
+    h1 = h1.wrapping_mul(0xc2b2_ae35);
+    h1 ^= h1 >> 16;
+    h1
 }
 
 /// Whether `epk` lies in `[start, end)`, as Cosmos compares EPK strings (`""` is the minimum,
@@ -211,7 +327,30 @@ mod tests {
             effective_partition_key(&[None], "Hash", 2).unwrap(),
             EXPECTED[8]
         );
-        assert!(effective_partition_key(&[Some(&json!("a"))], "Hash", 1).is_err());
+        // Version 1, against azure-cosmos 4.17.1's `..._get_hashed_partition_key_string(...,
+        // kind="Hash", version=1)` (lower-case there; upper-cased here).
+        let long = "a".repeat(150);
+        let v1: &[(Option<Value>, &str)] = &[
+            (Some(json!("p1")), "05c1cfedcf076008713200"),
+            (Some(json!("")), "05c1cf33970ff80800"),
+            (Some(json!(5)), "05c1d9c1c5517c05c014"),
+            (Some(json!(true)), "05c1d7c5a903d803"),
+            (Some(json!(false)), "05c1db857d857c02"),
+            (Some(json!(null)), "05c1ed45d74756"),
+            (Some(json!(2.5)), "05c1e56bf967fe05c004"),
+            (Some(json!(-3)), "05c1876337d580053ff8"),
+            (Some(json!(-2.5)), "05c1b14d53e5d0053ffc"),
+            (Some(json!(0)), "05c1bf6da11560058000"),
+            (None, "05c1d529e345dc00"),
+            (Some(json!(long)), V1_LONG),
+        ];
+        for (value, expected) in v1 {
+            assert_eq!(
+                effective_partition_key(&[value.as_ref()], "Hash", 1).unwrap(),
+                expected.to_uppercase(),
+                "{value:?}"
+            );
+        }
     }
 
     #[test]
@@ -221,6 +360,8 @@ mod tests {
         assert!(!in_range("05C1D1", "05C1D0", "05C1D1"));
         assert!(!in_range("05", "06", ""));
     }
+
+    const V1_LONG: &str = "05c1eb5921f706086262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626200";
 
     const EXPECTED: [&str; 9] = [
         "062B23DEC15212F01B9A85F4E93A940C",
