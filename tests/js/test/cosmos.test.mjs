@@ -508,6 +508,18 @@ describe("@azure/cosmos: the data plane (key auth, in the test process)", () => 
     }
     assert.equal(sizes.reduce((a, b) => a + b, 0), 6, JSON.stringify(sizes));
     assert.ok(sizes.every((s) => s <= 2), JSON.stringify(sizes));
+
+    // The same on a version-1 key (what a container made without a version has): the SDK hashes
+    // the key the old way, and the server must agree.
+    const { container: old } = await db.containers.create({ id: "feed-v1", partitionKey: { paths: ["/pk"], version: 1 } });
+    const keys = ["p0", 7, 2.5];
+    for (let i = 0; i < 6; i += 1) {
+      await old.items.upsert({ id: String(i), pk: keys[i % 3], v: i });
+    }
+    for (const [index, key] of keys.entries()) {
+      const feed = await drainChangeFeed(old.items.getChangeFeedIterator({ changeFeedStartFrom: ChangeFeedStartFrom.Beginning(key) }));
+      assert.deepEqual(feed.docs.map((d) => d.id).sort(), [String(index), String(index + 3)], JSON.stringify(feed.docs));
+    }
   }));
 
   // Cosmos's documented examples (learn.microsoft.com/azure/cosmos-db/nosql/query/group-by and
