@@ -10,6 +10,9 @@
 //! bumps `epoch` under the same lock; a reader fills the cache from the database only if `epoch`
 //! did not move since before its read, so a read that raced a write never leaves the old version.
 //! A committed resource change (a container or account deleted with its items) clears the cache.
+//! Another process writing items into the same file (a second server on one data directory) is
+//! noticed by `watch`, which reads the sequence counter every 100 ms and clears the cache when it
+//! moved past what this process's writer handed out: the read cache's guarantee, within 100 ms.
 //! Bounded by bytes of bodies; over budget, arbitrary entries go (HashMap order).
 
 use std::collections::HashMap;
@@ -24,6 +27,8 @@ struct Inner {
     entries: HashMap<(String, String, String), StoredItem>,
     bytes: usize,
     epoch: u64,
+    /// The highest sequence number this process's writer has applied here.
+    known_lsn: i64,
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +85,7 @@ pub(crate) enum CacheChange {
         container_key: String,
         partition_key: String,
         id: String,
+        lsn: i64,
     },
     /// Resources changed (containers may have gone with their items).
     Clear,
@@ -122,6 +128,19 @@ impl ItemCache {
         }
     }
 
+    /// Clears the cache if the store's sequence counter shows item writes this process did not
+    /// make (`watch` calls it with the counter it read).
+    pub(crate) fn observe_lsn(&self, lsn: i64) {
+        if let Ok(mut inner) = self.inner.lock() {
+            if lsn > inner.known_lsn {
+                inner.known_lsn = lsn;
+                inner.epoch += 1;
+                inner.entries.clear();
+                inner.bytes = 0;
+            }
+        }
+    }
+
     /// Applies a committed batch's changes (the writer, after its commit).
     pub(crate) fn apply(&self, changes: Vec<CacheChange>) {
         if changes.is_empty() {
@@ -133,17 +152,42 @@ impl ItemCache {
         inner.epoch += 1;
         for change in changes {
             match change {
-                CacheChange::Put(item) => inner.insert(item),
+                CacheChange::Put(item) => {
+                    inner.known_lsn = inner.known_lsn.max(item.lsn);
+                    inner.insert(item)
+                }
                 CacheChange::Remove {
                     container_key,
                     partition_key,
                     id,
-                } => inner.remove(&(container_key, partition_key, id)),
+                    lsn,
+                } => {
+                    inner.known_lsn = inner.known_lsn.max(lsn);
+                    inner.remove(&(container_key, partition_key, id))
+                }
                 CacheChange::Clear => {
                     inner.entries.clear();
                     inner.bytes = 0;
                 }
             }
+        }
+    }
+}
+
+/// Polls the store's item sequence counter every 100 ms for writes of other processes.
+pub(crate) async fn watch(pool: sqlx::AnyPool, cache: std::sync::Arc<ItemCache>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        let read: Result<(i64,), _> =
+            sqlx::query_as("SELECT value FROM counters WHERE name = 'cosmos_lsn'")
+                .fetch_one(&pool)
+                .await;
+        if let Ok((lsn,)) = read {
+            cache.observe_lsn(lsn);
         }
     }
 }
@@ -176,6 +220,7 @@ mod tests {
             container_key: "c".into(),
             partition_key: "[\"p\"]".into(),
             id: "1".into(),
+            lsn: 3,
         }]);
         cache.fill(before, &item("1", "old", 1));
         assert!(cache.get("c", "[\"p\"]", "1", 0).is_none());
@@ -184,6 +229,19 @@ mod tests {
         assert_eq!(cache.get("c", "[\"p\"]", "1", 0).unwrap().body, "fresh");
         cache.apply(vec![CacheChange::Clear]);
         assert!(cache.get("c", "[\"p\"]", "1", 0).is_none());
+    }
+
+    #[test]
+    fn writes_of_another_process_clear_the_cache() {
+        let cache = ItemCache::default();
+        cache.apply(vec![CacheChange::Put(item("1", "mine", 5))]);
+        cache.observe_lsn(5);
+        assert!(cache.get("c", "[\"p\"]", "1", 0).is_some(), "our own write");
+        cache.observe_lsn(6);
+        assert!(
+            cache.get("c", "[\"p\"]", "1", 0).is_none(),
+            "someone else wrote"
+        );
     }
 
     #[test]

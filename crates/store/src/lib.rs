@@ -134,6 +134,9 @@ impl Store {
             item_cache,
         };
         migrations::apply(&store).await?;
+        if let Some(cache) = &store.item_cache {
+            tokio::spawn(item_cache::watch(store.pool.clone(), cache.clone()));
+        }
         Ok(store)
     }
 

@@ -455,6 +455,7 @@ fn cache_changes(
                             container_key: container_key.clone(),
                             partition_key: partition_key.clone(),
                             id: id.clone(),
+                            lsn: done.lsn,
                         },
                     });
                 }
