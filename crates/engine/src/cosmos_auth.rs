@@ -293,6 +293,7 @@ impl Engine {
     /// Audiences a data-plane token may carry: Cosmos's own (`https://cosmos.azure.com`, any
     /// `https://{account}.documents.azure.com`) and the server's hosts without a port (the SDKs
     /// build the scope from the account URL's scheme and host only).
+    ///
     /// An account's own endpoint (`{server}/cosmos/{account}`, what @azure/cosmos asks a scope
     /// for first: its `ClientContext` builds it from the whole endpoint URL) is accepted too, as
     /// Azure accepts `https://{account}.documents.azure.com`.
@@ -347,16 +348,7 @@ impl Engine {
                         resource.trim_end_matches('/').to_lowercase()
                     )
                 };
-                let lower_action = full_action.to_lowercase();
-                let allowed = account.assignments.iter().any(|assignment| {
-                    assignment.principal == *principal
-                        && is_within(&target, &assignment.scope)
-                        && assignment
-                            .actions
-                            .iter()
-                            .any(|pattern| pattern.matches(&lower_action))
-                });
-                if allowed {
+                if account.grants(*principal, &full_action, Some(&target)) {
                     Ok(())
                 } else {
                     Err(CosmosFailure::new(
@@ -380,22 +372,34 @@ impl Engine {
         caller: &CosmosCaller,
         action: &str,
     ) -> Result<(), CosmosFailure> {
-        let CosmosCaller::Principal(principal) = caller else {
-            return self.cosmos_authorize(account, caller, action, "/", false);
-        };
-        let lower_action = format!("microsoft.documentdb/databaseaccounts/{action}").to_lowercase();
-        let held = account.assignments.iter().any(|assignment| {
-            assignment.principal == *principal
+        match caller {
+            CosmosCaller::Principal(principal)
+                if account.grants(
+                    *principal,
+                    &format!("Microsoft.DocumentDB/databaseAccounts/{action}"),
+                    None,
+                ) =>
+            {
+                Ok(())
+            }
+            _ => self.cosmos_authorize(account, caller, action, "/", false),
+        }
+    }
+}
+
+impl CosmosAccount {
+    /// Whether `principal` holds `action` (a full data action name) through an assignment whose
+    /// scope contains `target` (a full scope, lower-case), or at any scope when `target` is `None`.
+    fn grants(&self, principal: ObjectId, action: &str, target: Option<&str>) -> bool {
+        let action = action.to_lowercase();
+        self.assignments.iter().any(|assignment| {
+            assignment.principal == principal
+                && target.is_none_or(|target| is_within(target, &assignment.scope))
                 && assignment
                     .actions
                     .iter()
-                    .any(|pattern| pattern.matches(&lower_action))
-        });
-        if held {
-            Ok(())
-        } else {
-            self.cosmos_authorize(account, caller, action, "/", false)
-        }
+                    .any(|pattern| pattern.matches(&action))
+        })
     }
 }
 

@@ -27,6 +27,14 @@ use crate::{Caller, Engine, EngineError};
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
+/// The page a client asks for with `x-ms-max-item-count` (none or -1: the default).
+fn page_size(max_items: Option<i64>) -> usize {
+    match max_items {
+        Some(n) if n > 0 => (n as usize).min(MAX_PAGE),
+        _ => DEFAULT_PAGE,
+    }
+}
+
 /// A data-plane answer: status, body, and the headers Cosmos sends.
 #[derive(Debug, Clone, Default)]
 pub struct CosmosReply {
@@ -195,6 +203,28 @@ impl Container {
         let epk = crate::cosmos_epk::effective_partition_key(&components, &self.kind, self.version)
             .map_err(bad_request)?;
         Ok(ranges.iter().all(|range| range.contains(&epk)))
+    }
+
+    /// What a feed or query request's `x-ms-documentdb-partitionkey` and EPK bounds narrow it
+    /// to: one partition (canonical key), or none with EPK ranges to filter by (the request's,
+    /// and a hierarchical key's prefix, which is no one partition).
+    fn request_scope(
+        &self,
+        header: Option<&str>,
+        epk: Option<&EpkRange>,
+    ) -> Result<(Option<String>, Vec<EpkRange>), CosmosFailure> {
+        let mut ranges: Vec<EpkRange> = epk.into_iter().cloned().collect();
+        let Some(header) = header else {
+            return Ok((None, ranges));
+        };
+        let values = Engine::request_partition(self, Some(header), None)?;
+        match self.prefix_range(&values)? {
+            Some(range) => {
+                ranges.push(range);
+                Ok((None, ranges))
+            }
+            None => Ok((Some(canonical(&values)), ranges)),
+        }
     }
 
     /// The EPK range of a hierarchical key's prefix (fewer values than paths): the prefix's
@@ -1109,25 +1139,13 @@ impl Engine {
         }
         let now = self.now();
         let current = CurrentTime::from_unix_millis(now * 1000);
-        let page = match max_items {
-            Some(n) if n > 0 => (n as usize).min(MAX_PAGE),
-            _ => DEFAULT_PAGE,
-        };
-        // Which partitions: the request's, else those the WHERE clause pins, else all. A
-        // hierarchical key's prefix (in the header, or in the WHERE clause) is no one partition:
-        // the header's becomes an EPK range, the clause's is left to the WHERE clause itself.
-        let mut ranges: Vec<EpkRange> = epk.into_iter().cloned().collect();
-        let partitions: Option<Vec<String>> = match partition_header {
-            Some(header) => {
-                let values = Self::request_partition(&container, Some(header), None)?;
-                match container.prefix_range(&values)? {
-                    Some(range) => {
-                        ranges.push(range);
-                        None
-                    }
-                    None => Some(vec![canonical(&values)]),
-                }
-            }
+        let page = page_size(max_items);
+        // Which partitions: the request's, else those the WHERE clause pins (whole keys only: a
+        // hierarchical key's prefix is left to the WHERE clause itself), else all.
+        let (partition, ranges) = container.request_scope(partition_header, epk)?;
+        let partitions: Option<Vec<String>> = match partition {
+            Some(partition) => Some(vec![partition]),
+            None if partition_header.is_some() => None,
             None => query
                 .partition_filter(&container.paths)
                 .and_then(|filters| {
@@ -1203,6 +1221,7 @@ impl Engine {
                     .map_err(from_store)?;
                 let full = batch.len() == 5000;
                 for item in &batch {
+                    items_read += 1;
                     max_lsn = max_lsn.max(item.lsn);
                     after = Some((item.partition_key.clone(), item.id.clone()));
                     let document = serde_json::from_str::<Value>(&item.body).map_err(internal)?;
@@ -1214,7 +1233,6 @@ impl Engine {
                     break;
                 }
             }
-            items_read = items_read.max(documents.len());
             let all = query.execute(&documents, current).map_err(query_failure)?;
             let start = token.offset.min(all.len());
             let end = (start + page).min(all.len());
@@ -1265,25 +1283,8 @@ impl Engine {
         )?;
         let container = self.cosmos_container(account, db, name).await?;
         let now = self.now();
-        let page = match max_items {
-            Some(n) if n > 0 => (n as usize).min(MAX_PAGE),
-            _ => DEFAULT_PAGE,
-        } as i64;
-        // One partition, or a hierarchical key's prefix as an EPK range (see `cosmos_query`).
-        let mut ranges: Vec<EpkRange> = epk.into_iter().cloned().collect();
-        let partition = match partition_header {
-            Some(header) => {
-                let values = Self::request_partition(&container, Some(header), None)?;
-                match container.prefix_range(&values)? {
-                    Some(range) => {
-                        ranges.push(range);
-                        None
-                    }
-                    None => Some(canonical(&values)),
-                }
-            }
-            None => None,
-        };
+        let page = page_size(max_items) as i64;
+        let (partition, ranges) = container.request_scope(partition_header, epk)?;
         let epk = ranges.as_slice();
         if change_feed {
             let after_lsn = match if_none_match.map(|tag| tag.trim_matches('"')) {

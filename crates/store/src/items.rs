@@ -119,6 +119,35 @@ fn check_match(current: &str, if_match: &Option<String>) -> Result<(), StoreErro
 /// SQLite's and PostgreSQL's parameter limits).
 const ROWS_PER_STATEMENT: usize = 64;
 
+/// `(container_key = $1 AND partition_key = $2 AND id = $3) OR ...` for `count` keys.
+fn keys_condition(count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "(container_key = ${} AND partition_key = ${} AND id = ${})",
+                3 * i + 1,
+                3 * i + 2,
+                3 * i + 3
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+/// Binds the keys of `keys_condition`, in order.
+fn bind_keys<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    keys: impl Iterator<Item = &'q ItemKey>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for (container, partition, id) in keys {
+        query = query
+            .bind(container.clone())
+            .bind(partition.clone())
+            .bind(id.clone());
+    }
+    query
+}
+
 /// The stored row's ETag and expiry of every key (absent keys are not in the map).
 async fn current_rows(
     transaction: &mut Transaction<'_, Any>,
@@ -126,27 +155,11 @@ async fn current_rows(
 ) -> Result<HashMap<ItemKey, (String, Option<i64>)>, StoreError> {
     let mut found = HashMap::new();
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let terms: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                format!(
-                    "(container_key = ${} AND partition_key = ${} AND id = ${})",
-                    3 * i + 1,
-                    3 * i + 2,
-                    3 * i + 3
-                )
-            })
-            .collect();
         let sql = format!(
             "SELECT container_key, partition_key, id, etag, expires_at FROM cosmos_items WHERE {}",
-            terms.join(" OR ")
+            keys_condition(chunk.len())
         );
-        let mut query = sqlx::query(&sql);
-        for (container, partition, id) in chunk {
-            query = query
-                .bind(container.clone())
-                .bind(partition.clone())
-                .bind(id.clone());
-        }
+        let query = bind_keys(sqlx::query(&sql), chunk.iter());
         for row in query.fetch_all(&mut **transaction).await? {
             found.insert(
                 (
@@ -273,25 +286,13 @@ pub(crate) async fn apply_item_lists(
         .filter(|key| matches!(finals.get(*key), Some(None)))
         .collect();
     for chunk in deletes.chunks(ROWS_PER_STATEMENT) {
-        let terms: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                format!(
-                    "(container_key = ${} AND partition_key = ${} AND id = ${})",
-                    3 * i + 1,
-                    3 * i + 2,
-                    3 * i + 3
-                )
-            })
-            .collect();
-        let sql = format!("DELETE FROM cosmos_items WHERE {}", terms.join(" OR "));
-        let mut query = sqlx::query(&sql);
-        for (container, partition, id) in chunk.iter() {
-            query = query
-                .bind(container.clone())
-                .bind(partition.clone())
-                .bind(id.clone());
-        }
-        query.execute(&mut **transaction).await?;
+        let sql = format!(
+            "DELETE FROM cosmos_items WHERE {}",
+            keys_condition(chunk.len())
+        );
+        bind_keys(sqlx::query(&sql), chunk.iter().copied())
+            .execute(&mut **transaction)
+            .await?;
     }
     let puts: Vec<&StoredItem> = keys
         .iter()
