@@ -178,6 +178,7 @@ impl Engine {
             }),
         };
         engine.refresh_rbac(true).await?;
+        engine.ensure_first_party_clients().await?;
         let outcome = BootstrapOutcome {
             tenant_id: tenant.id,
             subscription_id: subscription.id,

@@ -33,6 +33,25 @@ pub struct NewApplication {
     pub with_secret: bool,
 }
 
+/// A user to create (Graph `POST /v1.0/users`).
+#[derive(Clone)]
+pub struct NewUser {
+    pub display_name: String,
+    pub user_principal_name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("user_principal_name", &self.user_principal_name)
+            .finish()
+    }
+}
+
+/// The redirect URI platforms of Graph's application object.
+pub const REDIRECT_PLATFORMS: &[&str] = &["web", "spa", "publicClient"];
+
 /// The created application and, when asked for, its one-time secret.
 #[derive(Clone)]
 pub struct NewApplicationResult {
@@ -202,6 +221,145 @@ impl Engine {
             secret,
             credentials,
         })
+    }
+
+    /// Creates a user who signs in with a password (Graph `POST /v1.0/users`).
+    ///
+    /// Matched Graph rules: the user principal name is `alias@domain` with the tenant's domain
+    /// ("The domain portion of the userPrincipalName property is invalid. You must use one of the
+    /// verified domain names in your organization."), and the password is at least 8 characters
+    /// from three of lower case, upper case, digits and symbols (Entra's password complexity).
+    pub async fn create_user(
+        &self,
+        caller: &Caller,
+        new: NewUser,
+    ) -> Result<Principal, EngineError> {
+        self.require_directory_writer(caller).await?;
+        let domain = &self.tenant().default_domain;
+        let upn = new.user_principal_name.trim().to_string();
+        let valid_alias = upn
+            .split_once('@')
+            .filter(|(alias, rest)| {
+                !alias.is_empty()
+                    && rest.eq_ignore_ascii_case(domain)
+                    && alias
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-'".contains(c))
+            })
+            .is_some();
+        if !valid_alias {
+            return Err(EngineError::BadRequest(format!("Property userPrincipalName is invalid: the domain portion must be the verified domain '{domain}' and the alias may use letters, digits and . _ - '.")));
+        }
+        if new.display_name.trim().is_empty() || new.display_name.len() > 256 {
+            return Err(EngineError::BadRequest(
+                "Property displayName must have 1 to 256 characters.".to_string(),
+            ));
+        }
+        let classes = [
+            new.password.chars().any(|c| c.is_ascii_lowercase()),
+            new.password.chars().any(|c| c.is_ascii_uppercase()),
+            new.password.chars().any(|c| c.is_ascii_digit()),
+            new.password.chars().any(|c| !c.is_ascii_alphanumeric()),
+        ];
+        if new.password.chars().count() < 8
+            || new.password.chars().count() > 256
+            || classes.iter().filter(|present| **present).count() < 3
+        {
+            return Err(EngineError::BadRequest("The specified password does not comply with password complexity requirements. Please provide a different password.".to_string()));
+        }
+        let principal = Principal {
+            object_id: ObjectId::new_random(),
+            tenant_id: caller.tenant_id,
+            kind: PrincipalKind::User,
+            client_id: None,
+            display_name: new.display_name.trim().to_string(),
+            user_principal_name: Some(upn.clone()),
+            application_object_id: None,
+            managed_by: None,
+            created_at: self.now(),
+        };
+        let password = new.password;
+        let hash = tokio::task::spawn_blocking(move || crate::bootstrap::hash_password(&password))
+            .await
+            .map_err(|error| {
+                EngineError::Internal(format!("EN0304 password hashing: {error}"))
+            })??;
+        match self.store().create_user(&principal, &hash).await {
+            Ok(()) => Ok(principal),
+            Err(openmi_store::StoreError::AlreadyExists) => Err(EngineError::BadRequest(format!(
+                "Another object with the same value for property userPrincipalName already exists: '{upn}'."
+            ))),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// A page of the tenant's users or service principals (managed identities included, as
+    /// Graph lists them), ordered by object id, after `after`.
+    pub async fn principals_page(
+        &self,
+        users: bool,
+        after: Option<ObjectId>,
+        limit: i64,
+    ) -> Result<Vec<Principal>, EngineError> {
+        let kinds: &[PrincipalKind] = if users {
+            &[PrincipalKind::User]
+        } else {
+            &[
+                PrincipalKind::ServicePrincipal,
+                PrincipalKind::ManagedIdentity,
+            ]
+        };
+        Ok(self
+            .store()
+            .principals_page(self.tenant().id, kinds, after, limit)
+            .await?)
+    }
+
+    /// An application's redirect URIs by platform (`web`, `spa`, `publicClient`).
+    pub async fn redirect_uris_of(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<(String, String)>, EngineError> {
+        Ok(self.store().redirect_uris(principal.object_id).await?)
+    }
+
+    /// Replaces one platform's redirect URIs (Graph `web.redirectUris` and friends). Entra's
+    /// rules: absolute URIs, `https` except for loopback addresses (and custom schemes on
+    /// `publicClient`), no fragment, at most 256 per application.
+    pub async fn set_redirect_uris(
+        &self,
+        caller: &Caller,
+        principal: &Principal,
+        platform: &str,
+        uris: &[String],
+    ) -> Result<(), EngineError> {
+        self.require_directory_writer(caller).await?;
+        if !REDIRECT_PLATFORMS.contains(&platform) {
+            return Err(EngineError::BadRequest(format!(
+                "unknown redirect URI platform '{platform}'"
+            )));
+        }
+        if uris.len() > 256 {
+            return Err(EngineError::BadRequest(
+                "An application may have at most 256 redirect URIs.".to_string(),
+            ));
+        }
+        for uri in uris {
+            let loopback =
+                uri.starts_with("http://localhost") || uri.starts_with("http://127.0.0.1");
+            let scheme_ok = uri.starts_with("https://")
+                || loopback
+                || (platform == "publicClient"
+                    && uri.contains("://")
+                    && !uri.starts_with("http://"));
+            if !scheme_ok || uri.contains('#') || uri.len() > 256 {
+                return Err(EngineError::BadRequest(format!("Invalid value specified for property 'redirectUris' of resource 'Application': '{uri}' must be an absolute https URI (http only for localhost) without a fragment.")));
+            }
+        }
+        self.store()
+            .set_redirect_uris(principal.object_id, platform, uris)
+            .await?;
+        Ok(())
     }
 
     /// The service principal of an application object id.

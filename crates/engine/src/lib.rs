@@ -16,6 +16,7 @@ mod cosmos_data;
 mod cosmos_epk;
 mod deployments;
 mod directory;
+mod interactive;
 mod keys;
 mod network;
 mod read_cache;
@@ -37,7 +38,11 @@ pub use cosmos_auth::{CosmosAccount, CosmosCaller, CosmosFailure};
 pub use cosmos_data::{CosmosReply, ItemWriteMode};
 pub use cosmos_epk::EpkRange;
 pub use deployments::{DeploymentScope, DeploymentStarted, DEPLOYMENT_TYPE};
-pub use directory::{Caller, NewApplication, NewApplicationResult};
+pub use directory::{Caller, NewApplication, NewApplicationResult, NewUser, REDIRECT_PLATFORMS};
+pub use interactive::{
+    normalize_user_code, AuthorizeRequest, AuthorizeTarget, DeviceCodeIssued, DeviceCodePending,
+    NewSession, OAuthVersion, Session, PORTAL_CLIENT_ID,
+};
 pub use keys::rotate_signing_key;
 pub use tokens::{Api, ClientAuth, GrantRequest, IssuedTokens, ResourceRequest};
 
@@ -223,6 +228,13 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("token: {0}")]
     Token(TokenError),
+    /// An OAuth error of the interactive endpoints, with Entra's `AADSTS` number.
+    #[error("{error}: {description}")]
+    OAuth {
+        error: &'static str,
+        code: u32,
+        description: String,
+    },
     #[error("EN0001 internal error: {0}")]
     Internal(String),
 }

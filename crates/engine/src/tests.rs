@@ -70,6 +70,10 @@ fn client_credentials(fixture: &Fixture, secret: &str, scope: &str) -> GrantRequ
         username: None,
         password: None,
         refresh_token: None,
+        code: None,
+        redirect_uri: None,
+        code_verifier: None,
+        device_code: None,
         client_info: false,
         issuer_base: "https://127.0.0.1:8443".to_string(),
     }

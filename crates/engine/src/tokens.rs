@@ -63,6 +63,14 @@ pub struct GrantRequest {
     pub username: Option<String>,
     pub password: Option<String>,
     pub refresh_token: Option<String>,
+    /// `code` of the authorization-code grant (v1's device-code grant sends it too).
+    pub code: Option<String>,
+    /// `redirect_uri` of the authorization-code grant.
+    pub redirect_uri: Option<String>,
+    /// PKCE `code_verifier`.
+    pub code_verifier: Option<String>,
+    /// `device_code` of the device-code grant.
+    pub device_code: Option<String>,
     /// Whether `client_info=1` was sent (MSAL): the response then carries `client_info`.
     pub client_info: bool,
     /// `https://host[:port]` the request came in on; the issuer of the tokens.
@@ -94,6 +102,14 @@ impl std::fmt::Debug for IssuedTokens {
             .field("expires_in", &self.expires_in)
             .finish()
     }
+}
+
+/// How the user signed in, for the id token: the authorize request's `nonce` and the time of the
+/// interactive sign-in.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct UserSignIn {
+    pub nonce: Option<String>,
+    pub auth_time: Option<i64>,
 }
 
 /// ARM's resource identifiers and ARM's app id, as Entra knows them.
@@ -192,6 +208,13 @@ impl Engine {
             ResourceRequest::V2Scope(scope) => {
                 let scope = required(scope, "scope")?;
                 let parsed = resource_from_scopes(&scope);
+                if for_user && parsed.resources.is_empty() && parsed.non_default.is_empty() {
+                    // Only OIDC scopes: Entra issues a token for Microsoft Graph (User.Read).
+                    return Ok(ResolvedResource {
+                        requested: "https://graph.microsoft.com".to_string(),
+                        scope_form: true,
+                    });
+                }
                 if let Some(resource) = parsed.resources.first() {
                     if parsed.resources.len() > 1 || (!for_user && !parsed.non_default.is_empty()) {
                         return Err(EngineError::InvalidScope(scope));
@@ -229,6 +252,14 @@ impl Engine {
         Ok(resolved)
     }
 
+    /// The resource a user flow asks for (v1 `resource` or v2 `scope`), checked.
+    pub(crate) fn resolve_user_resource(
+        &self,
+        request: &ResourceRequest,
+    ) -> Result<String, EngineError> {
+        Ok(self.resolve_resource(request, true)?.requested)
+    }
+
     /// Runs one grant of the token endpoint.
     pub async fn grant(&self, request: GrantRequest) -> Result<IssuedTokens, EngineError> {
         let tenant = self.resolve_tenant(&request.tenant)?.clone();
@@ -237,6 +268,10 @@ impl Engine {
             "client_credentials" => self.grant_client_credentials(&tenant, &request).await,
             "password" => self.grant_password(&tenant, &request).await,
             "refresh_token" => self.grant_refresh_token(&tenant, &request).await,
+            "authorization_code" => self.grant_authorization_code(&tenant, &request).await,
+            "urn:ietf:params:oauth:grant-type:device_code" | "device_code" => {
+                self.grant_device_code(&tenant, &request).await
+            }
             other => Err(EngineError::UnsupportedGrantType(other.to_string())),
         }
     }
@@ -402,14 +437,26 @@ impl Engine {
     }
 
     /// The client of a user flow: a public client, or a confidential one that authenticates.
-    async fn user_flow_client(
+    pub(crate) async fn user_flow_client(
         &self,
         tenant: &Tenant,
         request: &GrantRequest,
     ) -> Result<String, EngineError> {
         let client_id = required(&request.client_id, "client_id")?;
         let client = self.client_entry(tenant, &client_id).await?;
-        let is_public = client.principal.application_object_id.is_none();
+        let mut is_public = client.principal.application_object_id.is_none();
+        if !is_public && matches!(request.client_auth, ClientAuth::None) {
+            // A registered application redeems a code without a secret only for a redirect URI
+            // of its public platforms (spa, publicClient), as Entra does.
+            if let Some(redirect_uri) = &request.redirect_uri {
+                is_public = self
+                    .store()
+                    .redirect_uris(client.principal.object_id)
+                    .await?
+                    .iter()
+                    .any(|(platform, uri)| platform != "web" && uri == redirect_uri);
+            }
+        }
         if !is_public || !matches!(request.client_auth, ClientAuth::None) {
             self.authenticate_client(&client, &request.client_auth, &client_id)
                 .await?;
@@ -426,14 +473,36 @@ impl Engine {
         let password = required(&request.password, "password")?;
         let client_id = self.user_flow_client(tenant, request).await?;
         let resource = self.resolve_resource(&request.resource, true)?;
+        let user = self
+            .verify_user_password(tenant, &username, &password)
+            .await?;
+        self.user_tokens(
+            tenant,
+            &user,
+            &client_id,
+            &resource.requested,
+            request,
+            &UserSignIn::default(),
+        )
+        .await
+    }
+
+    /// Checks a user's password (ROPC and the sign-in page).
+    pub(crate) async fn verify_user_password(
+        &self,
+        tenant: &Tenant,
+        username: &str,
+        password: &str,
+    ) -> Result<Principal, EngineError> {
         let (user, hash) = match self
             .store()
-            .user_by_sign_in_name(tenant.id, &username)
+            .user_by_sign_in_name(tenant.id, username)
             .await?
         {
             Some(found) => found,
             None => return Err(EngineError::InvalidUserCredentials),
         };
+        let password = password.to_string();
         // argon2 takes tens of milliseconds of CPU; keep it off the async workers.
         let verified = tokio::task::spawn_blocking(move || {
             use argon2::password_hash::{PasswordHash, PasswordVerifier};
@@ -447,11 +516,10 @@ impl Engine {
         })
         .await
         .map_err(|error| EngineError::Internal(format!("EN0302 password check: {error}")))?;
-        if !verified {
+        if !verified || user.kind != PrincipalKind::User {
             return Err(EngineError::InvalidUserCredentials);
         }
-        self.user_tokens(tenant, &user, &client_id, &resource.requested, request)
-            .await
+        Ok(user)
     }
 
     async fn grant_refresh_token(
@@ -477,17 +545,25 @@ impl Engine {
             .principal(grant.object_id)
             .await?
             .ok_or(EngineError::InvalidRefreshToken)?;
-        self.user_tokens(tenant, &user, &client_id, &resource.requested, request)
-            .await
+        self.user_tokens(
+            tenant,
+            &user,
+            &client_id,
+            &resource.requested,
+            request,
+            &UserSignIn::default(),
+        )
+        .await
     }
 
-    async fn user_tokens(
+    pub(crate) async fn user_tokens(
         &self,
         tenant: &Tenant,
         user: &Principal,
         client_id: &str,
         resource: &str,
         request: &GrantRequest,
+        sign_in: &UserSignIn,
     ) -> Result<IssuedTokens, EngineError> {
         if user.kind != PrincipalKind::User {
             return Err(EngineError::InvalidUserCredentials);
@@ -529,7 +605,7 @@ impl Engine {
         let ring = self.key_ring();
         let key = ring.active(now)?;
         let access_token = jwt::encode(key, TokenFormat::V1, &claims)?;
-        let id_claims = json!({
+        let mut id_claims = json!({
             "aud": client_id,
             "iss": format!("{}/{}/v2.0", request.issuer_base, tenant.id),
             "iat": now,
@@ -543,6 +619,12 @@ impl Engine {
             "uti": random_uti()?,
             "ver": "2.0",
         });
+        if let Some(nonce) = &sign_in.nonce {
+            id_claims["nonce"] = json!(nonce);
+        }
+        if let Some(auth_time) = sign_in.auth_time {
+            id_claims["auth_time"] = json!(auth_time);
+        }
         let id_token = jwt::encode(key, TokenFormat::V2, &id_claims)?;
         let refresh_token = random_secret()?;
         self.store()

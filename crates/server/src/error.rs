@@ -49,6 +49,7 @@ impl OAuthError {
             E::InvalidScope(scope) => (StatusCode::BAD_REQUEST, "invalid_scope", 1002012, format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")),
             E::ResourcePrincipalNotFound { resource, tenant } => (StatusCode::BAD_REQUEST, "invalid_resource", 500011, format!("The resource principal named {resource} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.")),
             E::InvalidRefreshToken => (StatusCode::BAD_REQUEST, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.".to_string()),
+            E::OAuth { error, code, description } => (StatusCode::BAD_REQUEST, *error, *code, description.clone()),
             E::BadRequest(detail) => (StatusCode::BAD_REQUEST, "invalid_request", 90014, format!("The request is invalid: {detail}")),
             E::Store(openmi_store::StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", 90033, "A transient error has occurred. Please try again.".to_string()),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", 50000, "There was an error issuing a token or an issue with our sign-in service.".to_string()),

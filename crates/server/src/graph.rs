@@ -38,7 +38,7 @@ pub fn router() -> Router<AppState> {
             "/v1.0/servicePrincipals",
             post(service_principal_create).get(service_principal_list),
         )
-        .route("/v1.0/users", get(user_list))
+        .route("/v1.0/users", get(user_list).post(user_create))
         .route(
             "/v1.0/directoryObjects/getByIds",
             post(directory_objects_by_ids),
@@ -85,9 +85,23 @@ fn credential_json(credential: &ClientCredential) -> (Option<Value>, Option<Valu
     }
 }
 
-fn application_json(principal: &Principal, credentials: &[ClientCredential]) -> Value {
+fn application_json(
+    principal: &Principal,
+    credentials: &[ClientCredential],
+    redirects: &[(String, String)],
+) -> Value {
     let (passwords, keys): (Vec<_>, Vec<_>) = credentials.iter().map(credential_json).unzip();
+    let uris = |platform: &str| {
+        redirects
+            .iter()
+            .filter(|(kind, _)| kind == platform)
+            .map(|(_, uri)| uri.clone())
+            .collect::<Vec<_>>()
+    };
     json!({
+        "web": {"redirectUris": uris("web"), "implicitGrantSettings": {"enableAccessTokenIssuance": false, "enableIdTokenIssuance": false}},
+        "spa": {"redirectUris": uris("spa")},
+        "publicClient": {"redirectUris": uris("publicClient")},
         "id": principal.application_object_id.map(|id| id.to_string()),
         "appId": principal.client_id.map(|id| id.to_string()),
         "displayName": principal.display_name,
@@ -109,6 +123,53 @@ fn service_principal_json(principal: &Principal) -> Value {
         "appOwnerOrganizationId": principal.tenant_id.to_string(),
         "servicePrincipalNames": [principal.client_id.map(|id| id.to_string())],
     })
+}
+
+/// The redirect URIs a Graph application body sets: `web`, `spa`, `publicClient` each with
+/// `redirectUris`. Platforms the body does not name are left as they are.
+fn redirects_from(body: &Value) -> Result<Vec<(&'static str, Vec<String>)>, ArmError> {
+    let mut found = Vec::new();
+    for platform in openmi_engine::REDIRECT_PLATFORMS {
+        let Some(uris) = body
+            .get(*platform)
+            .and_then(|section| section.get("redirectUris"))
+        else {
+            continue;
+        };
+        let list = uris
+            .as_array()
+            .ok_or_else(|| bad_request(format!("{platform}.redirectUris must be an array")))?
+            .iter()
+            .map(|uri| {
+                uri.as_str().map(str::to_string).ok_or_else(|| {
+                    bad_request(format!("{platform}.redirectUris must hold strings"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        found.push((*platform, list));
+    }
+    Ok(found)
+}
+
+async fn apply_redirects(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &AuthenticatedCaller,
+    principal: &Principal,
+    body: &Value,
+) -> Result<Vec<(String, String)>, ArmError> {
+    for (platform, uris) in redirects_from(body)? {
+        state
+            .engine
+            .set_redirect_uris(&caller.0, principal, platform, &uris)
+            .await
+            .map_err(|error| graph_error(error, context))?;
+    }
+    state
+        .engine
+        .redirect_uris_of(principal)
+        .await
+        .map_err(|error| graph_error(error, context))
 }
 
 /// Certificates given as Graph `keyCredentials` (`key` is base64 DER, or PEM).
@@ -195,6 +256,7 @@ pub async fn application_create(
         .ok_or_else(|| bad_request("displayName is required"))?
         .to_string();
     let mut certificates = certificates_from(&body)?;
+    redirects_from(&body)?;
     let new = NewApplication {
         display_name,
         certificate_der: certificates.pop(),
@@ -205,10 +267,11 @@ pub async fn application_create(
         .create_application(&caller.0, new)
         .await
         .map_err(|error| graph_error(error, &context))?;
+    let redirects = apply_redirects(&state, &context, &caller, &created.principal, &body).await?;
     Ok(respond(
         StatusCode::CREATED,
         &caller,
-        application_json(&created.principal, &created.credentials),
+        application_json(&created.principal, &created.credentials, &redirects),
     ))
 }
 
@@ -236,7 +299,12 @@ pub async fn application_list(
             .credentials_of(principal.object_id)
             .await
             .map_err(|error| graph_error(error, &context))?;
-        value.push(application_json(&principal, &credentials));
+        let redirects = state
+            .engine
+            .redirect_uris_of(&principal)
+            .await
+            .map_err(|error| graph_error(error, &context))?;
+        value.push(application_json(&principal, &credentials, &redirects));
     }
     Ok(respond(StatusCode::OK, &caller, json!({"value": value})))
 }
@@ -270,14 +338,20 @@ pub async fn application_get(
         .credentials_of(principal.object_id)
         .await
         .map_err(|error| graph_error(error, &context))?;
+    let redirects = state
+        .engine
+        .redirect_uris_of(&principal)
+        .await
+        .map_err(|error| graph_error(error, &context))?;
     Ok(respond(
         StatusCode::OK,
         &caller,
-        application_json(&principal, &credentials),
+        application_json(&principal, &credentials, &redirects),
     ))
 }
 
-/// `PATCH /v1.0/applications/{id}` with `keyCredentials`: registers the certificates not yet present.
+/// `PATCH /v1.0/applications/{id}` with `keyCredentials` (registers the certificates not yet
+/// present) and the platforms' `redirectUris` (replaced).
 pub async fn application_patch(
     State(state): State<AppState>,
     context: RequestContext,
@@ -292,6 +366,7 @@ pub async fn application_patch(
         .credentials_of(principal.object_id)
         .await
         .map_err(|error| graph_error(error, &context))?;
+    apply_redirects(&state, &context, &caller, &principal, &body).await?;
     for cert_der in certificates_from(&body)? {
         let present = existing.iter().any(|credential| matches!(&credential.kind, CredentialKind::Certificate { cert_der: stored, .. } if *stored == cert_der));
         if !present {
@@ -379,8 +454,12 @@ pub async fn service_principal_list(
     State(state): State<AppState>,
     context: RequestContext,
     caller: AuthenticatedCaller,
-    Query(query): Query<FilterQuery>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Response, ArmError> {
+    if query.filter.is_none() {
+        let body = principal_page(&state, &context, &query, false).await?;
+        return Ok(respond(StatusCode::OK, &caller, body));
+    }
     // az resolves `--assignee <appId>` with `servicePrincipalNames/any(c:c eq '<x>')`
     // (research/az-cli.md §3); a service principal's names are its app id.
     let app_id = query
@@ -398,17 +477,85 @@ pub async fn service_principal_list(
     Ok(respond(StatusCode::OK, &caller, json!({"value": value})))
 }
 
-/// `GET /v1.0/users?$filter=userPrincipalName eq '...'`
+/// Graph's list query: `$filter`, `$top` (page size, 1..=999, default 100) and `$skiptoken`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ListQuery {
+    #[serde(rename = "$filter")]
+    filter: Option<String>,
+    #[serde(rename = "$top")]
+    top: Option<String>,
+    #[serde(rename = "$skiptoken")]
+    skiptoken: Option<String>,
+}
+
+/// One page of users or service principals with Graph's `@odata.nextLink`.
+async fn principal_page(
+    state: &AppState,
+    context: &RequestContext,
+    query: &ListQuery,
+    users: bool,
+) -> Result<Value, ArmError> {
+    let top = match &query.top {
+        None => 100,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|top| (1..=999).contains(top))
+            .ok_or_else(|| {
+                bad_request("Invalid page size specified: '$top' must be between 1 and 999.")
+            })?,
+    };
+    let after = match &query.skiptoken {
+        None => None,
+        Some(token) => Some(
+            token
+                .parse::<ObjectId>()
+                .map_err(|_| bad_request("The '$skiptoken' is not valid."))?,
+        ),
+    };
+    let page = state
+        .engine
+        .principals_page(users, after, top + 1)
+        .await
+        .map_err(|error| graph_error(error, context))?;
+    let more = page.len() as i64 > top;
+    let items: Vec<Value> = page
+        .iter()
+        .take(top as usize)
+        .map(|principal| {
+            if users {
+                user_json(principal)
+            } else {
+                service_principal_json(principal)
+            }
+        })
+        .collect();
+    let mut body = json!({"value": items});
+    if more {
+        if let Some(last) = page.get(top as usize - 1) {
+            let path = if users { "users" } else { "servicePrincipals" };
+            body["@odata.nextLink"] = json!(format!(
+                "{}/v1.0/{path}?$top={top}&$skiptoken={}",
+                state.base_url(context),
+                last.object_id
+            ));
+        }
+    }
+    Ok(body)
+}
+
+/// `GET /v1.0/users` (paged) or `?$filter=userPrincipalName eq '...'`.
 pub async fn user_list(
     State(state): State<AppState>,
     context: RequestContext,
     caller: AuthenticatedCaller,
-    Query(query): Query<FilterQuery>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Response, ArmError> {
-    let name = query
-        .filter
-        .as_deref()
-        .and_then(|filter| filter_value(filter, "userPrincipalName"))
+    let Some(filter) = query.filter.as_deref() else {
+        let body = principal_page(&state, &context, &query, true).await?;
+        return Ok(respond(StatusCode::OK, &caller, body));
+    };
+    let name = filter_value(filter, "userPrincipalName")
         .ok_or_else(|| bad_request("only $filter=userPrincipalName eq '<name>' is supported"))?;
     let value: Vec<Value> = state
         .engine
@@ -419,6 +566,34 @@ pub async fn user_list(
         .map(|user| user_json(&user))
         .collect();
     Ok(respond(StatusCode::OK, &caller, json!({"value": value})))
+}
+
+/// `POST /v1.0/users`: `displayName`, `userPrincipalName`, `passwordProfile.password` (as Graph;
+/// `accountEnabled` and `mailNickname` are accepted and not needed).
+pub async fn user_create(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    body: axum::body::Bytes,
+) -> Result<Response, ArmError> {
+    let body = json_body(&body)?;
+    let field = |pointer: &str, name: &str| {
+        body.pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| bad_request(format!("Property '{name}' is required.")))
+    };
+    let new = openmi_engine::NewUser {
+        display_name: field("/displayName", "displayName")?,
+        user_principal_name: field("/userPrincipalName", "userPrincipalName")?,
+        password: field("/passwordProfile/password", "passwordProfile.password")?,
+    };
+    let user = state
+        .engine
+        .create_user(&caller.0, new)
+        .await
+        .map_err(|error| graph_error(error, &context))?;
+    Ok(respond(StatusCode::CREATED, &caller, user_json(&user)))
 }
 
 /// `POST /v1.0/directoryObjects/getByIds` `{"ids":[...],"types":[...]}`: what az calls to tell

@@ -16,6 +16,7 @@ mod error;
 mod files;
 mod graph;
 mod images;
+mod portal;
 mod tls;
 
 use std::sync::Arc;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(entra::router())
         .merge(graph::router())
         .merge(agent::router())
+        .merge(portal::router())
         .route("/metadata/endpoints", get(arm::metadata_endpoints))
         .route("/openmi/vm-image-aliases.json", get(images::alias_document))
         .route("/cosmos/{account}", any(cosmos::data_plane_root))

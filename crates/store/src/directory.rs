@@ -341,6 +341,30 @@ impl Store {
         rows.iter().map(principal_from_row).collect()
     }
 
+    /// A page of a tenant's principals of some kinds, by object id after `after`.
+    pub async fn principals_page(
+        &self,
+        tenant_id: TenantId,
+        kinds: &[PrincipalKind],
+        after: Option<ObjectId>,
+        limit: i64,
+    ) -> Result<Vec<Principal>, StoreError> {
+        let kinds = kinds
+            .iter()
+            .map(|kind| format!("'{}'", kind.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE tenant_id = $1 AND kind IN ({kinds}) AND object_id > $2 ORDER BY object_id LIMIT $3"
+        ))
+        .bind(tenant_id.to_string())
+        .bind(after.map(|id| id.to_string()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(principal_from_row).collect()
+    }
+
     /// The credentials registered on a principal.
     pub async fn credentials(
         &self,
@@ -366,6 +390,18 @@ impl Store {
         for credential in &new.credentials {
             insert_credential(&mut transaction, credential).await?;
         }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Creates a user with its argon2id password hash. A sign-in name in use is `AlreadyExists`.
+    pub async fn create_user(
+        &self,
+        principal: &Principal,
+        password_hash: &str,
+    ) -> Result<(), StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        insert_principal(&mut transaction, principal, Some(password_hash)).await?;
         transaction.commit().await?;
         Ok(())
     }

@@ -8,6 +8,7 @@
 mod agents;
 mod authorization;
 mod directory;
+mod interactive;
 mod item_cache;
 mod items;
 mod keys;
@@ -24,6 +25,7 @@ use sqlx::{AnyPool, Executor};
 pub use agents::AgentRecord;
 pub use authorization::StoredRoleDefinition;
 pub use directory::{BootstrapRecord, NewServicePrincipal};
+pub use interactive::InteractiveGrant;
 pub use items::{ItemOutcome, ItemWrite, StoredItem};
 pub use keys::StoredSigningKey;
 pub use resources::{ResourceChange, ResourceRecord};

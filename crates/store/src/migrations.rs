@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_agents.sql")),
     (5, include_str!("../migrations/0005_resource_counter.sql")),
     (6, include_str!("../migrations/0006_cosmos_items.sql")),
+    (7, include_str!("../migrations/0007_interactive.sql")),
 ];
 
 pub(crate) async fn apply(store: &Store) -> Result<(), StoreError> {

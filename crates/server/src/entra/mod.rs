@@ -1,5 +1,6 @@
 //! The Entra-shaped token service: OIDC discovery, JWKS, instance discovery and the token endpoints.
 
+pub mod authorize;
 pub mod discovery;
 pub mod token;
 
@@ -26,6 +27,35 @@ pub fn router() -> Router<AppState> {
         )
         .route("/{tenant}/discovery/keys", get(discovery::keys_v1))
         .route("/{tenant}/discovery/v2.0/keys", get(discovery::keys_v2))
+        .route(
+            "/{tenant}/oauth2/authorize",
+            get(authorize::authorize_v1_get).post(authorize::authorize_v1_post),
+        )
+        .route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            get(authorize::authorize_v2_get).post(authorize::authorize_v2_post),
+        )
+        .route(
+            "/{tenant}/oauth2/logout",
+            get(authorize::logout).post(authorize::logout),
+        )
+        .route(
+            "/{tenant}/oauth2/v2.0/logout",
+            get(authorize::logout).post(authorize::logout),
+        )
+        .route(
+            "/{tenant}/oauth2/devicecode",
+            post(authorize::device_code_v1),
+        )
+        .route(
+            "/{tenant}/oauth2/v2.0/devicecode",
+            post(authorize::device_code_v2),
+        )
+        .route(
+            "/devicelogin",
+            get(authorize::device_login_page).post(authorize::device_login_submit),
+        )
+        .route("/oauth2/form-post.js", get(authorize::form_post_script))
         .route("/{tenant}/oauth2/token", post(token::token_v1))
         .route("/{tenant}/oauth2/v2.0/token", post(token::token_v2))
 }

@@ -116,6 +116,10 @@ async fn token(
         username: param("username"),
         password: param("password"),
         refresh_token: param("refresh_token"),
+        code: param("code"),
+        redirect_uri: param("redirect_uri"),
+        code_verifier: param("code_verifier"),
+        device_code: param("device_code"),
         client_info: param("client_info").as_deref() == Some("1"),
         issuer_base: state.base_url(&context).to_string(),
     };
