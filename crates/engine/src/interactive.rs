@@ -846,7 +846,7 @@ mod tests {
     fn pkce_s256_and_plain() {
         // RFC 7636 appendix B.
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGEgPHkdbM";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         assert!(pkce_matches(challenge, "S256", verifier));
         assert!(!pkce_matches(challenge, "S256", "other"));
         assert!(pkce_matches("abc", "plain", "abc"));

@@ -797,3 +797,207 @@ async fn agents_get_tokens_only_for_the_identities_their_vm_has_now() {
         Err(EngineError::InvalidAgent(_))
     ));
 }
+
+fn authorize_request(fixture: &Fixture, challenge: &str) -> crate::AuthorizeRequest {
+    crate::AuthorizeRequest {
+        tenant: fixture.engine.tenant().id.to_string(),
+        client_id: Some(crate::AZURE_CLI_CLIENT_ID.to_string()),
+        redirect_uri: Some("http://localhost:8400".to_string()),
+        response_type: Some("code".to_string()),
+        scope: Some("https://management.azure.com/.default openid offline_access".to_string()),
+        state: Some("s1".to_string()),
+        nonce: Some("n1".to_string()),
+        code_challenge: Some(challenge.to_string()),
+        code_challenge_method: Some("S256".to_string()),
+        ..Default::default()
+    }
+}
+
+fn code_redemption(fixture: &Fixture, code: &str, verifier: &str) -> GrantRequest {
+    let mut request = client_credentials(fixture, "", "https://management.azure.com/.default");
+    request.grant_type = Some("authorization_code".to_string());
+    request.client_id = Some(crate::AZURE_CLI_CLIENT_ID.to_string());
+    request.client_auth = ClientAuth::None;
+    request.code = Some(code.to_string());
+    request.redirect_uri = Some("http://localhost:8400".to_string());
+    request.code_verifier = Some(verifier.to_string());
+    request
+}
+
+#[tokio::test]
+async fn authorization_code_with_pkce_is_redeemed_once() {
+    let fixture = fixture().await;
+    // RFC 7636 appendix B.
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let request = authorize_request(&fixture, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+    let base = "https://127.0.0.1:8443";
+    let target = fixture
+        .engine
+        .authorize_target(&request, base)
+        .await
+        .unwrap();
+    assert_eq!(target.response_mode, "query");
+    fixture
+        .engine
+        .authorize_parameters(&request, crate::OAuthVersion::V2)
+        .unwrap();
+    assert!(matches!(
+        fixture
+            .engine
+            .sign_in("common", &fixture.secrets.admin_username, "wrong")
+            .await,
+        Err(EngineError::InvalidUserCredentials)
+    ));
+    let new = fixture
+        .engine
+        .sign_in(
+            "common",
+            &fixture.secrets.admin_username,
+            &fixture.secrets.admin_password,
+        )
+        .await
+        .unwrap();
+    let session = fixture.engine.session(&new.cookie).await.unwrap().unwrap();
+    let code = fixture
+        .engine
+        .issue_code(&request, crate::OAuthVersion::V2, &target, &session)
+        .await
+        .unwrap();
+
+    // A wrong verifier fails and uses the code up, as a stolen code must not be retried.
+    let wrong = fixture
+        .engine
+        .grant(code_redemption(&fixture, &code, "not-the-verifier"))
+        .await;
+    assert!(
+        matches!(wrong, Err(EngineError::OAuth { code: 501481, .. })),
+        "{wrong:?}"
+    );
+    let code = fixture
+        .engine
+        .issue_code(&request, crate::OAuthVersion::V2, &target, &session)
+        .await
+        .unwrap();
+    let issued = fixture
+        .engine
+        .grant(code_redemption(&fixture, &code, verifier))
+        .await
+        .unwrap();
+    let id_claims = claims_of(&fixture.engine, issued.id_token.as_deref().unwrap());
+    assert_eq!(id_claims.get("nonce").and_then(Value::as_str), Some("n1"));
+    let claims = claims_of(&fixture.engine, &issued.access_token);
+    assert_eq!(claims.get("oid"), id_claims.get("oid"));
+    let again = fixture
+        .engine
+        .grant(code_redemption(&fixture, &code, verifier))
+        .await;
+    assert!(
+        matches!(again, Err(EngineError::OAuth { code: 70008, .. })),
+        "{again:?}"
+    );
+
+    // Codes expire after ten minutes; sessions end at sign-out.
+    let code = fixture
+        .engine
+        .issue_code(&request, crate::OAuthVersion::V2, &target, &session)
+        .await
+        .unwrap();
+    fixture.clock.0.fetch_add(601, Ordering::SeqCst);
+    let late = fixture
+        .engine
+        .grant(code_redemption(&fixture, &code, verifier))
+        .await;
+    assert!(
+        matches!(late, Err(EngineError::OAuth { code: 70008, .. })),
+        "{late:?}"
+    );
+    fixture.engine.sign_out(&new.cookie).await.unwrap();
+    assert!(fixture.engine.session(&new.cookie).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn authorize_refuses_unregistered_redirects_and_unknown_clients() {
+    let fixture = fixture().await;
+    let base = "https://127.0.0.1:8443";
+    let mut request = authorize_request(&fixture, "x");
+    request.redirect_uri = Some("https://evil.example/cb".to_string());
+    let refused = fixture.engine.authorize_target(&request, base).await;
+    assert!(
+        matches!(refused, Err(EngineError::OAuth { code: 50011, .. })),
+        "{refused:?}"
+    );
+    request.client_id = Some("6b5a1a4e-0000-4000-8000-000000000000".to_string());
+    assert!(matches!(
+        fixture.engine.authorize_target(&request, base).await,
+        Err(EngineError::ApplicationNotFound { .. })
+    ));
+    // The portal's client exists from the start and accepts only the server's own page.
+    request.client_id = Some(crate::PORTAL_CLIENT_ID.to_string());
+    request.redirect_uri = Some(format!("{base}/portal/"));
+    assert!(fixture
+        .engine
+        .authorize_target(&request, base)
+        .await
+        .is_ok());
+    request.code_challenge = None;
+    request.code_challenge_method = None;
+    let no_pkce = fixture
+        .engine
+        .authorize_parameters(&request, crate::OAuthVersion::V2);
+    assert!(matches!(
+        no_pkce,
+        Err(EngineError::OAuth { code: 9002325, .. })
+    ));
+}
+
+#[tokio::test]
+async fn device_code_is_pending_until_approved_then_redeemed_once() {
+    let fixture = fixture().await;
+    let issued = fixture
+        .engine
+        .start_device_code(
+            "common",
+            Some(crate::AZURE_CLI_CLIENT_ID.to_string()),
+            ResourceRequest::V2Scope(Some("https://management.azure.com/.default".to_string())),
+            "https://127.0.0.1:8443",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        issued.verification_uri,
+        "https://127.0.0.1:8443/devicelogin"
+    );
+    let mut poll = code_redemption(&fixture, "", "");
+    poll.grant_type = Some("urn:ietf:params:oauth:grant-type:device_code".to_string());
+    poll.code = None;
+    poll.redirect_uri = None;
+    poll.device_code = Some(issued.device_code.clone());
+    let pending = fixture.engine.grant(poll.clone()).await;
+    assert!(matches!(
+        pending,
+        Err(EngineError::OAuth {
+            error: "authorization_pending",
+            ..
+        })
+    ));
+    let admin = fixture
+        .engine
+        .user_named(&fixture.secrets.admin_username)
+        .await
+        .unwrap()
+        .unwrap();
+    let typed = issued.user_code.to_lowercase();
+    fixture
+        .engine
+        .settle_device_code(&typed, &admin, true)
+        .await
+        .unwrap();
+    assert!(fixture.engine.device_code_pending(&typed).await.is_err());
+    let issued_tokens = fixture.engine.grant(poll.clone()).await.unwrap();
+    let claims = claims_of(&fixture.engine, &issued_tokens.access_token);
+    assert_eq!(
+        claims.get("oid").and_then(Value::as_str),
+        Some(admin.object_id.to_string().as_str())
+    );
+    assert!(fixture.engine.grant(poll).await.is_err());
+}
