@@ -31,8 +31,8 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
-fn main() {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let root = manifest.join("portal");
     println!("cargo:rerun-if-changed=portal");
     let mut found = Vec::new();
@@ -52,6 +52,7 @@ fn main() {
         ));
     }
     table.push(']');
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
-    std::fs::write(out.join("portal_assets.rs"), table).expect("OUT_DIR is writable");
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("portal_assets.rs"), table)?;
+    Ok(())
 }
