@@ -12,7 +12,7 @@ use openmi_model::arm::{
     RESOURCE_GROUP_TYPE, USER_ASSIGNED_IDENTITY_TYPE, VIRTUAL_MACHINE_TYPE,
 };
 use openmi_model::{ClientId, ObjectId, Principal, PrincipalKind};
-use openmi_store::{ResourceChange, ResourceRecord, StoreError};
+use openmi_store::{Listing, ResourceChange, ResourceRecord, StoreError};
 use serde_json::{json, Map, Value};
 
 use crate::cosmos::CosmosType;
@@ -235,6 +235,33 @@ fn merge_patch(target: &mut Value, patch: &Value) {
         }
         _ => *target = patch.clone(),
     }
+}
+
+/// The largest page a list returns (ARM's `$top` limit for resource lists).
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// Where a page starts and how long it is.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    /// The last key of the previous page (decoded `$skiptoken`), `""` for the first.
+    pub after: String,
+    pub size: usize,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        PageRequest {
+            after: String::new(),
+            size: MAX_PAGE_SIZE,
+        }
+    }
+}
+
+/// One page of a list and where the next one starts.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub values: Vec<Value>,
+    pub next: Option<String>,
 }
 
 impl Engine {
@@ -490,31 +517,62 @@ impl Engine {
         }
     }
 
-    /// `GET /subscriptions/{s}/resourcegroups`
+    /// `GET /subscriptions/{s}/resourcegroups`, one page.
     pub async fn group_list(
         &self,
         caller: &Caller,
         subscription: &str,
-    ) -> Result<Vec<Value>, EngineError> {
+        page: &PageRequest,
+    ) -> Result<Page, EngineError> {
         self.check_subscription(subscription)?;
-        let records = self
-            .store()
-            .resources_of_type(
-                self.canonical_subscription(),
-                &RESOURCE_GROUP_TYPE.to_lowercase(),
+        let listing = Listing::OfType {
+            subscription_id: self.canonical_subscription().to_string(),
+            type_key: RESOURCE_GROUP_TYPE.to_lowercase(),
+        };
+        self.page_of(&listing, page, |record| {
+            self.can(
+                caller,
+                "Microsoft.Resources/subscriptions/resourceGroups/read",
+                &record.id,
             )
-            .await?;
-        records
-            .iter()
-            .filter(|record| {
-                self.can(
-                    caller,
-                    "Microsoft.Resources/subscriptions/resourceGroups/read",
-                    &record.id,
-                )
-            })
-            .map(Self::parse_document)
-            .collect()
+        })
+        .await
+    }
+
+    /// One page of `listing` in key order, keeping the records `keep` accepts. Rows are read in
+    /// batches of the page size, so memory follows the page, not the tenant; the continuation is
+    /// the last key examined, so records the caller may not read are skipped only once.
+    pub(crate) async fn page_of(
+        &self,
+        listing: &Listing,
+        page: &PageRequest,
+        keep: impl Fn(&ResourceRecord) -> bool,
+    ) -> Result<Page, EngineError> {
+        let size = page.size.clamp(1, MAX_PAGE_SIZE);
+        let mut values = Vec::new();
+        let mut after = page.after.clone();
+        loop {
+            let batch = self
+                .store()
+                .resources_page(listing, &after, size as i64 + 1)
+                .await?;
+            let complete = batch.len() <= size;
+            for record in &batch {
+                if values.len() == size {
+                    return Ok(Page {
+                        values,
+                        next: Some(after),
+                    });
+                }
+                after = record.key.clone();
+                if keep(record) {
+                    values.push(Self::parse_document(record)?);
+                }
+            }
+            if complete {
+                return Ok(Page { values, next: None });
+            }
+        }
     }
 
     // ---- resources ---------------------------------------------------------------------------
@@ -605,30 +663,29 @@ impl Engine {
     }
 
     /// `GET` of a collection: `.../providers/{ns}/{type}` in a group or subscription, or the children
-    /// of a resource (`.../virtualMachines/{vm}/extensions`).
+    /// of a resource (`.../virtualMachines/{vm}/extensions`), one page.
     pub async fn resource_list(
         &self,
         caller: &Caller,
         path: &ArmPath,
-    ) -> Result<Vec<Value>, EngineError> {
+        page: &PageRequest,
+    ) -> Result<Page, EngineError> {
         self.check_subscription(&path.subscription)?;
         let provider = path
             .provider
             .as_ref()
             .ok_or_else(|| EngineError::BadRequest("a provider type is required".to_string()))?;
         let type_key = provider.type_name().to_lowercase();
-        let records = if provider.segments.len() > 1 {
+        let listing = if provider.segments.len() > 1 {
             let mut parent = path.clone();
             if let Some(part) = parent.provider.as_mut() {
                 part.segments.pop();
             }
             let parent_record = self.existing_resource(&parent).await?;
-            self.store()
-                .resource_children(&parent_record.key)
-                .await?
-                .into_iter()
-                .filter(|record| record.type_key == type_key)
-                .collect()
+            Listing::Children {
+                parent_key: parent_record.key,
+                type_key: Some(type_key),
+            }
         } else if let Some(group_id) = path.group_id() {
             let group_key = resource_key(&group_id);
             if self.store().resource(&group_key).await?.is_none() {
@@ -636,60 +693,52 @@ impl Engine {
                     path.resource_group.clone().unwrap_or_default(),
                 ));
             }
-            self.store()
-                .resources_in_group(&group_key, Some(&type_key))
-                .await?
+            Listing::InGroup {
+                group_key,
+                type_key: Some(type_key),
+            }
         } else {
-            self.store()
-                .resources_of_type(self.canonical_subscription(), &type_key)
-                .await?
+            Listing::OfType {
+                subscription_id: self.canonical_subscription().to_string(),
+                type_key,
+            }
         };
-        records
-            .iter()
-            .filter(|record| record.type_key != crate::cosmos::KEYS_TYPE.to_lowercase())
-            .filter(|record| self.can(caller, &format!("{}/read", record.type_key), &record.id))
-            .map(Self::parse_document)
-            .collect()
+        let hidden = crate::cosmos::KEYS_TYPE.to_lowercase();
+        self.page_of(&listing, page, |record| {
+            record.type_key != hidden
+                && self.can(caller, &format!("{}/read", record.type_key), &record.id)
+        })
+        .await
     }
 
-    /// Every resource of a group (`/resourceGroups/{g}/resources`) or subscription (`/resources`).
+    /// Every resource of a group (`/resourceGroups/{g}/resources`) or subscription (`/resources`),
+    /// one page.
     pub async fn resource_list_all(
         &self,
         caller: &Caller,
         subscription: &str,
         group: Option<&str>,
-    ) -> Result<Vec<Value>, EngineError> {
+        page: &PageRequest,
+    ) -> Result<Page, EngineError> {
         self.check_subscription(subscription)?;
-        let records = match group {
-            Some(group) => {
-                let group_record = self.group_record(subscription, group).await?;
-                self.store()
-                    .resources_in_group(&group_record.key, None)
-                    .await?
-            }
-            None => {
-                let mut all = Vec::new();
-                for group in self
-                    .store()
-                    .resources_of_type(
-                        self.canonical_subscription(),
-                        &RESOURCE_GROUP_TYPE.to_lowercase(),
-                    )
-                    .await?
-                {
-                    all.extend(self.store().resources_in_group(&group.key, None).await?);
-                }
-                all
-            }
+        // Deployments are records of the group, not resources in it (ARM lists them apart).
+        let deployments = crate::deployments::DEPLOYMENT_TYPE.to_lowercase();
+        let listing = match group {
+            Some(group) => Listing::InGroup {
+                group_key: self.group_record(subscription, group).await?.key,
+                type_key: None,
+            },
+            None => Listing::TopLevel {
+                subscription_id: self.canonical_subscription().to_string(),
+                excluded_type_keys: vec![deployments.clone()],
+            },
         };
-        records
-            .iter()
-            .filter(|record| self.can(caller, &format!("{}/read", record.type_key), &record.id))
-            .filter(|record| record.parent_key.is_none())
-            // Deployments are records of the group, not resources in it (ARM lists them apart).
-            .filter(|record| record.type_key != crate::deployments::DEPLOYMENT_TYPE.to_lowercase())
-            .map(Self::parse_document)
-            .collect()
+        self.page_of(&listing, page, |record| {
+            record.parent_key.is_none()
+                && record.type_key != deployments
+                && self.can(caller, &format!("{}/read", record.type_key), &record.id)
+        })
+        .await
     }
 
     /// `GET {scope}/providers/Microsoft.ManagedIdentity/identities/default`: the resource's system identity.

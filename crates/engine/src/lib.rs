@@ -31,7 +31,7 @@ use openmi_store::{Store, StoreError};
 use openmi_token::{Kek, KeyRing, TokenError};
 
 pub use agent::{AgentCaller, IdentitySelector, JoinToken, ManagedIdentityToken, AGENT_AUDIENCE};
-pub use arm::Written;
+pub use arm::{Page, PageRequest, Written, MAX_PAGE_SIZE};
 pub use arm_error::ArmFailure;
 pub use bootstrap::{BootstrapOutcome, BootstrapSecrets};
 pub use cosmos_auth::{CosmosAccount, CosmosCaller, CosmosFailure};

@@ -520,9 +520,14 @@ async fn every_arm_operation_is_authorized_and_changes_apply_to_the_next_request
         "{denied:?}"
     );
     assert!(engine
-        .group_list(&worker_caller, &subscription)
+        .group_list(
+            &worker_caller,
+            &subscription,
+            &crate::PageRequest::default()
+        )
         .await
         .unwrap()
+        .values
         .is_empty());
 
     // Reader on one group: reads it, not the other, writes nothing.
@@ -544,9 +549,14 @@ async fn every_arm_operation_is_authorized_and_changes_apply_to_the_next_request
         .is_err());
     assert_eq!(
         engine
-            .group_list(&worker_caller, &subscription)
+            .group_list(
+                &worker_caller,
+                &subscription,
+                &crate::PageRequest::default()
+            )
             .await
             .unwrap()
+            .values
             .len(),
         1
     );

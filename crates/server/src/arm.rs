@@ -10,7 +10,9 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use openmi_engine::{Caller, Written};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use openmi_engine::{Caller, Page, PageRequest, Written, MAX_PAGE_SIZE};
 use openmi_model::arm::{ArmPath, VIRTUAL_MACHINE_TYPE};
 use serde_json::{json, Value};
 
@@ -121,6 +123,56 @@ fn json_response(status: StatusCode, body: Value) -> Response {
 
 fn list(values: Vec<Value>) -> Response {
     json_response(StatusCode::OK, json!({"value": values}))
+}
+
+/// The page a list request asks for: `$top` (1..=1000, ARM's limit; default the whole page of
+/// 1000) and `$skiptoken` (opaque: base64url of the last key of the previous page).
+pub(crate) fn page_request(query: Option<&str>) -> Result<PageRequest, ArmError> {
+    let bad = |message: String| ArmError::new(StatusCode::BAD_REQUEST, "InvalidParameter", message);
+    let size = match query_param(query, "$top") {
+        None => MAX_PAGE_SIZE,
+        Some(top) => top
+            .parse::<usize>()
+            .ok()
+            .filter(|top| (1..=MAX_PAGE_SIZE).contains(top))
+            .ok_or_else(|| bad(format!("The value '{top}' of query parameter '$top' is invalid: it must be an integer from 1 to {MAX_PAGE_SIZE}.")))?,
+    };
+    let after = match query_param(query, "$skiptoken") {
+        None => String::new(),
+        Some(token) => URL_SAFE_NO_PAD
+            .decode(token.as_bytes())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| {
+                bad(format!(
+                    "The value '{token}' of query parameter '$skiptoken' is invalid."
+                ))
+            })?,
+    };
+    Ok(PageRequest { after, size })
+}
+
+/// A page as ARM answers it: `nextLink` repeats the request's query with the new `$skiptoken`.
+pub(crate) fn paged(
+    state: &AppState,
+    context: &RequestContext,
+    path: &str,
+    query: Option<&str>,
+    page: Page,
+) -> Response {
+    let mut body = json!({"value": page.values});
+    if let Some(next) = page.next {
+        let mut pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default();
+        pairs.retain(|(key, _)| !key.eq_ignore_ascii_case("$skiptoken"));
+        pairs.push((
+            "$skiptoken".to_string(),
+            URL_SAFE_NO_PAD.encode(next.as_bytes()),
+        ));
+        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        body["nextLink"] = json!(format!("{}{path}?{query}", state.base_url(context)));
+    }
+    json_response(StatusCode::OK, body)
 }
 
 pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
@@ -365,21 +417,38 @@ async fn route(
                 )),
             }
         }
-        ([_, subscription, "resources"], &Method::GET) => Ok(list(
+        ([_, subscription, "resources"], &Method::GET) => Ok(paged(
+            state,
+            context,
+            path,
+            query,
             engine
-                .resource_list_all(caller, subscription, None)
+                .resource_list_all(caller, subscription, None, &page_request(query)?)
                 .await
                 .map_err(fail)?,
         )),
-        ([_, subscription, "resourcegroups"], &Method::GET) => Ok(list(
+        ([_, subscription, "resourcegroups"], &Method::GET) => Ok(paged(
+            state,
+            context,
+            path,
+            query,
             engine
-                .group_list(caller, subscription)
+                .group_list(caller, subscription, &page_request(query)?)
                 .await
                 .map_err(fail)?,
         )),
-        ([_, subscription, "resourcegroups", _, "resources"], &Method::GET) => Ok(list(
+        ([_, subscription, "resourcegroups", _, "resources"], &Method::GET) => Ok(paged(
+            state,
+            context,
+            path,
+            query,
             engine
-                .resource_list_all(caller, subscription, Some(original[3]))
+                .resource_list_all(
+                    caller,
+                    subscription,
+                    Some(original[3]),
+                    &page_request(query)?,
+                )
                 .await
                 .map_err(fail)?,
         )),
@@ -479,9 +548,13 @@ async fn route(
                 .as_ref()
                 .is_some_and(|provider| provider.is_resource());
             match (is_resource, method) {
-                (false, &Method::GET) => Ok(list(
+                (false, &Method::GET) => Ok(paged(
+                    state,
+                    context,
+                    path,
+                    query,
                     engine
-                        .resource_list(caller, &arm_path)
+                        .resource_list(caller, &arm_path, &page_request(query)?)
                         .await
                         .map_err(fail)?,
                 )),

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_resource_counter.sql")),
     (6, include_str!("../migrations/0006_cosmos_items.sql")),
     (7, include_str!("../migrations/0007_interactive.sql")),
+    (8, include_str!("../migrations/0008_resource_paging.sql")),
 ];
 
 pub(crate) async fn apply(store: &Store) -> Result<(), StoreError> {

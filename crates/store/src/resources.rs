@@ -157,6 +157,31 @@ async fn delete_tree(
     Ok(deleted)
 }
 
+/// Which resources a paged list walks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    /// A group's resources (the group itself excluded), optionally of one type.
+    InGroup {
+        group_key: String,
+        type_key: Option<String>,
+    },
+    /// A subscription's resources of one type (groups, identities, VMs...).
+    OfType {
+        subscription_id: String,
+        type_key: String,
+    },
+    /// A resource's children, optionally of one type.
+    Children {
+        parent_key: String,
+        type_key: Option<String>,
+    },
+    /// Every top-level resource inside the subscription's groups, but for some types.
+    TopLevel {
+        subscription_id: String,
+        excluded_type_keys: Vec<String>,
+    },
+}
+
 impl Store {
     /// The resource with this key.
     pub async fn resource(&self, key: &str) -> Result<Option<ResourceRecord>, StoreError> {
@@ -192,6 +217,70 @@ impl Store {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM resources WHERE subscription_id = $1 AND type_key = $2 ORDER BY created_at, key"))
             .bind(subscription_id.to_lowercase())
             .bind(type_key.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// One page of a listing in key order, after `after` (exclusive; `""` for the first page):
+    /// a list's memory is bounded by the page, not by the tenant.
+    pub async fn resources_page(
+        &self,
+        listing: &Listing,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<ResourceRecord>, StoreError> {
+        let (condition, first, second) = match listing {
+            Listing::InGroup {
+                group_key,
+                type_key,
+            } => (
+                "group_key = $1 AND key <> $1 AND ($2 = '' OR type_key = $2)",
+                group_key.clone(),
+                type_key.clone().unwrap_or_default(),
+            ),
+            Listing::OfType {
+                subscription_id,
+                type_key,
+            } => (
+                "subscription_id = $1 AND type_key = $2",
+                subscription_id.to_lowercase(),
+                type_key.clone(),
+            ),
+            Listing::Children {
+                parent_key,
+                type_key,
+            } => (
+                "parent_key = $1 AND ($2 = '' OR type_key = $2)",
+                parent_key.clone(),
+                type_key.clone().unwrap_or_default(),
+            ),
+            Listing::TopLevel {
+                subscription_id,
+                excluded_type_keys,
+            } => (
+                // `$2` is a `|`-joined list of excluded types, compared as text.
+                "subscription_id = $1 AND parent_key IS NULL AND group_key IS NOT NULL AND key <> group_key AND position('|' || type_key || '|' in $2) = 0",
+                subscription_id.to_lowercase(),
+                format!("|{}|", excluded_type_keys.join("|")),
+            ),
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM resources WHERE {condition} AND key > $3 ORDER BY key LIMIT $4"
+        );
+        let sql = match self.backend {
+            // SQLite spells `position(a in b)` as `instr(b, a)`.
+            crate::Backend::Sqlite => sql.replace(
+                "position('|' || type_key || '|' in $2)",
+                "instr($2, '|' || type_key || '|')",
+            ),
+            crate::Backend::Postgres => sql,
+        };
+        let rows = sqlx::query(&sql)
+            .bind(first)
+            .bind(second)
+            .bind(after.to_string())
+            .bind(limit)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(record_from_row).collect()

@@ -606,6 +606,53 @@ async fn resources(store: &Store, bootstrap: &BootstrapRecord) -> Result<(), Sto
         store.resource_children(&vm_id.to_lowercase()).await?.len(),
         1
     );
+    // Paged listings walk key order from a position, each shape with its own filter.
+    use crate::Listing;
+    let keys = |records: Vec<ResourceRecord>| {
+        records
+            .into_iter()
+            .map(|record| record.key)
+            .collect::<Vec<_>>()
+    };
+    let vms = Listing::OfType {
+        subscription_id: "S".to_string(),
+        type_key: "microsoft.compute/virtualmachines".to_string(),
+    };
+    let first = keys(store.resources_page(&vms, "", 1).await?);
+    assert_eq!(first, vec![vm_id.to_lowercase()]);
+    let second = keys(store.resources_page(&vms, &first[0], 5).await?);
+    assert_eq!(second, vec![other_vm.to_lowercase()]);
+    assert!(store.resources_page(&vms, &second[0], 5).await?.is_empty());
+    let in_group = Listing::InGroup {
+        group_key: group.to_lowercase(),
+        type_key: None,
+    };
+    assert_eq!(
+        keys(store.resources_page(&in_group, "", 10).await?),
+        vec![vm_id.to_lowercase(), extension_id.to_lowercase()]
+    );
+    let children = Listing::Children {
+        parent_key: vm_id.to_lowercase(),
+        type_key: Some("microsoft.compute/virtualmachines/extensions".to_string()),
+    };
+    assert_eq!(
+        keys(store.resources_page(&children, "", 10).await?),
+        vec![extension_id.to_lowercase()]
+    );
+    let top_level = Listing::TopLevel {
+        subscription_id: "s".to_string(),
+        excluded_type_keys: vec!["microsoft.compute/virtualmachines/extensions".to_string()],
+    };
+    assert_eq!(
+        keys(store.resources_page(&top_level, "", 10).await?),
+        vec![vm_id.to_lowercase(), other_vm.to_lowercase()],
+        "groups, children and excluded types are left out"
+    );
+    let without_vms = Listing::TopLevel {
+        subscription_id: "s".to_string(),
+        excluded_type_keys: vec!["microsoft.compute/virtualmachines".to_string()],
+    };
+    assert!(store.resources_page(&without_vms, "", 10).await?.is_empty());
 
     // Optimistic concurrency: a stale version or a second insert fails the whole change.
     let mut update = stored.clone();
