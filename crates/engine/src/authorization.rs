@@ -17,7 +17,7 @@ use openmi_store::StoredRoleDefinition;
 use serde_json::{json, Value};
 
 use crate::arm::Written;
-use crate::{Caller, Engine, EngineError};
+use crate::{Caller, Engine, EngineError, Page, PageRequest};
 
 /// The RBAC index and the counter value it was built at.
 #[derive(Debug, Default)]
@@ -497,7 +497,8 @@ impl Engine {
         caller: &Caller,
         scope: &str,
         filter: Option<&str>,
-    ) -> Result<Vec<Value>, EngineError> {
+        page: &PageRequest,
+    ) -> Result<Page, EngineError> {
         self.authorize(
             caller,
             "Microsoft.Authorization/roleAssignments/read",
@@ -527,27 +528,61 @@ impl Engine {
             }
         }
         let target = scope_key(scope);
-        let assignments = match &principal {
+        // The target's own scope and every ancestor ("above"), and with no `atScope()` every
+        // scope under it ("below").
+        // The root scope is stored as "" (its key without the trailing slash).
+        let mut at = vec![String::new(), "/".to_string()];
+        let mut end = 0;
+        while let Some(next) = target[end + 1..].find('/') {
+            end += next + 1;
+            at.push(target[..end].to_string());
+        }
+        at.push(target.clone());
+        at.dedup();
+        let below = (!at_scope).then(|| {
+            if target == "/" {
+                "/".to_string()
+            } else {
+                format!("{target}/")
+            }
+        });
+        let principal = match &principal {
             Some(id) => match id.parse::<ObjectId>() {
-                Ok(object_id) => self.store().role_assignments_of(object_id).await?,
-                Err(_) => Vec::new(),
-            },
-            None => self.store().role_assignments().await?,
-        };
-        Ok(assignments
-            .iter()
-            .filter(|assignment| {
-                let assigned = scope_key(&assignment.scope);
-                let above = scope_contains(&assigned, &target);
-                let below = scope_contains(&target, &assigned);
-                if at_scope {
-                    above
-                } else {
-                    above || below
+                Ok(object_id) => Some(object_id),
+                Err(_) => {
+                    return Ok(Page {
+                        values: Vec::new(),
+                        next: None,
+                    })
                 }
-            })
-            .map(|assignment| self.assignment_json(assignment))
-            .collect())
+            },
+            None => None,
+        };
+        let size = page.size.clamp(1, crate::MAX_PAGE_SIZE);
+        let mut found = self
+            .store()
+            .role_assignments_page(
+                &at,
+                below.as_deref(),
+                principal,
+                &page.after,
+                size as i64 + 1,
+            )
+            .await?;
+        let next = (found.len() > size).then(|| {
+            found.truncate(size);
+            found
+                .last()
+                .map(|last| last.name.clone())
+                .unwrap_or_default()
+        });
+        Ok(Page {
+            values: found
+                .iter()
+                .map(|assignment| self.assignment_json(assignment))
+                .collect(),
+            next,
+        })
     }
 
     // ---- role definitions ------------------------------------------------------------------

@@ -292,7 +292,7 @@ pub async fn dispatch(
     let routed = match authorization_part(&path) {
         Some((scope, rest)) => {
             authorization_route(
-                &state, &context, &caller, &method, &scope, &rest, query, &body,
+                &state, &context, &caller, &method, &path, &scope, &rest, query, &body,
             )
             .await
         }
@@ -811,6 +811,7 @@ async fn authorization_route(
     context: &RequestContext,
     caller: &Caller,
     method: &Method,
+    path: &str,
     scope: &str,
     rest: &[String],
     query: Option<&str>,
@@ -838,9 +839,13 @@ async fn authorization_route(
         None => StatusCode::NO_CONTENT.into_response(),
     };
     match (kind.as_str(), rest.get(1), rest.len(), method) {
-        ("roleassignments", None, 1, &Method::GET) => Ok(list(
+        ("roleassignments", None, 1, &Method::GET) => Ok(paged(
+            state,
+            context,
+            path,
+            query,
             engine
-                .role_assignment_list(caller, scope, filter.as_deref())
+                .role_assignment_list(caller, scope, filter.as_deref(), &page_request(query)?)
                 .await
                 .map_err(fail)?,
         )),

@@ -88,6 +88,37 @@ impl Store {
         rows.iter().map(assignment_from_row).collect()
     }
 
+    /// One page of the assignments at any of `at` (scope keys) or, when `below` is given, at a
+    /// scope under that key; optionally of one principal; by name after `after`.
+    pub async fn role_assignments_page(
+        &self,
+        at: &[String],
+        below: Option<&str>,
+        principal: Option<openmi_model::ObjectId>,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<RoleAssignment>, StoreError> {
+        let placeholders: Vec<String> = (0..at.len()).map(|i| format!("${}", i + 5)).collect();
+        let at_clause = if placeholders.is_empty() {
+            "1 = 0".to_string()
+        } else {
+            format!("scope_key IN ({})", placeholders.join(", "))
+        };
+        let sql = format!(
+            "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE ({at_clause} OR ($1 <> '' AND substr(scope_key, 1, length($1)) = $1)) AND ($2 = '' OR principal_id = $2) AND name > $3 ORDER BY name LIMIT $4"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(below.unwrap_or_default().to_string())
+            .bind(principal.map(|id| id.to_string()).unwrap_or_default())
+            .bind(after.to_string())
+            .bind(limit);
+        for key in at {
+            query = query.bind(key.clone());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(assignment_from_row).collect()
+    }
+
     /// One role assignment by name (GUID).
     pub async fn role_assignment(&self, name: &str) -> Result<Option<RoleAssignment>, StoreError> {
         let row = sqlx::query(&format!(
