@@ -1,13 +1,16 @@
 //! Authorization: the RBAC snapshot every request is checked against, and the
 //! `Microsoft.Authorization` API (role assignments and role definitions).
 //!
-//! The snapshot is derived state: built from the store at start, rebuilt right after a local
-//! change (so the very next request sees it) and whenever the store's `rbac` counter moves (a
-//! change made through another server sharing the database; the server polls it several times a
-//! second). Messages copy ARM's (protocols.md §4.5).
+//! The snapshot is derived state: built from the store at start, then changed in place by the
+//! store's change log (`rbac_changes`): right after a local change (so the very next request sees
+//! it) and whenever the store's `rbac` counter moves (a change made through another server
+//! sharing the database; the server polls it several times a second), the logged changes since
+//! the snapshot's version are applied one by one; only a server further behind than the log
+//! reaches rebuilds. Messages copy ARM's (protocols.md §4.5).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use openmi_model::arm::{resource_key, ArmPath};
 use openmi_model::directory::RoleAssignment;
@@ -22,8 +25,10 @@ use crate::{Caller, Engine, EngineError, Page, PageRequest};
 /// The RBAC index and the counter value it was built at.
 #[derive(Debug, Default)]
 pub(crate) struct RbacState {
-    snapshot: RwLock<Arc<Snapshot>>,
+    snapshot: RwLock<Snapshot>,
     version: AtomicI64,
+    /// One refresh at a time, so changes are applied once and in order.
+    refresh: tokio::sync::Mutex<()>,
 }
 
 const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/roleAssignments";
@@ -104,11 +109,11 @@ fn role_guid(role_definition_id: &str) -> String {
 }
 
 impl Engine {
-    /// The current RBAC snapshot.
-    pub fn rbac(&self) -> Arc<Snapshot> {
+    /// The current RBAC snapshot (hold the guard only for a decision).
+    pub fn rbac(&self) -> RwLockReadGuard<'_, Snapshot> {
         match self.inner.rbac.snapshot.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
         }
     }
 
@@ -124,14 +129,33 @@ impl Engine {
         Ok(definitions)
     }
 
-    /// Rebuilds the snapshot when the store's counter moved (or always, with `force`).
+    /// Brings the snapshot up to the store's counter: the logged changes since its version
+    /// applied in place, or a rebuild when the log no longer reaches back (or with `force`).
     pub async fn refresh_rbac(&self, force: bool) -> Result<(), EngineError> {
+        let _one_at_a_time = self.inner.rbac.refresh.lock().await;
         let version = self.store().rbac_version().await?;
-        if !force && version == self.inner.rbac.version.load(Ordering::SeqCst) {
+        let mine = self.inner.rbac.version.load(Ordering::SeqCst);
+        if !force && version == mine {
             return Ok(());
         }
-        // The counter is read before the data: a change committed in between only causes one
-        // more rebuild on the next poll, never a missed one.
+        if !force && version > mine && version - mine <= openmi_store::RBAC_LOG_RETAINED {
+            let changes = self
+                .store()
+                .rbac_changes_since(mine, version - mine)
+                .await?;
+            let contiguous = changes.len() as i64 == version - mine
+                && changes
+                    .iter()
+                    .enumerate()
+                    .all(|(index, (logged, _))| *logged == mine + 1 + index as i64);
+            if contiguous {
+                self.apply_rbac_changes(&changes).await?;
+                self.inner.rbac.version.store(version, Ordering::SeqCst);
+                return Ok(());
+            }
+        }
+        // The counter is read before the data: a change committed in between is applied again
+        // from the log on the next refresh, which changes nothing.
         let definitions = self.all_definitions().await?;
         let assignments: Vec<openmi_rbac::Assignment> = self
             .store()
@@ -144,12 +168,78 @@ impl Engine {
                 scope: assignment.scope,
             })
             .collect();
-        let snapshot = Arc::new(Snapshot::build(&definitions, &assignments));
+        let snapshot = Snapshot::build(&definitions, &assignments);
         match self.inner.rbac.snapshot.write() {
             Ok(mut guard) => *guard = snapshot,
             Err(poisoned) => *poisoned.into_inner() = snapshot,
         }
         self.inner.rbac.version.store(version, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Applies logged changes in order; role definitions are read first, then everything is
+    /// applied under one write lock, so no request sees half of a batch.
+    async fn apply_rbac_changes(
+        &self,
+        changes: &[(i64, openmi_store::RbacChange)],
+    ) -> Result<(), EngineError> {
+        use openmi_store::RbacChange;
+        let mut roles: HashMap<String, Option<RoleDefinition>> = HashMap::new();
+        for (_, change) in changes {
+            if let RbacChange::Role { role_id } = change {
+                if !roles.contains_key(role_id) {
+                    let stored = self.store().role_definitions().await?;
+                    let found = stored
+                        .iter()
+                        .find(|stored| stored.id.eq_ignore_ascii_case(role_id))
+                        .map(custom_definition);
+                    roles.insert(role_id.clone(), found);
+                }
+            }
+        }
+        let assignment = |principal_id: &str, role_id: &str, scope: &str| {
+            principal_id
+                .parse::<ObjectId>()
+                .ok()
+                .map(|principal_id| openmi_rbac::Assignment {
+                    principal_id,
+                    role_id: role_id.to_string(),
+                    scope: scope.to_string(),
+                })
+        };
+        let mut snapshot = match self.inner.rbac.snapshot.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for (_, change) in changes {
+            match change {
+                RbacChange::Assigned {
+                    principal_id,
+                    role_id,
+                    scope,
+                } => {
+                    if let Some(assignment) = assignment(principal_id, role_id, scope) {
+                        snapshot.insert(&assignment);
+                    }
+                }
+                RbacChange::Unassigned {
+                    principal_id,
+                    role_id,
+                    scope,
+                } => {
+                    if let Some(assignment) = assignment(principal_id, role_id, scope) {
+                        snapshot.remove(&assignment);
+                    }
+                }
+                // A deleted role has no assignments (deletion is refused while assigned), so its
+                // compiled entry grants nothing and may stay.
+                RbacChange::Role { role_id } => {
+                    if let Some(Some(definition)) = roles.get(role_id) {
+                        snapshot.put_role(definition);
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -431,7 +521,7 @@ impl Engine {
             updated_by: Some(caller.object_id),
         };
         self.store().create_role_assignment(&assignment).await?;
-        self.refresh_rbac(true).await?;
+        self.refresh_rbac(false).await?;
         Ok(Written::Created(self.assignment_json(&assignment)))
     }
 
@@ -481,7 +571,7 @@ impl Engine {
                 self.store()
                     .delete_role_assignment(&assignment.name)
                     .await?;
-                self.refresh_rbac(true).await?;
+                self.refresh_rbac(false).await?;
                 Ok(Some(self.assignment_json(&assignment)))
             }
             Err(EngineError::RoleAssignmentNotFound(_)) => Ok(None),
@@ -740,7 +830,7 @@ impl Engine {
             updated_at: now,
         };
         self.store().put_role_definition(&definition).await?;
-        self.refresh_rbac(true).await?;
+        self.refresh_rbac(false).await?;
         let document = self.definition_json(&custom_definition(&definition), Some(&definition));
         let _ = previous;
         // The authorization SDK accepts only 201 here, for a new role and for an update alike.
@@ -781,7 +871,7 @@ impl Engine {
         }
         let document = self.definition_json(&custom_definition(found), Some(found));
         self.store().delete_role_definition(&id).await?;
-        self.refresh_rbac(true).await?;
+        self.refresh_rbac(false).await?;
         Ok(Some(document))
     }
 }

@@ -180,12 +180,24 @@ pub struct Snapshot {
     roles_by_id: HashMap<String, u32>,
     roles: Vec<Arc<CompiledRole>>,
     // Invariant: a power of two in length (or empty), at most half full.
-    slots: Box<[Slot]>,
-    arena: Box<[u32]>,
+    slots: Vec<Slot>,
+    occupied: usize,
+    arena: Vec<u32>,
+    /// Arena words no slot points at any more (left by `insert`/`remove`); compacted when they
+    /// are more than half the arena.
+    garbage: usize,
     // Invariant: every distinct scope key (normalised with `scope_key`) once, concatenated.
-    scope_text: Box<str>,
+    // Scopes are never dropped: their number is bounded by the scopes ever assigned.
+    scope_text: String,
+    interned: HashMap<Box<str>, (u32, u32)>,
     assignment_count: usize,
 }
+
+/// Garbage (in arena words) below which the arena is never compacted.
+const COMPACT_MIN_GARBAGE: usize = 1024;
+
+/// One grant as the arena stores it: (scope tag, scope offset, scope length, role).
+type Grant = [u32; 4];
 
 fn slot_hash(principal: (u64, u64)) -> u64 {
     // Object ids are random v4 UUIDs minted by the server: mixing their bits suffices.
@@ -202,7 +214,7 @@ impl Snapshot {
             roles.push(Arc::new(CompiledRole::new(definition)));
         }
         // Scope key -> (offset, length) in `scope_text`.
-        let mut interned: HashMap<String, (u32, u32)> = HashMap::new();
+        let mut interned: HashMap<Box<str>, (u32, u32)> = HashMap::new();
         let mut scope_text = String::new();
         // Per principal, in first-seen order: (tag, offset, length, role).
         let mut grouped: HashMap<(u64, u64), Vec<[u32; 4]>> = HashMap::new();
@@ -214,12 +226,12 @@ impl Snapshot {
             };
             let key = scope_key(&assignment.scope);
             let scope_tag = tag(fnv(key.as_bytes()));
-            let (offset, length) = match interned.get(&key) {
+            let (offset, length) = match interned.get(key.as_str()) {
                 Some(place) => *place,
                 None => {
                     let place = (scope_text.len() as u32, key.len() as u32);
                     scope_text.push_str(&key);
-                    interned.insert(key, place);
+                    interned.insert(key.into_boxed_str(), place);
                     place
                 }
             };
@@ -238,7 +250,8 @@ impl Snapshot {
         } else {
             (order.len() * 2).next_power_of_two()
         };
-        let mut slots = vec![Slot::default(); capacity].into_boxed_slice();
+        let occupied = order.len();
+        let mut slots = vec![Slot::default(); capacity];
         let mut arena = Vec::with_capacity(assignment_count * (TAG_WORDS + PAYLOAD_WORDS));
         let mask = capacity.wrapping_sub(1);
         for principal in order {
@@ -264,10 +277,218 @@ impl Snapshot {
             roles_by_id,
             roles,
             slots,
-            arena: arena.into_boxed_slice(),
-            scope_text: scope_text.into_boxed_str(),
+            occupied,
+            arena,
+            garbage: 0,
+            scope_text,
+            interned,
             assignment_count,
         }
+    }
+
+    // ---- incremental changes: one assignment or one role, no rebuild ----------------------
+
+    /// Adds or replaces a role definition. Assignments of a replaced role follow its new
+    /// permissions at once.
+    pub fn put_role(&mut self, definition: &RoleDefinition) {
+        let compiled = Arc::new(CompiledRole::new(definition));
+        let id = definition.id.to_lowercase();
+        match self.roles_by_id.get(&id) {
+            Some(&index) => {
+                if let Some(role) = self.roles.get_mut(index as usize) {
+                    *role = compiled;
+                }
+            }
+            None => {
+                self.roles_by_id.insert(id, self.roles.len() as u32);
+                self.roles.push(compiled);
+            }
+        }
+    }
+
+    /// Adds one assignment; false when its role is unknown (it grants nothing, as in `build`)
+    /// or the same principal already holds the role at the scope.
+    pub fn insert(&mut self, assignment: &Assignment) -> bool {
+        let Some(&role) = self.roles_by_id.get(&assignment.role_id.to_lowercase()) else {
+            return false;
+        };
+        let key = scope_key(&assignment.scope);
+        let scope_tag = tag(fnv(key.as_bytes()));
+        let (offset, length) = self.intern(&key);
+        let principal = assignment.principal_id.as_uuid().as_u64_pair();
+        let mut grants = self.grants_of(principal);
+        if grants
+            .iter()
+            .any(|grant| grant[1] == offset && grant[2] == length && grant[3] == role)
+        {
+            return false;
+        }
+        grants.push([scope_tag, offset, length, role]);
+        self.set_grants(principal, &grants);
+        self.assignment_count += 1;
+        true
+    }
+
+    /// Removes one assignment; false when it was not indexed.
+    pub fn remove(&mut self, assignment: &Assignment) -> bool {
+        let Some(&role) = self.roles_by_id.get(&assignment.role_id.to_lowercase()) else {
+            return false;
+        };
+        let key = scope_key(&assignment.scope);
+        let Some(&(offset, length)) = self.interned.get(key.as_str()) else {
+            return false;
+        };
+        let principal = assignment.principal_id.as_uuid().as_u64_pair();
+        let mut grants = self.grants_of(principal);
+        let Some(index) = grants
+            .iter()
+            .position(|grant| grant[1] == offset && grant[2] == length && grant[3] == role)
+        else {
+            return false;
+        };
+        grants.remove(index);
+        self.set_grants(principal, &grants);
+        self.assignment_count -= 1;
+        true
+    }
+
+    fn intern(&mut self, key: &str) -> (u32, u32) {
+        if let Some(place) = self.interned.get(key) {
+            return *place;
+        }
+        let place = (self.scope_text.len() as u32, key.len() as u32);
+        self.scope_text.push_str(key);
+        self.interned.insert(key.into(), place);
+        place
+    }
+
+    fn slot_index(&self, principal: (u64, u64)) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut index = slot_hash(principal) as usize & mask;
+        loop {
+            let slot = self.slots.get(index)?;
+            if slot.len == 0 {
+                return None;
+            }
+            if slot.principal == principal {
+                return Some(index);
+            }
+            index = (index + 1) & mask;
+        }
+    }
+
+    fn grants_of(&self, principal: (u64, u64)) -> Vec<Grant> {
+        let Some(slot) = self.slot_index(principal).and_then(|i| self.slots.get(i)) else {
+            return Vec::new();
+        };
+        let start = slot.start as usize;
+        let len = slot.len as usize;
+        let tags = &self.arena[start..start + len];
+        let payload = &self.arena[start + len..start + len * (TAG_WORDS + PAYLOAD_WORDS)];
+        tags.iter()
+            .zip(payload.chunks_exact(PAYLOAD_WORDS))
+            .map(|(tag, grant)| [*tag, grant[0], grant[1], grant[2]])
+            .collect()
+    }
+
+    /// Points `principal` at a new region holding `grants` (or drops it when there are none).
+    fn set_grants(&mut self, principal: (u64, u64), grants: &[Grant]) {
+        let existing = self.slot_index(principal);
+        if let Some(index) = existing {
+            self.garbage += self.slots[index].len as usize * (TAG_WORDS + PAYLOAD_WORDS);
+        }
+        if grants.is_empty() {
+            if let Some(index) = existing {
+                self.delete_slot(index);
+            }
+        } else {
+            let start = self.arena.len() as u32;
+            self.arena.extend(grants.iter().map(|grant| grant[0]));
+            self.arena.extend(
+                grants
+                    .iter()
+                    .flat_map(|grant| [grant[1], grant[2], grant[3]]),
+            );
+            let slot = Slot {
+                principal,
+                start,
+                len: grants.len() as u32,
+            };
+            match existing {
+                Some(index) => self.slots[index] = slot,
+                None => self.insert_slot(slot),
+            }
+        }
+        if self.garbage > COMPACT_MIN_GARBAGE && self.garbage * 2 > self.arena.len() {
+            self.compact();
+        }
+    }
+
+    fn insert_slot(&mut self, slot: Slot) {
+        if (self.occupied + 1) * 2 > self.slots.len() {
+            let capacity = (self.slots.len() * 2).max(16);
+            let old = std::mem::replace(&mut self.slots, vec![Slot::default(); capacity]);
+            self.occupied = 0;
+            for existing in old.into_iter().filter(|slot| slot.len != 0) {
+                self.place(existing);
+            }
+        }
+        self.place(slot);
+    }
+
+    fn place(&mut self, slot: Slot) {
+        let mask = self.slots.len() - 1;
+        let mut index = slot_hash(slot.principal) as usize & mask;
+        while self.slots[index].len != 0 {
+            index = (index + 1) & mask;
+        }
+        self.slots[index] = slot;
+        self.occupied += 1;
+    }
+
+    /// Linear probing's backward-shift deletion: no tombstones, lookups stay as short as built.
+    fn delete_slot(&mut self, index: usize) {
+        let mask = self.slots.len() - 1;
+        let mut hole = index;
+        self.slots[hole] = Slot::default();
+        self.occupied -= 1;
+        let mut next = (hole + 1) & mask;
+        while self.slots[next].len != 0 {
+            let home = slot_hash(self.slots[next].principal) as usize & mask;
+            // Whether `home` lies cyclically in (hole, next]: then the entry stays.
+            let stays = if hole <= next {
+                hole < home && home <= next
+            } else {
+                hole < home || home <= next
+            };
+            if !stays {
+                self.slots[hole] = self.slots[next];
+                self.slots[next] = Slot::default();
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+    }
+
+    /// Copies every live region into a fresh arena.
+    fn compact(&mut self) {
+        let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
+        for slot in self.slots.iter_mut().filter(|slot| slot.len != 0) {
+            let start = slot.start as usize;
+            let end = start + slot.len as usize * (TAG_WORDS + PAYLOAD_WORDS);
+            slot.start = arena.len() as u32;
+            arena.extend_from_slice(&self.arena[start..end]);
+        }
+        self.arena = arena;
+        self.garbage = 0;
+    }
+
+    /// Words of the grant arena, live and garbage: at most twice the live ones plus a constant.
+    pub fn arena_words(&self) -> usize {
+        self.arena.len()
     }
 
     /// Number of indexed assignments.

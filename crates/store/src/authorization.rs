@@ -41,8 +41,72 @@ fn assignment_from_row(row: &AnyRow) -> Result<RoleAssignment, StoreError> {
     })
 }
 
-async fn bump(transaction: &mut Transaction<'_, Any>) -> Result<(), StoreError> {
-    sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'rbac'")
+/// How many change-log rows are kept: a server more changes behind rebuilds its snapshot.
+pub const RBAC_LOG_RETAINED: i64 = 10_000;
+
+/// One authorization change, as the log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RbacChange {
+    /// An assignment was made (principal, role GUID, scope).
+    Assigned {
+        principal_id: String,
+        role_id: String,
+        scope: String,
+    },
+    /// An assignment was deleted.
+    Unassigned {
+        principal_id: String,
+        role_id: String,
+        scope: String,
+    },
+    /// A custom role definition was created, changed or deleted.
+    Role { role_id: String },
+}
+
+/// A change-log row: version, kind, principal, role, scope.
+type LogRow = (i64, String, Option<String>, Option<String>, Option<String>);
+
+fn role_guid(role_definition_id: &str) -> String {
+    role_definition_id
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
+/// Bumps the `rbac` counter and logs `change` under the new value, in the caller's transaction.
+async fn bump(
+    transaction: &mut Transaction<'_, Any>,
+    change: RbacChange,
+) -> Result<(), StoreError> {
+    let (version,): (i64,) =
+        sqlx::query_as("UPDATE counters SET value = value + 1 WHERE name = 'rbac' RETURNING value")
+            .fetch_one(&mut **transaction)
+            .await?;
+    let (kind, principal, role, scope) = match change {
+        RbacChange::Assigned {
+            principal_id,
+            role_id,
+            scope,
+        } => ("assigned", Some(principal_id), role_id, Some(scope)),
+        RbacChange::Unassigned {
+            principal_id,
+            role_id,
+            scope,
+        } => ("unassigned", Some(principal_id), role_id, Some(scope)),
+        RbacChange::Role { role_id } => ("role", None, role_id, None),
+    };
+    sqlx::query("INSERT INTO rbac_changes (version, kind, principal_id, role_id, scope) VALUES ($1, $2, $3, $4, $5)")
+        .bind(version)
+        .bind(kind)
+        .bind(principal)
+        .bind(role)
+        .bind(scope)
+        .execute(&mut **transaction)
+        .await?;
+    sqlx::query("DELETE FROM rbac_changes WHERE version <= $1")
+        .bind(version - RBAC_LOG_RETAINED)
         .execute(&mut **transaction)
         .await?;
     Ok(())
@@ -66,7 +130,15 @@ pub(crate) async fn insert_role_assignment(
         .bind(assignment.scope.trim_end_matches('/').to_lowercase())
         .execute(&mut **transaction)
         .await?;
-    bump(transaction).await
+    bump(
+        transaction,
+        RbacChange::Assigned {
+            principal_id: assignment.principal_id.to_string(),
+            role_id: role_guid(&assignment.role_definition_id),
+            scope: assignment.scope.clone(),
+        },
+    )
+    .await
 }
 
 impl Store {
@@ -86,6 +158,52 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(assignment_from_row).collect()
+    }
+
+    /// The logged changes after `version`, oldest first (at most `limit`), with their versions.
+    pub async fn rbac_changes_since(
+        &self,
+        version: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, RbacChange)>, StoreError> {
+        let rows: Vec<LogRow> = sqlx::query_as(
+            "SELECT version, kind, principal_id, role_id, scope FROM rbac_changes WHERE version > $1 ORDER BY version LIMIT $2",
+        )
+        .bind(version)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(version, kind, principal, role, scope)| {
+                let role_id = role.unwrap_or_default();
+                let change = match kind.as_str() {
+                    "assigned" | "unassigned" => {
+                        let principal_id = principal.ok_or_else(|| {
+                            StoreError::Corrupt(format!("rbac change {version} without principal"))
+                        })?;
+                        let scope = scope.unwrap_or_default();
+                        if kind == "assigned" {
+                            RbacChange::Assigned {
+                                principal_id,
+                                role_id,
+                                scope,
+                            }
+                        } else {
+                            RbacChange::Unassigned {
+                                principal_id,
+                                role_id,
+                                scope,
+                            }
+                        }
+                    }
+                    "role" => RbacChange::Role { role_id },
+                    other => {
+                        return Err(StoreError::Corrupt(format!("rbac change kind '{other}'")))
+                    }
+                };
+                Ok((version, change))
+            })
+            .collect()
     }
 
     /// One page of the assignments at any of `at` (scope keys) or, when `below` is given, at a
@@ -156,16 +274,25 @@ impl Store {
     /// Deletes a role assignment; returns whether it existed.
     pub async fn delete_role_assignment(&self, name: &str) -> Result<bool, StoreError> {
         let mut transaction = self.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM role_assignments WHERE name = $1")
-            .bind(name.to_lowercase())
-            .execute(&mut *transaction)
-            .await?
-            .rows_affected();
-        if deleted > 0 {
-            bump(&mut transaction).await?;
+        let deleted: Option<(String, String, String)> = sqlx::query_as(
+            "DELETE FROM role_assignments WHERE name = $1 RETURNING principal_id, role_definition_id, scope",
+        )
+        .bind(name.to_lowercase())
+        .fetch_optional(&mut *transaction)
+        .await?;
+        if let Some((principal_id, role_definition_id, scope)) = &deleted {
+            bump(
+                &mut transaction,
+                RbacChange::Unassigned {
+                    principal_id: principal_id.clone(),
+                    role_id: role_guid(role_definition_id),
+                    scope: scope.clone(),
+                },
+            )
+            .await?;
         }
         transaction.commit().await?;
-        Ok(deleted > 0)
+        Ok(deleted.is_some())
     }
 
     /// Every custom role definition.
@@ -201,7 +328,13 @@ impl Store {
         .bind(definition.updated_at)
         .execute(&mut *transaction)
         .await?;
-        bump(&mut transaction).await?;
+        bump(
+            &mut transaction,
+            RbacChange::Role {
+                role_id: definition.id.clone(),
+            },
+        )
+        .await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -215,7 +348,13 @@ impl Store {
             .await?
             .rows_affected();
         if deleted > 0 {
-            bump(&mut transaction).await?;
+            bump(
+                &mut transaction,
+                RbacChange::Role {
+                    role_id: id.to_lowercase(),
+                },
+            )
+            .await?;
         }
         transaction.commit().await?;
         Ok(deleted > 0)

@@ -23,7 +23,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use agents::AgentRecord;
-pub use authorization::StoredRoleDefinition;
+pub use authorization::{RbacChange, StoredRoleDefinition, RBAC_LOG_RETAINED};
 pub use directory::{BootstrapRecord, NewServicePrincipal};
 pub use interactive::InteractiveGrant;
 pub use items::{ItemOutcome, ItemWrite, StoredItem};

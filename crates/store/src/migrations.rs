@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_cosmos_items.sql")),
     (7, include_str!("../migrations/0007_interactive.sql")),
     (8, include_str!("../migrations/0008_resource_paging.sql")),
+    (9, include_str!("../migrations/0009_rbac_changes.sql")),
 ];
 
 pub(crate) async fn apply(store: &Store) -> Result<(), StoreError> {

@@ -145,15 +145,16 @@ function recordActivity(entry) {
  * Runs one write the user asked for: a progress notification, an activity-log entry (Started,
  * then Succeeded or Failed with ARM's code and message), and on failure an error notification
  * plus an error banner in `container` when one is given. Resolves { ok, result, error }.
+ * `acceptedOnly`: the write only started something (a deployment) whose page settles the entry.
  */
-export async function operation({ name, resource, progress, success, container, run }) {
+export async function operation({ name, resource, progress, success, container, run, acceptedOnly = false }) {
   const entry = { id: crypto.randomUUID(), operation: name, resource, status: "Started", startedAt: new Date().toISOString() };
   recordActivity(entry);
   const note = notify("progress", progress ?? `${name}...`, resource ? parseId(resource).name ?? resource : "");
   if (container) container.replaceChildren();
   try {
     const result = await run((status) => note.update("progress", progress ?? `${name}...`, status));
-    recordActivity({ ...entry, status: "Succeeded", endedAt: new Date().toISOString(), result: success ?? "Succeeded" });
+    recordActivity({ ...entry, status: acceptedOnly ? "Accepted" : "Succeeded", endedAt: new Date().toISOString(), result: success ?? "Succeeded" });
     note.update("success", success ?? `${name}: succeeded`, resource ? parseId(resource).name ?? "" : "");
     return { ok: true, result };
   } catch (error) {
@@ -166,4 +167,19 @@ export async function operation({ name, resource, progress, success, container, 
     if (container) container.replaceChildren(errorBanner(error, `${name} failed`));
     return { ok: false, error };
   }
+}
+
+/**
+ * Ends this session's "Accepted" entries for `resource` (a deployment it submitted) with the
+ * final status; returns whether there was one (so the page announces the result only then).
+ */
+export function settleActivity(resource, status, result) {
+  let settled = false;
+  const entries = activityEntries().map((entry) => {
+    if (entry.status !== "Accepted" || !sameId(entry.resource, resource)) return entry;
+    settled = true;
+    return { ...entry, status, result, endedAt: new Date().toISOString() };
+  });
+  if (settled) saveActivity(entries);
+  return settled;
 }

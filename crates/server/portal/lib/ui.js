@@ -32,9 +32,9 @@ export function h(tag, attrs = {}, ...children) {
   return element;
 }
 
-/** Appends children (nodes, strings, arrays, null) to `parent`. */
-export function append(parent, children) {
-  for (const child of [children].flat(Infinity)) {
+/** Appends children (nodes, strings, arrays; null, undefined and false are skipped) to `parent`. */
+export function append(parent, ...children) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     parent.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -218,8 +218,9 @@ export function field(label, control, { hint, required, info } = {}) {
   if (required) control.required = true;
   const hintNode = hint ? h("div", { class: "field-hint", id: `${control.id}-hint` }, hint) : null;
   if (hintNode) control.setAttribute("aria-describedby", hintNode.id);
+  // The asterisk sits beside the label, not in it, so the control's name is the label alone.
   return h("div", { class: "field" },
-    h("label", { for: control.id }, label, required ? h("span", { class: "required", "aria-hidden": "true" }, " *") : null),
+    h("div", { class: "field-label" }, h("label", { for: control.id }, label), required ? h("span", { class: "required", "aria-hidden": "true" }, " *") : null),
     h("div", { class: "field-control" }, control, hintNode, info ?? null));
 }
 
@@ -413,6 +414,12 @@ export function dataTable({ columns, items = [], text, pageSize = 20, selectable
 /** Draws the current route again (after a change made on the page). */
 export function refreshPage() {
   window.dispatchEvent(new HashChangeEvent("hashchange"));
+}
+
+/** Goes to `route` (`/...`), or draws it again when the browser is already there. */
+export function goOrRefresh(route) {
+  if (location.hash === `#${route}`) refreshPage();
+  else location.hash = route;
 }
 
 /** Formats an ISO time as the browser's local date and time. */

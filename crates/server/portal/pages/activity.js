@@ -2,7 +2,7 @@
 // sign-in), with status, time and result. The server's own activity log is a later issue.
 
 import { activityEntries, parseId, resourceRoute } from "../lib/resources.js";
-import { button, commandBar, dataTable, formatTime, h, infoBanner, link, pageHeader } from "../lib/ui.js";
+import { append, button, commandBar, dataTable, formatTime, h, infoBanner, link, pageHeader } from "../lib/ui.js";
 
 export async function render(view, ctx) {
   const table = dataTable({
@@ -23,7 +23,7 @@ export async function render(view, ctx) {
     table.setItems(activityEntries());
   };
   window.addEventListener("portal-activity", update);
-  view.append(pageHeader("Activity log"),
+  append(view, pageHeader("Activity log"),
     infoBanner("These are the operations started from this browser session (this tab, since you signed in). The server-side activity log is not available yet."),
     commandBar(button("↻ Refresh", update, { ariaLabel: "Refresh" })),
     table.element);

@@ -8,8 +8,8 @@ import { apiVersionFor, arm, directoryObjects } from "../lib/api.js";
 import { missing, projectDetails, validationBanner } from "../lib/forms.js";
 import { listByType, operation, parseId, resourceRoute, sameId, subscriptionName, subscriptions } from "../lib/resources.js";
 import {
-  button, commandBar, confirmDialog, copyable, dataTable, errorBanner, essentials, field, h, input, link, openDialog, pageHeader, refreshPage,
-  replace, select, setOptions, spinner, tabs, uid,
+  append, button, commandBar, confirmDialog, copyable, dataTable, errorBanner, essentials, field, h, input, link, openDialog, pageHeader,
+  refreshPage, replace, select, spinner, tabs, uid,
 } from "../lib/ui.js";
 import { memberType, pickDirectoryMembers, pickManagedIdentities } from "./iam.js";
 
@@ -18,7 +18,7 @@ const COSMOS_API = apiVersionFor(COSMOS_TYPE);
 
 export async function list(view, ctx) {
   const body = h("div", {}, spinner());
-  view.append(pageHeader("Azure Cosmos DB"),
+  append(view, pageHeader("Azure Cosmos DB"),
     commandBar(
       button("+ Create", () => (location.hash = "/create/cosmos"), { kind: "primary", ariaLabel: "Create" }),
       button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })),
@@ -55,7 +55,7 @@ export async function create(view, ctx) {
   const nameInput = input({ name: "accountName", maxlength: "44" });
   const result = h("div", { class: "form-result" });
   const createButton = button("Create", submit, { kind: "primary" });
-  view.append(pageHeader("Create Azure Cosmos DB Account", "Azure Cosmos DB for NoSQL"),
+  append(view, pageHeader("Create Azure Cosmos DB Account", "Azure Cosmos DB for NoSQL"),
     h("div", { class: "form" },
       h("section", { class: "form-section" }, h("h2", {}, "Project details"), project.fields.problems, project.fields.subscription, project.fields.group),
       h("section", { class: "form-section" }, h("h2", {}, "Instance details"),
@@ -94,8 +94,8 @@ export async function overview(content, account) {
   const parts = parseId(account.id);
   const result = h("div", { class: "form-result" });
   const props = account.properties ?? {};
-  content.append(
-    commandBar(button("🗑 Delete account", remove, { ariaLabel: "Delete account" }), button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })),
+  append(content, 
+    commandBar(button("Delete account", remove, { ariaLabel: "Delete account" }), button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })),
     result,
     h("h2", {}, "Essentials"),
     essentials([
@@ -160,7 +160,7 @@ function secretField(label, value) {
 
 export async function keys(content, account) {
   const body = h("div", {}, spinner());
-  content.append(body);
+  append(content, body);
   try {
     const [listed, strings] = await Promise.all([
       arm.post(`${account.id}/listKeys`, COSMOS_API),
@@ -173,7 +173,7 @@ export async function keys(content, account) {
       {
         id: "rw",
         label: "Read-write Keys",
-        render: (panel) => panel.append(
+        render: (panel) => append(panel, 
           h("div", { class: "field" }, h("span", { class: "label-text" }, "URI"), copyable(uri, "URI")),
           secretField("PRIMARY KEY", listed?.primaryMasterKey),
           secretField("SECONDARY KEY", listed?.secondaryMasterKey),
@@ -183,7 +183,7 @@ export async function keys(content, account) {
       {
         id: "ro",
         label: "Read-only Keys",
-        render: (panel) => panel.append(
+        render: (panel) => append(panel, 
           h("div", { class: "field" }, h("span", { class: "label-text" }, "URI"), copyable(uri, "URI")),
           secretField("PRIMARY READ-ONLY KEY", listed?.primaryReadonlyMasterKey),
           secretField("SECONDARY READ-ONLY KEY", listed?.secondaryReadonlyMasterKey),
@@ -199,9 +199,9 @@ export async function keys(content, account) {
 
 export async function dataPlaneRoles(content, account, ctx) {
   const result = h("div", { class: "form-result" });
-  const removeButton = button("🗑 Remove", remove, { ariaLabel: "Remove", disabled: true });
+  const removeButton = button("Remove", remove, { ariaLabel: "Remove", disabled: true });
   const body = h("div", {}, spinner());
-  content.append(
+  append(content, 
     h("p", { class: "hint" }, "Data plane role assignments grant Microsoft Entra principals access to this account's databases, containers and items (sqlRoleAssignments). They are separate from Access control (IAM), which governs the account resource."),
     commandBar(button("+ Add", add, { kind: "primary", ariaLabel: "Add" }), removeButton, button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })),
     result, body);
@@ -231,7 +231,7 @@ export async function dataPlaneRoles(content, account, ctx) {
     try {
       objects = await directoryObjects(assignments.map((a) => a.properties?.principalId));
     } catch (error) {
-      result.append(errorBanner(error, "Principal names could not be read from the directory"));
+      append(result, errorBanner(error, "Principal names could not be read from the directory"));
     }
     if (!ctx.alive()) return;
     table.setItems(assignments.map((a) => {

@@ -8,10 +8,10 @@
 
 import { apiVersionFor, arm } from "../lib/api.js";
 import { missing, projectDetails, timestamp, validationBanner } from "../lib/forms.js";
-import { operation, parseId, resourceRoute, sameId, subscriptionName, typeLabel } from "../lib/resources.js";
+import { operation, parseId, resourceRoute, sameId, settleActivity, subscriptionName, typeLabel } from "../lib/resources.js";
 import {
-  button, commandBar, dataTable, errorBanner, essentials, field, formatTime, h, infoBanner, input, link, pageHeader, refreshPage, replace,
-  select, spinner, tabs,
+  append, button, commandBar, dataTable, errorBanner, essentials, field, formatTime, h, infoBanner, input, link, notify, notifyError, pageHeader,
+  refreshPage, replace, select, spinner, tabs,
 } from "../lib/ui.js";
 
 const DEPLOYMENTS_API = apiVersionFor("Microsoft.Resources/deployments");
@@ -146,8 +146,8 @@ export async function editor(view, ctx) {
     h("div", { class: "field field-wide" }, h("label", { for: textarea.id }, "Edit template"), textarea),
     problems,
     h("div", { class: "form-actions" }, button("Save", save, { kind: "primary" }), button("Discard", () => history.back())));
-  view.append(pageHeader("Custom deployment", "Deploy from a custom template"), stage);
-  stage.append(editorBlock);
+  append(view, pageHeader("Custom deployment", "Deploy from a custom template"), stage);
+  append(stage, editorBlock);
   textarea.focus();
 
   function save() {
@@ -189,8 +189,8 @@ function deploymentForm(template, editAgain, ctx) {
     else replace(footer, button("Review + create", () => wizard.select("review"), { kind: "primary" }), button("Next : Review + create >", () => wizard.select("review")));
   };
   wizard = tabs([
-    { id: "basics", label: "Basics", render: (panel) => panel.append(basics) },
-    { id: "review", label: "Review + create", render: (panel) => { drawReview(); panel.append(review); } },
+    { id: "basics", label: "Basics", render: (panel) => append(panel, basics) },
+    { id: "review", label: "Review + create", render: (panel) => { drawReview(); append(panel, review); } },
   ], { label: "Custom deployment", onChange: drawFooter });
 
   function collect() {
@@ -231,6 +231,7 @@ function deploymentForm(template, editAgain, ctx) {
       progress: "Submitting deployment...",
       success: "Deployment submitted",
       container: result,
+      acceptedOnly: true,
       run: () => arm.write("PUT", id, DEPLOYMENTS_API, { properties: { mode: "Incremental", template, parameters: values } }, { finalGet: false, poll: false }),
     });
     if (createButton) createButton.disabled = false;
@@ -260,7 +261,7 @@ export async function overview(content, deployment, ctx) {
   const details = h("div", {});
   const operationsBlock = h("section", { class: "section" }, h("h2", {}, "Deployment details"), spinner());
   const actions = h("div", { class: "form-actions" });
-  content.append(commandBar(button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })), status, details, actions, operationsBlock);
+  append(content, commandBar(button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })), status, details, actions, operationsBlock);
   const parts = parseId(deployment.id);
   const groupId = parts.resourceGroup ? `/subscriptions/${parts.subscription}/resourceGroups/${parts.resourceGroup}` : null;
   const target = ctx.query.get("target");
@@ -296,7 +297,11 @@ export async function overview(content, deployment, ctx) {
     } catch (error) {
       replace(operationsBlock, h("h2", {}, "Deployment details"), errorBanner(error, "The deployment's operations could not be listed"));
     }
-    if (!RUNNING.test(state) || !ctx.alive()) return;
+    if (!RUNNING.test(state)) {
+      announce(state);
+      return;
+    }
+    if (!ctx.alive()) return;
     await new Promise((resolve) => setTimeout(resolve, 1500));
     if (!ctx.alive()) return;
     try {
@@ -305,6 +310,16 @@ export async function overview(content, deployment, ctx) {
       replace(status, errorBanner(error, "The deployment could not be read"));
       return;
     }
+  }
+
+  /** The deployment this session submitted has ended: the activity entry and a notification. */
+  function announce(state) {
+    const ok = /^succeeded$/i.test(state);
+    const error = current.properties?.error;
+    const result = ok ? "Deployment succeeded" : `${error?.code ?? state}: ${error?.message ?? ""}`;
+    if (!settleActivity(deployment.id, ok ? "Succeeded" : "Failed", result)) return;
+    if (ok) notify("success", "Deployment succeeded", `Deployment '${deployment.name}' to resource group '${parts.resourceGroup ?? ""}' was successful.`);
+    else notifyError("Deployment failed", error ?? { code: state, message: `Deployment '${deployment.name}' ended ${state}.` });
   }
 
   function drawStatus(state) {
@@ -336,11 +351,11 @@ export async function overview(content, deployment, ctx) {
       const chosen = target
         ? outputs.find((r) => sameId(r.id, target))?.id ?? target
         : outputs.length === 1 ? outputs[0].id : null;
-      if (chosen) actions.append(link(resourceRoute(chosen), "Go to resource", { class: "btn btn-primary" }));
-      if (groupId) actions.append(link(resourceRoute(groupId), "Go to resource group", { class: "btn btn-secondary" }));
+      if (chosen) append(actions, link(resourceRoute(chosen), "Go to resource", { class: "btn btn-primary" }));
+      if (groupId) append(actions, link(resourceRoute(groupId), "Go to resource group", { class: "btn btn-secondary" }));
     } else if (!RUNNING.test(state)) {
-      actions.append(link(resourceRoute(deployment.id, "template"), "Template", { class: "btn btn-secondary" }));
-      if (groupId) actions.append(link(resourceRoute(groupId), "Go to resource group", { class: "btn btn-secondary" }));
+      append(actions, link(resourceRoute(deployment.id, "template"), "Template", { class: "btn btn-secondary" }));
+      if (groupId) append(actions, link(resourceRoute(groupId), "Go to resource group", { class: "btn btn-secondary" }));
     }
   }
 }
@@ -348,7 +363,7 @@ export async function overview(content, deployment, ctx) {
 /** The deployment's template (`exportTemplate`). */
 export async function template(content, deployment) {
   const block = h("div", {}, spinner());
-  content.append(block);
+  append(content, block);
   try {
     const exported = await arm.post(`${deployment.id}/exportTemplate`, DEPLOYMENTS_API);
     replace(block, infoBanner(`${typeLabel(parseId(deployment.id).type)} ${deployment.name}: the template it was deployed with.`),

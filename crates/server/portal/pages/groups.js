@@ -5,12 +5,13 @@ import { RESOURCES_API, apiVersionFor, arm } from "../lib/api.js";
 import { missing, projectDetails, validationBanner } from "../lib/forms.js";
 import { operation, parseId, resourceRoute, subscriptionName, subscriptions, typeLabel } from "../lib/resources.js";
 import {
-  button, commandBar, confirmDialog, dataTable, errorBanner, essentials, field, formatTime, h, input, link, pageHeader, refreshPage, replace, spinner,
+  append, button, commandBar, confirmDialog, dataTable, errorBanner, essentials, field, formatTime, h, input, link, pageHeader,
+  refreshPage, replace, spinner,
 } from "../lib/ui.js";
 
 export async function list(view, ctx) {
   const body = h("div", {}, spinner());
-  view.append(pageHeader("Resource groups"),
+  append(view, pageHeader("Resource groups"),
     commandBar(
       button("+ Create", () => (location.hash = "/create/resourcegroup"), { kind: "primary", ariaLabel: "Create" }),
       button("↻ Refresh", () => load(), { ariaLabel: "Refresh" })),
@@ -58,7 +59,7 @@ export async function create(view) {
     h("section", { class: "form-section" }, h("h2", {}, "Resource details"), project.fields.region),
     result,
     h("div", { class: "form-actions" }, createButton, button("Cancel", () => history.back())));
-  view.append(pageHeader("Create a resource group"), form);
+  append(view, pageHeader("Create a resource group"), form);
   await project.ready;
 
   async function submit() {
@@ -88,10 +89,10 @@ export async function overview(content, group) {
   const parts = parseId(id);
   const result = h("div", { class: "form-result" });
   const resourcesBlock = h("section", { class: "section" }, h("h2", {}, "Resources"), spinner());
-  content.append(
+  append(content, 
     commandBar(
       button("+ Create", () => (location.hash = `/create/vm?subscription=${parts.subscription}&group=${encodeURIComponent(group.name)}`), { ariaLabel: "Create a virtual machine in this group", kind: "primary" }),
-      button("🗑 Delete resource group", deleteGroup, { ariaLabel: "Delete resource group" }),
+      button("Delete resource group", deleteGroup, { ariaLabel: "Delete resource group" }),
       button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })),
     result,
     essentials([
@@ -146,7 +147,7 @@ export async function overview(content, group) {
 /** A group's deployments (Microsoft.Resources/deployments). */
 export async function deployments(content, group) {
   const block = h("div", {}, spinner());
-  content.append(block);
+  append(content, block);
   try {
     const items = await arm.list(`${group.id}/providers/Microsoft.Resources/deployments`, apiVersionFor("Microsoft.Resources/deployments"));
     items.sort((a, b) => String(b.properties?.timestamp ?? "").localeCompare(String(a.properties?.timestamp ?? "")));

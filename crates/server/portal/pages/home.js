@@ -3,13 +3,13 @@
 
 import { RESOURCES_API, arm } from "../lib/api.js";
 import { SERVICES, parseId, resourceRoute, subscriptions, typeLabel } from "../lib/resources.js";
-import { dataTable, errorBanner, h, link, pageHeader } from "../lib/ui.js";
+import { append, dataTable, errorBanner, h, link, pageHeader } from "../lib/ui.js";
 
 export async function render(view) {
   const tiles = h("ul", { class: "tiles" }, SERVICES.filter(([path]) => path !== "/home").map(([path, label, icon]) =>
     h("li", {}, h("a", { class: "tile", href: `#${path}` }, h("span", { class: "tile-icon", "aria-hidden": "true" }, icon), h("span", {}, label)))));
   const resourcesBlock = h("section", { class: "section" }, h("h2", {}, "Resources"));
-  view.append(pageHeader("Welcome to openmi"), h("section", { class: "section" }, h("h2", {}, "Azure services"), tiles), resourcesBlock);
+  append(view, pageHeader("Welcome to openmi"), h("section", { class: "section" }, h("h2", {}, "Azure services"), tiles), resourcesBlock);
   try {
     const items = [];
     for (const sub of await subscriptions()) {
@@ -32,8 +32,8 @@ export async function render(view) {
         { label: "Location", render: (r) => r.location ?? "—" },
       ],
     });
-    resourcesBlock.append(table.element);
+    append(resourcesBlock, table.element);
   } catch (error) {
-    resourcesBlock.append(errorBanner(error, "Your resources could not be listed"));
+    append(resourcesBlock, errorBanner(error, "Your resources could not be listed"));
   }
 }

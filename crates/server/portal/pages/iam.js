@@ -7,8 +7,8 @@
 import { apiVersionFor, arm, directoryObjects, graph } from "../lib/api.js";
 import { listByType, operation, parseId, resourceRoute, sameId, subscriptions, groups as listGroups, typeLabel } from "../lib/resources.js";
 import {
-  button, commandBar, confirmDialog, dataTable, errorBanner, essentials, field, h, input, link, openDialog, pageHeader, refreshPage, replace,
-  select, setOptions, spinner, tabs, uid,
+  append, button, commandBar, confirmDialog, dataTable, errorBanner, essentials, field, h, input, link, openDialog, pageHeader,
+  refreshPage, replace, select, setOptions, spinner, tabs, uid,
 } from "../lib/ui.js";
 
 const AUTH_API = apiVersionFor("Microsoft.Authorization/roleAssignments");
@@ -56,7 +56,7 @@ export async function blade(content, resource, ctx) {
     { id: "assignments", label: "Role assignments", render: (panel) => assignmentsTab(panel, scope, ctx) },
     { id: "roles", label: "Roles", render: (panel) => rolesTab(panel, scope) },
   ], { label: "Access control" });
-  content.append(view.element);
+  append(content, view.element);
 }
 
 function addMenu(scope) {
@@ -88,9 +88,9 @@ function addMenu(scope) {
 
 async function assignmentsTab(panel, scope, ctx) {
   const result = h("div", { class: "form-result" });
-  const removeButton = button("🗑 Remove", remove, { ariaLabel: "Remove", disabled: true });
+  const removeButton = button("Remove", remove, { ariaLabel: "Remove", disabled: true });
   const body = h("div", {}, spinner());
-  panel.append(commandBar(addMenu(scope), removeButton, button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })), result, body);
+  append(panel, commandBar(addMenu(scope), removeButton, button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })), result, body);
   const table = dataTable({
     selectable: true,
     caption: "Role assignments",
@@ -164,7 +164,7 @@ async function assignmentsTab(panel, scope, ctx) {
 
 async function rolesTab(panel, scope) {
   const body = h("div", {}, spinner());
-  panel.append(body);
+  append(panel, body);
   try {
     const definitions = await roleDefinitions(scope);
     definitions.sort((a, b) => (a.properties?.roleName ?? "").localeCompare(b.properties?.roleName ?? ""));
@@ -395,18 +395,18 @@ export async function addRoleAssignment(content, resource, ctx) {
       index < order.length - 1 ? button("Next", () => wizard.select(order[index + 1])) : null);
   };
   wizard = tabs([
-    { id: "role", label: "Role", render: (panel) => panel.append(roleTab) },
+    { id: "role", label: "Role", render: (panel) => append(panel, roleTab) },
     {
       id: "members",
       label: "Members",
       render: (panel) => {
         membersTab.querySelector(".role-name").textContent = role?.properties?.roleName ?? "None";
-        panel.append(membersTab);
+        append(panel, membersTab);
       },
     },
-    { id: "review", label: "Review + assign", render: (panel) => { drawReview(); panel.append(reviewTab); } },
+    { id: "review", label: "Review + assign", render: (panel) => { drawReview(); append(panel, reviewTab); } },
   ], { label: "Add role assignment", onChange: drawFooter });
-  content.append(
+  append(content, 
     h("p", {}, "Scope: ", h("span", { class: "mono" }, scope), " · ", link(resourceRoute(scope, "iam"), "Back to Access control (IAM)")),
     wizard.element, footer);
 
@@ -460,7 +460,7 @@ export async function principalAssignments(view, ctx) {
   const principalId = ctx.params[0];
   const name = ctx.query.get("name");
   const from = ctx.query.get("from");
-  view.append(pageHeader("Azure role assignments", name ? `Managed identity of ${name}` : principalId),
+  append(view, pageHeader("Azure role assignments", name ? `Managed identity of ${name}` : principalId),
     from ? h("p", {}, link(resourceRoute(from, "identity"), `Back to ${parseId(from).name}`)) : null);
   await assignmentsOfPrincipal(view, principalId, from ? parseId(from).subscription : null, ctx);
 }
@@ -470,7 +470,7 @@ export async function assignmentsOfPrincipal(container, principalId, subscriptio
   const result = h("div", { class: "form-result" });
   const subscriptionSelect = select([], {});
   const body = h("div", {}, spinner());
-  container.append(
+  append(container, 
     commandBar(button("+ Add role assignment", add, { kind: "primary", ariaLabel: "Add role assignment" }), button("↻ Refresh", () => load(), { ariaLabel: "Refresh" })),
     field("Subscription", subscriptionSelect),
     result, body);
@@ -530,7 +530,7 @@ export async function assignmentsOfPrincipal(container, principalId, subscriptio
         const list = await listGroups(subscriptionSelect.value);
         setOptions(groupSelect, list.map((g) => ({ value: g.id, label: g.name })).sort((a, b) => a.label.localeCompare(b.label)), { placeholder: "Select a resource group" });
       } catch (error) {
-        problems.append(errorBanner(error, "The resource groups could not be listed"));
+        append(problems, errorBanner(error, "The resource groups could not be listed"));
       }
     };
     const groupField = field("Resource group", groupSelect);
@@ -545,7 +545,7 @@ export async function assignmentsOfPrincipal(container, principalId, subscriptio
       const definitions = await roleDefinitions(`/subscriptions/${subscriptionSelect.value}`);
       setOptions(roleSelect, definitions.map((d) => ({ value: d.id, label: d.properties?.roleName ?? d.name })).sort((a, b) => a.label.localeCompare(b.label)), { placeholder: "Select a role" });
     } catch (error) {
-      problems.append(errorBanner(error, "The role definitions could not be listed"));
+      append(problems, errorBanner(error, "The role definitions could not be listed"));
     }
     await loadGroups();
     if ((await dialog) !== "save") return;

@@ -6,7 +6,8 @@ import { apiVersionFor, arm } from "../lib/api.js";
 import { missing, projectDetails, validationBanner } from "../lib/forms.js";
 import { listByType, operation, parseId, resourceRoute, subscriptionName, subscriptions } from "../lib/resources.js";
 import {
-  button, commandBar, confirmDialog, copyable, dataTable, errorBanner, essentials, field, h, input, link, pageHeader, refreshPage, replace, spinner,
+  append, button, commandBar, confirmDialog, copyable, dataTable, errorBanner, essentials, field, h, input, link, pageHeader, refreshPage,
+  replace, spinner,
 } from "../lib/ui.js";
 import { assignmentsOfPrincipal } from "./iam.js";
 
@@ -15,7 +16,7 @@ const MSI_API = apiVersionFor(MSI_TYPE);
 
 export async function list(view, ctx) {
   const body = h("div", {}, spinner());
-  view.append(pageHeader("Managed Identities"),
+  append(view, pageHeader("Managed Identities"),
     commandBar(
       button("+ Create", () => (location.hash = "/create/identity"), { kind: "primary", ariaLabel: "Create" }),
       button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })),
@@ -51,7 +52,7 @@ export async function create(view, ctx) {
   const nameInput = input({ name: "name", maxlength: "128" });
   const result = h("div", { class: "form-result" });
   const createButton = button("Create", submit, { kind: "primary" });
-  view.append(pageHeader("Create User Assigned Managed Identity"),
+  append(view, pageHeader("Create User Assigned Managed Identity"),
     h("div", { class: "form" },
       h("section", { class: "form-section" }, h("h2", {}, "Project details"), project.fields.problems, project.fields.subscription, project.fields.group),
       h("section", { class: "form-section" }, h("h2", {}, "Instance details"), project.fields.region,
@@ -83,8 +84,8 @@ export async function create(view, ctx) {
 export async function overview(content, identity) {
   const parts = parseId(identity.id);
   const result = h("div", { class: "form-result" });
-  content.append(
-    commandBar(button("🗑 Delete", remove, { ariaLabel: "Delete" }), button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })),
+  append(content, 
+    commandBar(button("Delete", remove, { ariaLabel: "Delete" }), button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })),
     result,
     h("h2", {}, "Essentials"),
     essentials([
@@ -122,7 +123,7 @@ export async function overview(content, identity) {
 export async function roleAssignments(content, identity, ctx) {
   const principalId = identity.properties?.principalId;
   if (!principalId) {
-    content.append(errorBanner({ code: "NoPrincipal", message: "This identity has no principal id." }));
+    append(content, errorBanner({ code: "NoPrincipal", message: "This identity has no principal id." }));
     return;
   }
   await assignmentsOfPrincipal(content, principalId, parseId(identity.id).subscription, ctx);

@@ -6,7 +6,7 @@
 
 import { SUBSCRIPTIONS_API, apiVersionFor, arm } from "../lib/api.js";
 import { operation, parseId, resourceRoute, typeLabel } from "../lib/resources.js";
-import { button, commandBar, confirmDialog, errorBanner, essentials, h, link } from "../lib/ui.js";
+import { append, button, commandBar, confirmDialog, errorBanner, essentials, h, link } from "../lib/ui.js";
 import * as cosmos from "./cosmos.js";
 import * as deploy from "./deploy.js";
 import * as groups from "./groups.js";
@@ -48,7 +48,7 @@ export async function render(view, ctx) {
   try {
     resource = await getResource(id);
   } catch (error) {
-    view.append(h("header", { class: "page-header" }, h("h1", {}, parts.name ?? id), h("p", { class: "page-subtitle" }, typeLabel(parts.type))),
+    append(view, h("header", { class: "page-header" }, h("h1", {}, parts.name ?? id), h("p", { class: "page-subtitle" }, typeLabel(parts.type))),
       errorBanner(error, "The resource could not be read"));
     return;
   }
@@ -59,7 +59,7 @@ export async function render(view, ctx) {
     h("ul", {}, menu.filter(([, label]) => label).map(([name, label]) => h("li", {},
       h("a", { href: `#${resourceRoute(id, name === "overview" ? "" : name)}`, "aria-current": name === entry[0] ? "page" : null }, label)))));
   const content = h("div", { class: "blade-content" });
-  view.append(
+  append(view, 
     h("header", { class: "page-header" },
       h("h1", {}, heading),
       h("p", { class: "page-subtitle" }, typeLabel(parts.type),
@@ -74,8 +74,8 @@ export async function render(view, ctx) {
 async function genericOverview(content, resource) {
   const parts = parseId(resource.id);
   const result = h("div", { class: "form-result" });
-  content.append(
-    commandBar(button("🗑 Delete", remove, { ariaLabel: "Delete" })),
+  append(content, 
+    commandBar(button("Delete", remove, { ariaLabel: "Delete" })),
     result,
     essentials([
       ["Resource group", parts.resourceGroup ? link(resourceRoute(`/subscriptions/${parts.subscription}/resourceGroups/${parts.resourceGroup}`), parts.resourceGroup) : "—"],

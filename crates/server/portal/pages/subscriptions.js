@@ -3,11 +3,11 @@
 
 import { apiVersionFor, arm } from "../lib/api.js";
 import { resourceRoute, subscriptions } from "../lib/resources.js";
-import { commandBar, dataTable, errorBanner, essentials, formatTime, h, link, pageHeader, replace, spinner } from "../lib/ui.js";
+import { append, commandBar, dataTable, errorBanner, essentials, formatTime, h, link, pageHeader, replace, spinner } from "../lib/ui.js";
 
 export async function list(view, ctx) {
   const body = h("div", {}, spinner());
-  view.append(pageHeader("Subscriptions"), body);
+  append(view, pageHeader("Subscriptions"), body);
   try {
     const items = await subscriptions({ refresh: true });
     if (!ctx.alive()) return;
@@ -30,7 +30,7 @@ export async function list(view, ctx) {
 }
 
 export async function overview(content, subscription) {
-  content.append(
+  append(content, 
     commandBar(link(resourceRoute(subscription.id, "iam"), "Access control (IAM)", { class: "btn btn-secondary" })),
     essentials([
       ["Subscription ID", h("span", { class: "mono" }, subscription.subscriptionId)],
@@ -44,7 +44,7 @@ export async function overview(content, subscription) {
 
 export async function deployments(content, subscription) {
   const block = h("div", {}, spinner());
-  content.append(block);
+  append(content, block);
   try {
     const items = await arm.list(`${subscription.id}/providers/Microsoft.Resources/deployments`, apiVersionFor("Microsoft.Resources/deployments"));
     const table = dataTable({

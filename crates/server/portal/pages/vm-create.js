@@ -8,7 +8,7 @@
 import { apiVersionFor, arm } from "../lib/api.js";
 import { missing, projectDetails, timestamp, validationBanner } from "../lib/forms.js";
 import { operation, resourceRoute } from "../lib/resources.js";
-import { button, field, h, input, pageHeader, replace, select, tabs } from "../lib/ui.js";
+import { append, button, field, h, input, pageHeader, replace, select, tabs } from "../lib/ui.js";
 
 export const IMAGES = [
   { value: "win2016datacenter", label: "Windows Server 2016 Datacenter - x64 Gen2", os: "Windows", reference: { publisher: "MicrosoftWindowsServer", offer: "WindowsServer", sku: "2016-datacenter-gensecond", version: "latest" } },
@@ -247,11 +247,11 @@ export async function render(view, ctx) {
     label: labels[id],
     render: (panel) => {
       if (id === "review") drawReview();
-      panel.append(panels[id]);
+      append(panel, panels[id]);
     },
   })), { label: "Create a virtual machine", onChange: drawFooter });
 
-  view.append(pageHeader("Create a virtual machine"), wizard.element, footer);
+  append(view, pageHeader("Create a virtual machine"), wizard.element, footer);
   await project.ready;
 
   function values() {
@@ -352,6 +352,7 @@ export async function render(view, ctx) {
       progress: "Submitting deployment...",
       success: "Deployment submitted",
       container: result,
+      acceptedOnly: true,
       run: () => arm.write("PUT", deploymentId, apiVersionFor("Microsoft.Resources/deployments"), body, { finalGet: false, poll: false }),
     });
     if (createButton) createButton.disabled = false;

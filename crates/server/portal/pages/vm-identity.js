@@ -7,7 +7,8 @@
 import { apiVersionFor, arm } from "../lib/api.js";
 import { listByType, operation, parseId, resourceRoute, sameId, subscriptions } from "../lib/resources.js";
 import {
-  button, commandBar, confirmDialog, copyable, dataTable, errorBanner, essentials, h, infoBanner, link, openDialog, refreshPage, replace, select, setOptions, spinner, tabs, uid,
+  append, button, commandBar, confirmDialog, copyable, dataTable, errorBanner, essentials, goOrRefresh, h, link, openDialog, refreshPage, replace,
+  select, setOptions, spinner, tabs, uid,
 } from "../lib/ui.js";
 
 const VM_API = apiVersionFor("Microsoft.Compute/virtualMachines");
@@ -37,7 +38,7 @@ export async function blade(content, vm, ctx) {
     { id: "system", label: "System assigned", render: (panel) => systemAssigned(panel, vm) },
     { id: "user", label: "User assigned", render: (panel) => userAssigned(panel, vm) },
   ], { initial, label: "Identity types" });
-  content.append(view.element);
+  append(content, view.element);
 }
 
 function systemAssigned(panel, vm) {
@@ -47,8 +48,8 @@ function systemAssigned(panel, vm) {
   const name = uid("status");
   const off = h("input", { type: "radio", name, id: `${name}-off`, value: "off", checked: !enabled });
   const on = h("input", { type: "radio", name, id: `${name}-on`, value: "on", checked: enabled });
-  const saveButton = button("💾 Save", save, { kind: "primary", ariaLabel: "Save", disabled: true });
-  const discardButton = button("✕ Discard", () => {
+  const saveButton = button("Save", save, { kind: "primary", ariaLabel: "Save", disabled: true });
+  const discardButton = button("Discard", () => {
     off.checked = !enabled;
     on.checked = enabled;
     sync();
@@ -61,19 +62,21 @@ function systemAssigned(panel, vm) {
   off.addEventListener("change", sync);
   on.addEventListener("change", sync);
   const principalId = vm.identity?.principalId;
-  panel.append(
+  append(panel, 
     h("p", { class: "hint" }, "A system assigned managed identity is restricted to one per resource and is tied to the lifecycle of this resource. You can grant permissions to the managed identity by using Azure role-based access control (Azure RBAC). The managed identity is authenticated with Microsoft Entra ID, so you don't have to store any credentials in code."),
     commandBar(saveButton, discardButton, button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })),
     result,
     h("fieldset", { class: "toggle", role: "radiogroup", "aria-label": "Status" },
       h("legend", {}, "Status"),
-      off, h("label", { for: off.id }, "Off"),
-      on, h("label", { for: on.id }, "On")),
+      h("label", { class: "toggle-option", for: off.id }, off, "Off"),
+      h("label", { class: "toggle-option", for: on.id }, on, "On")),
     enabled && principalId
       ? [
         essentials([["Object (principal) ID", copyable(principalId, "Object (principal) ID")]]),
         h("div", { class: "field" }, h("span", { class: "label-text" }, "Permissions"),
-          link(`/roleassignments/${principalId}?name=${encodeURIComponent(vm.name)}&from=${encodeURIComponent(vm.id)}`, "Azure role assignments", { class: "btn btn-secondary", role: "button" })),
+          h("div", { class: "field-control" }, button("Azure role assignments", () => {
+            location.hash = `/roleassignments/${principalId}?name=${encodeURIComponent(vm.name)}&from=${encodeURIComponent(vm.id)}`;
+          }))),
       ]
       : null);
 
@@ -99,8 +102,7 @@ function systemAssigned(panel, vm) {
       run: (progress) => arm.patch(vm.id, VM_API, identityPatch(enabling, userIds), { onProgress: progress }),
     });
     if (outcome.ok) {
-      location.hash = resourceRoute(vm.id, "identity");
-      refreshPage();
+      goOrRefresh(resourceRoute(vm.id, "identity"));
     } else {
       sync();
     }
@@ -111,7 +113,7 @@ function userAssigned(panel, vm) {
   const attached = Object.entries(vm.identity?.userAssignedIdentities ?? {}).map(([id, value]) => ({ id, ...value }));
   const system = /SystemAssigned/i.test(vm.identity?.type ?? "");
   const result = h("div", { class: "form-result" });
-  const removeButton = button("🗑 Remove", remove, { ariaLabel: "Remove", disabled: true });
+  const removeButton = button("Remove", remove, { ariaLabel: "Remove", disabled: true });
   const table = dataTable({
     items: attached,
     selectable: true,
@@ -127,7 +129,7 @@ function userAssigned(panel, vm) {
       { label: "Object (principal) ID", render: (item) => h("span", { class: "mono" }, item.principalId ?? "—") },
     ],
   });
-  panel.append(
+  append(panel, 
     h("p", { class: "hint" }, "User assigned managed identities enable Azure resources to authenticate to cloud services without storing credentials in code. This type of managed identity is created as a standalone Azure resource and has its own lifecycle; one resource can have several."),
     commandBar(button("+ Add", add, { kind: "primary", ariaLabel: "Add" }), removeButton, button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })),
     result,
@@ -145,7 +147,7 @@ function userAssigned(panel, vm) {
       container: result,
       run: (progress) => arm.patch(vm.id, VM_API, identityPatch(system, keep), { onProgress: progress }),
     });
-    if (outcome.ok) refreshPage();
+    if (outcome.ok) goOrRefresh(`${resourceRoute(vm.id, "identity")}?tab=user`);
   }
 
   async function remove() {
@@ -167,7 +169,7 @@ function userAssigned(panel, vm) {
       container: result,
       run: (progress) => arm.patch(vm.id, VM_API, identityPatch(system, keep, removed), { onProgress: progress }),
     });
-    if (outcome.ok) refreshPage();
+    if (outcome.ok) goOrRefresh(`${resourceRoute(vm.id, "identity")}?tab=user`);
   }
 }
 

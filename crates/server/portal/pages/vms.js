@@ -3,9 +3,7 @@
 
 import { apiVersionFor, arm } from "../lib/api.js";
 import { listByType, operation, parseId, resourceRoute, subscriptionName, subscriptions } from "../lib/resources.js";
-import {
-  button, commandBar, confirmDialog, dataTable, errorBanner, essentials, h, link, pageHeader, refreshPage, replace, spinner,
-} from "../lib/ui.js";
+import { append, button, commandBar, confirmDialog, dataTable, errorBanner, essentials, h, link, pageHeader, refreshPage, replace, spinner } from "../lib/ui.js";
 
 const VM_TYPE = "Microsoft.Compute/virtualMachines";
 const VM_API = apiVersionFor(VM_TYPE);
@@ -28,7 +26,7 @@ export function identitySummary(vm) {
 
 export async function list(view, ctx) {
   const body = h("div", {}, spinner());
-  view.append(pageHeader("Virtual machines"),
+  append(view, pageHeader("Virtual machines"),
     commandBar(
       button("+ Create", () => (location.hash = "/create/vm"), { kind: "primary", ariaLabel: "Create" }),
       button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })),
@@ -75,13 +73,13 @@ export async function overview(content, vm) {
   try {
     detailed = await arm.get(`${vm.id}?$expand=instanceView`, VM_API);
   } catch (error) {
-    result.append(errorBanner(error, "The instance view could not be read"));
+    append(result, errorBanner(error, "The instance view could not be read"));
   }
   const image = vm.properties?.storageProfile?.imageReference ?? {};
   const principalId = vm.identity?.principalId;
-  content.append(
+  append(content, 
     commandBar(
-      button("🗑 Delete", remove, { ariaLabel: "Delete" }),
+      button("Delete", remove, { ariaLabel: "Delete" }),
       button("↻ Refresh", refreshPage, { ariaLabel: "Refresh" })),
     result,
     h("h2", {}, "Essentials"),
