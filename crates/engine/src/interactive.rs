@@ -176,6 +176,11 @@ fn without_loopback_port(uri: &str) -> String {
     uri.to_string()
 }
 
+/// Whether a requested redirect URI is a registered one (exact, but for a loopback port).
+pub(crate) fn redirect_matches(registered: &str, requested: &str) -> bool {
+    registered == requested || without_loopback_port(registered) == without_loopback_port(requested)
+}
+
 fn is_loopback(uri: &str) -> bool {
     let stripped = without_loopback_port(uri);
     ["http://localhost", "http://127.0.0.1"]
@@ -200,10 +205,9 @@ pub(crate) fn redirect_uri_allowed(
     if client == PORTAL_CLIENT_ID {
         return redirect_uri == format!("{server_base}/portal/");
     }
-    let wanted = without_loopback_port(redirect_uri);
     registered
         .iter()
-        .any(|(_, uri)| *uri == redirect_uri || without_loopback_port(uri) == wanted)
+        .any(|(_, uri)| redirect_matches(uri, redirect_uri))
 }
 
 fn pkce_matches(challenge: &str, method: &str, verifier: &str) -> bool {
@@ -470,7 +474,7 @@ impl Engine {
             .clone()
             .filter(|code| !code.is_empty())
             .ok_or(EngineError::MissingParameter("code"))?;
-        let client_id = self.user_flow_client(tenant, request).await?;
+        let (client_id, appidacr) = self.user_flow_client(tenant, request).await?;
         let expired = || {
             oauth_error(
                 "invalid_grant",
@@ -530,6 +534,7 @@ impl Engine {
         let sign_in = UserSignIn {
             nonce: text(&data, "nonce"),
             auth_time: data.get("auth_time").and_then(Value::as_i64),
+            appidacr: Some(appidacr),
         };
         self.user_tokens(tenant, &user, &client_id, &resource, request, &sign_in)
             .await
@@ -655,7 +660,7 @@ impl Engine {
             .or_else(|| request.code.clone())
             .filter(|code| !code.is_empty())
             .ok_or(EngineError::MissingParameter("device_code"))?;
-        let client_id = self.user_flow_client(tenant, request).await?;
+        let (client_id, appidacr) = self.user_flow_client(tenant, request).await?;
         let hash = self.hash_secret(&device_code);
         let now = self.now();
         let expired = || oauth_error("expired_token", 70019, "Verification code expired.");
@@ -713,7 +718,10 @@ impl Engine {
                     &client_id,
                     &resource,
                     request,
-                    &UserSignIn::default(),
+                    &UserSignIn {
+                        appidacr: Some(appidacr),
+                        ..UserSignIn::default()
+                    },
                 )
                 .await
             }

@@ -110,6 +110,8 @@ impl std::fmt::Debug for IssuedTokens {
 pub(crate) struct UserSignIn {
     pub nonce: Option<String>,
     pub auth_time: Option<i64>,
+    /// How the client authenticated (`appidacr`); `None` for a public client.
+    pub appidacr: Option<&'static str>,
 }
 
 /// ARM's resource identifiers and ARM's app id, as Entra knows them.
@@ -441,7 +443,7 @@ impl Engine {
         &self,
         tenant: &Tenant,
         request: &GrantRequest,
-    ) -> Result<String, EngineError> {
+    ) -> Result<(String, &'static str), EngineError> {
         let client_id = required(&request.client_id, "client_id")?;
         let client = self.client_entry(tenant, &client_id).await?;
         let mut is_public = client.principal.application_object_id.is_none();
@@ -454,14 +456,19 @@ impl Engine {
                     .redirect_uris(client.principal.object_id)
                     .await?
                     .iter()
-                    .any(|(platform, uri)| platform != "web" && uri == redirect_uri);
+                    .any(|(platform, uri)| {
+                        platform != "web" && crate::interactive::redirect_matches(uri, redirect_uri)
+                    });
             }
         }
-        if !is_public || !matches!(request.client_auth, ClientAuth::None) {
+        // `appidacr`: 0 for a public client, 1 for a secret, 2 for a certificate.
+        let appidacr = if !is_public || !matches!(request.client_auth, ClientAuth::None) {
             self.authenticate_client(&client, &request.client_auth, &client_id)
-                .await?;
-        }
-        Ok(client_id.to_ascii_lowercase())
+                .await?
+        } else {
+            "0"
+        };
+        Ok((client_id.to_ascii_lowercase(), appidacr))
     }
 
     async fn grant_password(
@@ -471,7 +478,7 @@ impl Engine {
     ) -> Result<IssuedTokens, EngineError> {
         let username = required(&request.username, "username")?;
         let password = required(&request.password, "password")?;
-        let client_id = self.user_flow_client(tenant, request).await?;
+        let (client_id, appidacr) = self.user_flow_client(tenant, request).await?;
         let resource = self.resolve_resource(&request.resource, true)?;
         let user = self
             .verify_user_password(tenant, &username, &password)
@@ -482,7 +489,10 @@ impl Engine {
             &client_id,
             &resource.requested,
             request,
-            &UserSignIn::default(),
+            &UserSignIn {
+                appidacr: Some(appidacr),
+                ..UserSignIn::default()
+            },
         )
         .await
     }
@@ -528,7 +538,7 @@ impl Engine {
         request: &GrantRequest,
     ) -> Result<IssuedTokens, EngineError> {
         let refresh_token = required(&request.refresh_token, "refresh_token")?;
-        let client_id = self.user_flow_client(tenant, request).await?;
+        let (client_id, appidacr) = self.user_flow_client(tenant, request).await?;
         let resource = self.resolve_resource(&request.resource, true)?;
         let now = self.now();
         let hash = self.inner.kek.hash_client_secret(&refresh_token);
@@ -551,7 +561,10 @@ impl Engine {
             &client_id,
             &resource.requested,
             request,
-            &UserSignIn::default(),
+            &UserSignIn {
+                appidacr: Some(appidacr),
+                ..UserSignIn::default()
+            },
         )
         .await
     }
@@ -585,7 +598,7 @@ impl Engine {
             acr: Some("1".to_string()),
             amr: Some(vec!["pwd".to_string()]),
             appid: Some(client_id.to_string()),
-            appidacr: Some("0".to_string()),
+            appidacr: Some(sign_in.appidacr.unwrap_or("0").to_string()),
             azp: None,
             azpacr: None,
             idp: None,
