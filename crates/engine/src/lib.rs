@@ -44,6 +44,7 @@ pub use interactive::{
     NewSession, OAuthVersion, Session, PORTAL_CLIENT_ID,
 };
 pub use keys::rotate_signing_key;
+pub use read_cache::ResourceNote;
 pub use tokens::{Api, ClientAuth, GrantRequest, IssuedTokens, ResourceRequest};
 
 /// The Azure CLI's first-party public client id; users sign in through it (ROPC, refresh).

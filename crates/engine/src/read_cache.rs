@@ -1,9 +1,14 @@
-//! A read cache of resource records for ARM GETs.
+//! A read cache of resource records for ARM GETs, and the resource change feed.
 //!
 //! Writes never read through it (they need the stored version). Every local write clears it;
 //! other servers' writes bump the store's `resources` counter, which the server polls (every
 //! 100 ms), clearing it too. A generation number stops a read that raced with a write from
 //! putting the old record back.
+//!
+//! The same poll reads the store's change log (`resource_changes`: the keys of each committed
+//! batch) and broadcasts them as a `ResourceNote`, and local writes broadcast theirs at once:
+//! one query per server and poll feeds every agent watch, which wakes only for a note that
+//! concerns its VM.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -16,8 +21,52 @@ use crate::{Engine, EngineError};
 /// Beyond this many records the cache starts over.
 const CAPACITY: usize = 100_000;
 
+/// What changed in the resource store: the keys one batch wrote or deleted, or, when the change
+/// log no longer reaches back to what this server saw, possibly anything.
+#[derive(Debug, Clone)]
+pub enum ResourceNote {
+    Keys(Arc<Vec<String>>),
+    Anything,
+}
+
+impl ResourceNote {
+    /// Whether the note may concern the resource `key`: the key itself, an ancestor (its group
+    /// deleted) or a child (a VM's extension).
+    pub fn concerns(&self, key: &str) -> bool {
+        let under = |inner: &str, outer: &str| {
+            inner.starts_with(outer) && inner.as_bytes().get(outer.len()) == Some(&b'/')
+        };
+        match self {
+            ResourceNote::Anything => true,
+            ResourceNote::Keys(keys) => keys
+                .iter()
+                .any(|changed| changed == key || under(key, changed) || under(changed, key)),
+        }
+    }
+}
+
+/// Subscribers lagging more than this many notes behind are told `Anything`.
+const NOTE_BACKLOG: usize = 4096;
+
+#[derive(Debug)]
+pub(crate) struct ResourceFeed {
+    sender: tokio::sync::broadcast::Sender<ResourceNote>,
+}
+
+impl Default for ResourceFeed {
+    fn default() -> Self {
+        ResourceFeed {
+            sender: tokio::sync::broadcast::channel(NOTE_BACKLOG).0,
+        }
+    }
+}
+
+/// Most log rows read per poll; a server further behind broadcasts `Anything`.
+const FEED_READ_LIMIT: i64 = 100_000;
+
 #[derive(Debug, Default)]
 pub(crate) struct ReadCache {
+    feed: ResourceFeed,
     generation: AtomicU64,
     seen_version: AtomicI64,
     entries: Mutex<HashMap<String, Arc<ResourceRecord>>>,
@@ -80,23 +129,91 @@ impl Engine {
         Ok(Some(record))
     }
 
-    /// Applies a change through the store, then drops cached reads.
+    /// Applies a change through the store, then drops cached reads and tells the watchers.
     pub(crate) async fn apply_change(
         &self,
         change: &ResourceChange,
     ) -> Result<Vec<ResourceRecord>, openmi_store::StoreError> {
         let result = self.store().apply(change).await;
         self.inner.read_cache.clear();
+        if result.is_ok() {
+            let keys: Vec<String> = change
+                .deletes
+                .iter()
+                .cloned()
+                .chain(change.upserts.iter().map(|record| record.key.clone()))
+                .collect();
+            // No subscriber is not an error.
+            let _ = self
+                .inner
+                .read_cache
+                .feed
+                .sender
+                .send(ResourceNote::Keys(Arc::new(keys)));
+        }
         result
     }
 
-    /// Drops cached reads when another server changed resources (the store's counter moved).
+    /// The resource change notes from now on (local writes at once, other servers' within a
+    /// poll).
+    pub fn resource_notes(&self) -> tokio::sync::broadcast::Receiver<ResourceNote> {
+        self.inner.read_cache.feed.sender.subscribe()
+    }
+
+    /// Follows the store's change counter: when it moved, drops cached reads and broadcasts the
+    /// keys the change log names since the last poll (or `Anything` beyond the log's reach).
     pub async fn refresh_read_cache(&self) -> Result<(), EngineError> {
         let version = self.store().resources_version().await?;
         let cache = &self.inner.read_cache;
-        if cache.seen_version.swap(version, Ordering::SeqCst) != version {
-            cache.clear();
+        let seen = cache.seen_version.load(Ordering::SeqCst);
+        if seen == version {
+            return Ok(());
         }
+        let note = if seen > 0
+            && version > seen
+            && version - seen <= openmi_store::RESOURCE_LOG_RETAINED
+        {
+            let rows = self
+                .store()
+                .resource_changes_since(seen, FEED_READ_LIMIT)
+                .await?;
+            let first = rows.first().map(|(logged, _)| *logged);
+            let last = rows.last().map(|(logged, _)| *logged);
+            if first == Some(seen + 1)
+                && last == Some(version)
+                && (rows.len() as i64) < FEED_READ_LIMIT
+            {
+                ResourceNote::Keys(Arc::new(rows.into_iter().map(|(_, key)| key).collect()))
+            } else {
+                ResourceNote::Anything
+            }
+        } else {
+            ResourceNote::Anything
+        };
+        cache.seen_version.store(version, Ordering::SeqCst);
+        cache.clear();
+        let _ = cache.feed.sender.send(note);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_concern_the_key_its_ancestors_and_children() {
+        let vm =
+            "/subscriptions/s/resourcegroups/g/providers/microsoft.compute/virtualmachines/vm1";
+        let note = |keys: &[&str]| {
+            ResourceNote::Keys(Arc::new(keys.iter().map(|key| key.to_string()).collect()))
+        };
+        assert!(note(&[vm]).concerns(vm));
+        assert!(note(&["/subscriptions/s/resourcegroups/g"]).concerns(vm));
+        assert!(note(&[&format!("{vm}/extensions/e")]).concerns(vm));
+        assert!(!note(&[&format!("{vm}2")]).concerns(vm));
+        assert!(!note(&["/subscriptions/s/resourcegroups/g2"]).concerns(vm));
+        assert!(!note(&[]).concerns(vm));
+        assert!(ResourceNote::Anything.concerns(vm));
     }
 }

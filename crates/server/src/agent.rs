@@ -32,8 +32,6 @@ pub fn router() -> Router<AppState> {
 
 /// How long a watch waits for a change before answering with the same version.
 const WATCH_TIMEOUT: Duration = Duration::from_secs(20);
-/// How often a watch looks for a change (any server sharing the database may have made it).
-const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// An agent API error: the OAuth shape `{"error","error_description"}` with its status.
 #[derive(Debug)]
@@ -399,22 +397,33 @@ pub async fn watch(
         Err(failure) => return failure.into_response(),
     };
     let deadline = tokio::time::Instant::now() + WATCH_TIMEOUT;
+    // Subscribed before the first read, so no change between the read and the wait is missed.
+    let mut notes = state.engine.resource_notes();
+    let mut shutting_down = state.shutting_down.clone();
     loop {
         let document = match state.engine.agent_instance(&agent).await {
             Ok(document) => document,
             Err(failure) => return engine_error(failure, &context).into_response(),
         };
         let changed = document.get("version").and_then(Value::as_i64) != query.version;
-        if changed || tokio::time::Instant::now() >= deadline {
+        if changed || tokio::time::Instant::now() >= deadline || *shutting_down.borrow() {
             return Json(document).into_response();
         }
-        let mut shutting_down = state.shutting_down.clone();
-        if *shutting_down.borrow() {
-            return Json(document).into_response();
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(WATCH_INTERVAL) => {}
-            _ = shutting_down.changed() => {}
+        // Wait for a note about this VM (its record, its group, its extensions); a lagging
+        // receiver may have missed one, so it reads again.
+        loop {
+            tokio::select! {
+                note = notes.recv() => match note {
+                    Ok(note) if !note.concerns(&agent.vm_key) => continue,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        tokio::time::sleep_until(deadline).await;
+                        break;
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = shutting_down.changed() => break,
+            }
         }
     }
 }

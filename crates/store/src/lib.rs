@@ -28,7 +28,7 @@ pub use directory::{BootstrapRecord, NewServicePrincipal};
 pub use interactive::InteractiveGrant;
 pub use items::{ItemOutcome, ItemWrite, StoredItem};
 pub use keys::StoredSigningKey;
-pub use resources::{Listing, ResourceChange, ResourceRecord};
+pub use resources::{Listing, ResourceChange, ResourceRecord, RESOURCE_LOG_RETAINED};
 
 /// Failures a caller can act on; backend errors are classified here and kept only as text for logs.
 #[derive(Debug, thiserror::Error)]

@@ -300,6 +300,23 @@ impl Store {
         rows.iter().map(record_from_row).collect()
     }
 
+    /// The keys written or deleted by the batches after `version`, with each batch's version,
+    /// oldest first, at most `limit` rows. A key `""` stands for a batch that changed nothing
+    /// by key.
+    pub async fn resource_changes_since(
+        &self,
+        version: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT version, key FROM resource_changes WHERE version > $1 ORDER BY version, key LIMIT $2",
+        )
+        .bind(version)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The resource change counter (bumped by every committed batch).
     pub async fn resources_version(&self) -> Result<i64, StoreError> {
         let (value,): (i64,) =
@@ -340,6 +357,10 @@ pub(crate) enum PendingChange {
         reply: tokio::sync::oneshot::Sender<Result<Vec<crate::items::ItemOutcome>, StoreError>>,
     },
 }
+
+/// How many batches the resource change feed keeps; a server further behind learns only that
+/// something changed.
+pub const RESOURCE_LOG_RETAINED: i64 = 10_000;
 
 /// Most changes committed together.
 const MAX_BATCH: usize = 64;
@@ -390,6 +411,7 @@ async fn commit_batch(
     .into_iter();
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut resources_changed = false;
+    let mut changed_keys: Vec<&str> = Vec::new();
     for pending in batch {
         if let PendingChange::Items { .. } = pending {
             outcomes.push(Ok(match item_results.next() {
@@ -418,6 +440,10 @@ async fn commit_batch(
                 sqlx::query("RELEASE SAVEPOINT change")
                     .execute(&mut *transaction)
                     .await?;
+                if let PendingChange::Resources { change, .. } = pending {
+                    changed_keys.extend(change.deletes.iter().map(String::as_str));
+                    changed_keys.extend(change.upserts.iter().map(|record| record.key.as_str()));
+                }
                 outcomes.push(Ok(outcome));
             }
             Err(error) => {
@@ -432,7 +458,33 @@ async fn commit_batch(
         }
     }
     if resources_changed {
-        sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'resources'")
+        let (version,): (i64,) = sqlx::query_as(
+            "UPDATE counters SET value = value + 1 WHERE name = 'resources' RETURNING value",
+        )
+        .fetch_one(&mut *transaction)
+        .await?;
+        changed_keys.sort_unstable();
+        changed_keys.dedup();
+        // Every batch logs at least one row, so the feed's versions have no holes.
+        if changed_keys.is_empty() {
+            changed_keys.push("");
+        }
+        for chunk in changed_keys.chunks(200) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|index| format!("($1, ${})", index + 2))
+                .collect();
+            let sql = format!(
+                "INSERT INTO resource_changes (version, key) VALUES {}",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(version);
+            for key in chunk {
+                query = query.bind(key.to_string());
+            }
+            query.execute(&mut *transaction).await?;
+        }
+        sqlx::query("DELETE FROM resource_changes WHERE version <= $1")
+            .bind(version - RESOURCE_LOG_RETAINED)
             .execute(&mut *transaction)
             .await?;
     }

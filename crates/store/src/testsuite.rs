@@ -606,6 +606,15 @@ async fn resources(store: &Store, bootstrap: &BootstrapRecord) -> Result<(), Sto
         store.resource_children(&vm_id.to_lowercase()).await?.len(),
         1
     );
+    // The change feed names the batch's keys under its counter value.
+    let version = store.resources_version().await?;
+    let logged = store.resource_changes_since(version - 1, 100).await?;
+    assert!(logged.iter().all(|(at, _)| *at == version), "{logged:?}");
+    assert!(logged.iter().any(|(_, key)| *key == vm_id.to_lowercase()));
+    assert!(logged
+        .iter()
+        .any(|(_, key)| *key == extension_id.to_lowercase()));
+    assert!(store.resource_changes_since(version, 100).await?.is_empty());
     // Paged listings walk key order from a position, each shape with its own filter.
     use crate::Listing;
     let keys = |records: Vec<ResourceRecord>| {

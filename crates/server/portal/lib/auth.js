@@ -168,6 +168,15 @@ export async function accessToken({ force = false } = {}) {
   }
   refreshing ??= tokenRequest({ grant_type: "refresh_token", refresh_token: tokens.refreshToken })
     .then((body) => store(body).accessToken)
+    .catch((error) => {
+      // The refresh token was refused (expired, revoked, the session ended): sign in again,
+      // coming back to this page.
+      if (error instanceof SignInError && /^(invalid_grant|interaction_required)$/.test(error.code)) {
+        sessionStorage.removeItem(TOKENS);
+        signIn();
+      }
+      throw error;
+    })
     .finally(() => {
       refreshing = null;
     });

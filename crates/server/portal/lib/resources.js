@@ -155,7 +155,7 @@ export async function operation({ name, resource, progress, success, container, 
   try {
     const result = await run((status) => note.update("progress", progress ?? `${name}...`, status));
     recordActivity({ ...entry, status: acceptedOnly ? "Accepted" : "Succeeded", endedAt: new Date().toISOString(), result: success ?? "Succeeded" });
-    note.update("success", success ?? `${name}: succeeded`, resource ? parseId(resource).name ?? "" : "");
+    note.update(acceptedOnly ? "info" : "success", success ?? `${name}: succeeded`, resource ? parseId(resource).name ?? "" : "");
     return { ok: true, result };
   } catch (error) {
     note.close();

@@ -133,6 +133,11 @@ export function notify(kind, title, message) {
   };
   render(kind, title, message);
   region?.prepend(box);
+  // At most five at a time: the oldest that is not an error goes first.
+  const shown = [...(region?.children ?? [])];
+  for (const old of shown.slice(5).reverse()) {
+    if (!old.classList.contains("toast-error") && !old.classList.contains("toast-progress")) old.remove();
+  }
   return { update: render, close };
 }
 
@@ -177,6 +182,11 @@ export function openDialog({ title, body, actions = [], className = "" }) {
     });
     document.body.append(dialog);
     dialog.showModal();
+    // Focus the first field, else the first action (Cancel when the action destroys something),
+    // not the header's close button.
+    const first = dialog.querySelector(".dialog-body input:not([type=hidden]):not([readonly]), .dialog-body select, .dialog-body textarea")
+      ?? (footer.querySelector(".btn-danger") ? footer.lastElementChild : footer.querySelector("button:not(:disabled)"));
+    first?.focus();
   });
 }
 
@@ -251,6 +261,14 @@ export function essentials(pairs) {
   ]));
 }
 
+/** Shows `text` on a button for two seconds. */
+export function flash(target, text) {
+  target.dataset.label ??= target.textContent;
+  const original = target.dataset.label;
+  target.textContent = text;
+  setTimeout(() => (target.textContent = original), 2000);
+}
+
 /** A value with a "Copy to clipboard" button beside it. */
 export function copyable(text, label) {
   const valueNode = h("span", { class: "mono" }, text ?? "—");
@@ -259,14 +277,15 @@ export function copyable(text, label) {
     h("button", {
       type: "button", class: "icon-button", "aria-label": `Copy ${label ?? "value"} to clipboard`,
       onclick: async (event) => {
+        const target = event.currentTarget;
         try {
           await navigator.clipboard.writeText(text);
-          event.currentTarget.textContent = "✓";
+          flash(target, "Copied");
         } catch {
-          event.currentTarget.textContent = "!";
+          flash(target, "Copy failed");
         }
       },
-    }, "⧉"));
+    }, "Copy"));
 }
 
 // ------------------------------------------------------------------------------------------------

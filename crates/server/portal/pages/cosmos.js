@@ -8,7 +8,7 @@ import { apiVersionFor, arm, directoryObjects } from "../lib/api.js";
 import { missing, projectDetails, validationBanner } from "../lib/forms.js";
 import { listByType, operation, parseId, resourceRoute, sameId, subscriptionName, subscriptions } from "../lib/resources.js";
 import {
-  append, button, commandBar, confirmDialog, copyable, dataTable, errorBanner, essentials, field, h, input, link, openDialog, pageHeader,
+  append, button, commandBar, confirmDialog, copyable, dataTable, errorBanner, essentials, field, flash, h, input, link, openDialog, pageHeader,
   refreshPage, replace, select, spinner, tabs, uid,
 } from "../lib/ui.js";
 import { memberType, pickDirectoryMembers, pickManagedIdentities } from "./iam.js";
@@ -147,14 +147,15 @@ function secretField(label, value) {
   const copy = h("button", {
     type: "button", class: "icon-button", "aria-label": `Copy ${label} to clipboard`,
     onclick: async (event) => {
+      const target = event.currentTarget;
       try {
         await navigator.clipboard.writeText(value ?? "");
-        event.currentTarget.textContent = "✓";
+        flash(target, "Copied");
       } catch {
-        event.currentTarget.textContent = "!";
+        flash(target, "Copy failed");
       }
     },
-  }, "⧉");
+  }, "Copy");
   return h("div", { class: "field" }, h("label", { for: id }, label), h("div", { class: "field-control secret-row" }, box, show, copy));
 }
 

@@ -72,7 +72,7 @@ function isExpression(value) {
 /** Where a JSON.parse error points, as "line L, column C" when the engine says the offset. */
 function jsonErrorMessage(text, error) {
   const match = /position (\d+)/.exec(error.message);
-  if (!match) return error.message;
+  if (!match || /line \d+/.test(error.message)) return error.message;
   const offset = Number(match[1]);
   const before = text.slice(0, offset).split("\n");
   return `${error.message} (line ${before.length}, column ${before[before.length - 1].length + 1})`;
@@ -106,9 +106,8 @@ function parameterControl(name, spec) {
   const read = () => {
     const raw = control.value;
     if (raw === "" || raw === undefined) {
-      if (hasDefault && expressionDefault) return { omit: true };
-      if (hasDefault && literalDefault !== undefined && type !== "string" && type !== "securestring") return { value: literalDefault };
-      if (hasDefault) return { value: literalDefault ?? "" };
+      // Left empty: ARM applies the template's defaultValue.
+      if (hasDefault) return { omit: true };
       return { error: `${parameterLabel(name)} is required.` };
     }
     if (Array.isArray(spec.allowedValues)) return { value: JSON.parse(raw) };
@@ -229,7 +228,7 @@ function deploymentForm(template, editAgain, ctx) {
       name: "Create custom template deployment",
       resource: id,
       progress: "Submitting deployment...",
-      success: "Deployment submitted",
+      success: "Deployment in progress...",
       container: result,
       acceptedOnly: true,
       run: () => arm.write("PUT", id, DEPLOYMENTS_API, { properties: { mode: "Incremental", template, parameters: values } }, { finalGet: false, poll: false }),

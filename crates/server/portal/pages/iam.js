@@ -257,24 +257,29 @@ export async function pickManagedIdentities({ subscription, already = [] } = {})
     replace(listBlock, shown.length ? h("ul", { class: "picker" }, shown.map((member) => pickerRow(member, chosen, () => (selectButton.disabled = chosen.size === 0))))
       : h("p", { class: "hint" }, "No managed identities of this kind in this subscription."));
   };
+  let generation = 0;
   const load = async () => {
+    // A later choice wins over an earlier list still on its way.
+    const mine = ++generation;
     replace(listBlock, spinner());
     try {
+      let found;
       if (kindSelect.value === "user") {
         const list = await listByType(subscriptionSelect.value, MSI_TYPE, apiVersionFor(MSI_TYPE));
-        members = list.filter((i) => i.properties?.principalId).map((i) => ({
+        found = list.filter((i) => i.properties?.principalId).map((i) => ({
           id: i.properties.principalId, name: i.name, detail: `Resource group: ${parseId(i.id).resourceGroup}`, type: "Managed identity", principalType: "ServicePrincipal", resourceId: i.id,
         }));
       } else {
         const list = await listByType(subscriptionSelect.value, VM_TYPE, apiVersionFor(VM_TYPE));
-        members = list.filter((vm) => vm.identity?.principalId).map((vm) => ({
+        found = list.filter((vm) => vm.identity?.principalId).map((vm) => ({
           id: vm.identity.principalId, name: vm.name, detail: `Virtual machine, resource group: ${parseId(vm.id).resourceGroup}`, type: "Managed identity", principalType: "ServicePrincipal", resourceId: vm.id,
         }));
       }
-      members.sort((a, b) => a.name.localeCompare(b.name));
+      if (mine !== generation) return;
+      members = found.sort((a, b) => a.name.localeCompare(b.name));
       draw();
     } catch (error) {
-      replace(listBlock, errorBanner(error, "The managed identities could not be listed"));
+      if (mine === generation) replace(listBlock, errorBanner(error, "The managed identities could not be listed"));
     }
   };
   subscriptionSelect.addEventListener("change", load);

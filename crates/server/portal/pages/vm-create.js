@@ -350,7 +350,7 @@ export async function render(view, ctx) {
       name: "Create virtual machine deployment",
       resource: deploymentId,
       progress: "Submitting deployment...",
-      success: "Deployment submitted",
+      success: "Deployment in progress...",
       container: result,
       acceptedOnly: true,
       run: () => arm.write("PUT", deploymentId, apiVersionFor("Microsoft.Resources/deployments"), body, { finalGet: false, poll: false }),

@@ -197,14 +197,18 @@ async function pickIdentities(vm, already) {
       return h("li", {}, box, h("label", { for: box.id }, h("span", { class: "picker-name" }, identity.name), h("span", { class: "picker-detail" }, `Resource group: ${parseId(identity.id).resourceGroup}`)));
     })) : h("p", { class: "hint" }, "No user assigned managed identities to add in this subscription."));
   };
+  let generation = 0;
   const load = async () => {
+    // A later subscription choice wins over an earlier list still on its way.
+    const mine = ++generation;
     replace(listBlock, spinner());
     try {
-      identities = await listByType(subscriptionSelect.value, MSI_TYPE, MSI_API);
-      identities.sort((a, b) => a.name.localeCompare(b.name));
+      const found = await listByType(subscriptionSelect.value, MSI_TYPE, MSI_API);
+      if (mine !== generation) return;
+      identities = found.sort((a, b) => a.name.localeCompare(b.name));
       draw();
     } catch (error) {
-      replace(listBlock, errorBanner(error, "The user assigned managed identities could not be listed"));
+      if (mine === generation) replace(listBlock, errorBanner(error, "The user assigned managed identities could not be listed"));
     }
   };
   subscriptionSelect.addEventListener("change", load);
