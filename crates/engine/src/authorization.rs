@@ -32,6 +32,8 @@ pub(crate) struct RbacState {
 }
 
 const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/roleAssignments";
+/// Assignments read per query while the snapshot is built.
+const REBUILD_PAGE: i64 = 20_000;
 const DEFINITION_TYPE: &str = "Microsoft.Authorization/roleDefinitions";
 
 fn strings(value: Option<&Value>) -> Vec<String> {
@@ -157,18 +159,26 @@ impl Engine {
         // The counter is read before the data: a change committed in between is applied again
         // from the log on the next refresh, which changes nothing.
         let definitions = self.all_definitions().await?;
-        let assignments: Vec<openmi_rbac::Assignment> = self
-            .store()
-            .role_assignments()
-            .await?
-            .into_iter()
-            .map(|assignment| openmi_rbac::Assignment {
-                principal_id: assignment.principal_id,
-                role_id: role_guid(&assignment.role_definition_id),
-                scope: assignment.scope,
-            })
-            .collect();
-        let snapshot = Snapshot::build(&definitions, &assignments);
+        let mut builder = openmi_rbac::SnapshotBuilder::new(&definitions);
+        let mut after = String::new();
+        loop {
+            let page = self
+                .store()
+                .role_assignments_after(&after, REBUILD_PAGE)
+                .await?;
+            for assignment in &page {
+                builder.add(&openmi_rbac::Assignment {
+                    principal_id: assignment.principal_id,
+                    role_id: role_guid(&assignment.role_definition_id),
+                    scope: assignment.scope.clone(),
+                });
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == REBUILD_PAGE => after = last.name.clone(),
+                _ => break,
+            }
+        }
+        let snapshot = builder.finish();
         match self.inner.rbac.snapshot.write() {
             Ok(mut guard) => *guard = snapshot,
             Err(poisoned) => *poisoned.into_inner() = snapshot,

@@ -189,8 +189,140 @@ pub struct Snapshot {
     // Invariant: every distinct scope key (normalised with `scope_key`) once, concatenated.
     // Scopes are never dropped: their number is bounded by the scopes ever assigned.
     scope_text: String,
-    interned: HashMap<Box<str>, (u32, u32)>,
+    interned: ScopeTable,
     assignment_count: usize,
+}
+
+/// Where each distinct scope key sits in `scope_text`, found by its 64-bit FNV hash; the string
+/// is not stored twice. Two keys with the same hash (about 3 in 10^8 at a million scopes) go to a
+/// small map of their own, so a lookup is always exact.
+#[derive(Debug, Clone, Default)]
+struct ScopeTable {
+    by_hash: HashMap<u64, (u32, u32)>,
+    collided: HashMap<Box<str>, (u32, u32)>,
+}
+
+impl ScopeTable {
+    fn get(&self, text: &str, key: &str) -> Option<(u32, u32)> {
+        let place = *self.by_hash.get(&fnv(key.as_bytes()))?;
+        let stored = text.get(place.0 as usize..(place.0 + place.1) as usize)?;
+        if stored == key {
+            Some(place)
+        } else {
+            self.collided.get(key).copied()
+        }
+    }
+
+    /// The key's place, appending it to `text` when new.
+    fn intern(&mut self, text: &mut String, key: &str) -> (u32, u32) {
+        if let Some(place) = self.get(text, key) {
+            return place;
+        }
+        let place = (text.len() as u32, key.len() as u32);
+        text.push_str(key);
+        match self.by_hash.entry(fnv(key.as_bytes())) {
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(place);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.insert(key.into(), place);
+            }
+        }
+        place
+    }
+}
+
+/// Builds a snapshot from assignments fed one at a time (a store read page by page), keeping
+/// only the compact form: interned scopes and 16 bytes per grant.
+#[derive(Debug, Default)]
+pub struct SnapshotBuilder {
+    roles_by_id: HashMap<String, u32>,
+    roles: Vec<Arc<CompiledRole>>,
+    scope_text: String,
+    interned: ScopeTable,
+    // Per principal, in first-seen order: (tag, offset, length, role).
+    grouped: HashMap<(u64, u64), Vec<Grant>>,
+    order: Vec<(u64, u64)>,
+    assignment_count: usize,
+}
+
+impl SnapshotBuilder {
+    pub fn new(definitions: &[RoleDefinition]) -> SnapshotBuilder {
+        let mut builder = SnapshotBuilder::default();
+        for definition in definitions {
+            builder
+                .roles_by_id
+                .insert(definition.id.to_lowercase(), builder.roles.len() as u32);
+            builder.roles.push(Arc::new(CompiledRole::new(definition)));
+        }
+        builder
+    }
+
+    /// Adds one assignment; assignments of unknown roles are kept out (they grant nothing).
+    pub fn add(&mut self, assignment: &Assignment) {
+        let Some(&role) = self.roles_by_id.get(&assignment.role_id.to_lowercase()) else {
+            return;
+        };
+        let key = scope_key(&assignment.scope);
+        let scope_tag = tag(fnv(key.as_bytes()));
+        let (offset, length) = self.interned.intern(&mut self.scope_text, &key);
+        let principal = assignment.principal_id.as_uuid().as_u64_pair();
+        let order = &mut self.order;
+        self.grouped
+            .entry(principal)
+            .or_insert_with(|| {
+                order.push(principal);
+                Vec::new()
+            })
+            .push([scope_tag, offset, length, role]);
+        self.assignment_count += 1;
+    }
+
+    pub fn finish(self) -> Snapshot {
+        let capacity = if self.order.is_empty() {
+            0
+        } else {
+            (self.order.len() * 2).next_power_of_two()
+        };
+        let occupied = self.order.len();
+        let mut slots = vec![Slot::default(); capacity];
+        let mut arena = Vec::with_capacity(self.assignment_count * (TAG_WORDS + PAYLOAD_WORDS));
+        let mask = capacity.wrapping_sub(1);
+        for principal in &self.order {
+            let Some(grants) = self.grouped.get(principal) else {
+                continue;
+            };
+            let start = arena.len() as u32;
+            arena.extend(grants.iter().map(|grant| grant[0]));
+            arena.extend(
+                grants
+                    .iter()
+                    .flat_map(|grant| [grant[1], grant[2], grant[3]]),
+            );
+            let mut index = slot_hash(*principal) as usize & mask;
+            while slots[index].len != 0 {
+                index = (index + 1) & mask;
+            }
+            slots[index] = Slot {
+                principal: *principal,
+                start,
+                len: grants.len() as u32,
+            };
+        }
+        let mut scope_text = self.scope_text;
+        scope_text.shrink_to_fit();
+        Snapshot {
+            roles_by_id: self.roles_by_id,
+            roles: self.roles,
+            slots,
+            occupied,
+            arena,
+            garbage: 0,
+            scope_text,
+            interned: self.interned,
+            assignment_count: self.assignment_count,
+        }
+    }
 }
 
 /// Garbage (in arena words) below which the arena is never compacted.
@@ -207,83 +339,11 @@ fn slot_hash(principal: (u64, u64)) -> u64 {
 impl Snapshot {
     /// Builds the index. Assignments of unknown roles are kept out (they grant nothing).
     pub fn build(definitions: &[RoleDefinition], assignments: &[Assignment]) -> Snapshot {
-        let mut roles_by_id = HashMap::new();
-        let mut roles = Vec::new();
-        for definition in definitions {
-            roles_by_id.insert(definition.id.to_lowercase(), roles.len() as u32);
-            roles.push(Arc::new(CompiledRole::new(definition)));
-        }
-        // Scope key -> (offset, length) in `scope_text`.
-        let mut interned: HashMap<Box<str>, (u32, u32)> = HashMap::new();
-        let mut scope_text = String::new();
-        // Per principal, in first-seen order: (tag, offset, length, role).
-        let mut grouped: HashMap<(u64, u64), Vec<[u32; 4]>> = HashMap::new();
-        let mut order: Vec<(u64, u64)> = Vec::new();
-        let mut assignment_count = 0;
+        let mut builder = SnapshotBuilder::new(definitions);
         for assignment in assignments {
-            let Some(&role) = roles_by_id.get(&assignment.role_id.to_lowercase()) else {
-                continue;
-            };
-            let key = scope_key(&assignment.scope);
-            let scope_tag = tag(fnv(key.as_bytes()));
-            let (offset, length) = match interned.get(key.as_str()) {
-                Some(place) => *place,
-                None => {
-                    let place = (scope_text.len() as u32, key.len() as u32);
-                    scope_text.push_str(&key);
-                    interned.insert(key.into_boxed_str(), place);
-                    place
-                }
-            };
-            let principal = assignment.principal_id.as_uuid().as_u64_pair();
-            grouped
-                .entry(principal)
-                .or_insert_with(|| {
-                    order.push(principal);
-                    Vec::new()
-                })
-                .push([scope_tag, offset, length, role]);
-            assignment_count += 1;
+            builder.add(assignment);
         }
-        let capacity = if order.is_empty() {
-            0
-        } else {
-            (order.len() * 2).next_power_of_two()
-        };
-        let occupied = order.len();
-        let mut slots = vec![Slot::default(); capacity];
-        let mut arena = Vec::with_capacity(assignment_count * (TAG_WORDS + PAYLOAD_WORDS));
-        let mask = capacity.wrapping_sub(1);
-        for principal in order {
-            let grants = &grouped[&principal];
-            let start = arena.len() as u32;
-            arena.extend(grants.iter().map(|grant| grant[0]));
-            arena.extend(
-                grants
-                    .iter()
-                    .flat_map(|grant| [grant[1], grant[2], grant[3]]),
-            );
-            let mut index = slot_hash(principal) as usize & mask;
-            while slots[index].len != 0 {
-                index = (index + 1) & mask;
-            }
-            slots[index] = Slot {
-                principal,
-                start,
-                len: grants.len() as u32,
-            };
-        }
-        Snapshot {
-            roles_by_id,
-            roles,
-            slots,
-            occupied,
-            arena,
-            garbage: 0,
-            scope_text,
-            interned,
-            assignment_count,
-        }
+        builder.finish()
     }
 
     // ---- incremental changes: one assignment or one role, no rebuild ----------------------
@@ -335,7 +395,7 @@ impl Snapshot {
             return false;
         };
         let key = scope_key(&assignment.scope);
-        let Some(&(offset, length)) = self.interned.get(key.as_str()) else {
+        let Some((offset, length)) = self.interned.get(&self.scope_text, &key) else {
             return false;
         };
         let principal = assignment.principal_id.as_uuid().as_u64_pair();
@@ -353,13 +413,7 @@ impl Snapshot {
     }
 
     fn intern(&mut self, key: &str) -> (u32, u32) {
-        if let Some(place) = self.interned.get(key) {
-            return *place;
-        }
-        let place = (self.scope_text.len() as u32, key.len() as u32);
-        self.scope_text.push_str(key);
-        self.interned.insert(key.into(), place);
-        place
+        self.interned.intern(&mut self.scope_text, key)
     }
 
     fn slot_index(&self, principal: (u64, u64)) -> Option<usize> {

@@ -160,6 +160,23 @@ impl Store {
         rows.iter().map(assignment_from_row).collect()
     }
 
+    /// A page of every role assignment by name, after `after` (the snapshot's build reads the
+    /// table this way, so its memory is the page's, not the table's).
+    pub async fn role_assignments_after(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<RoleAssignment>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE name > $1 ORDER BY name LIMIT $2"
+        ))
+        .bind(after.to_string())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(assignment_from_row).collect()
+    }
+
     /// The logged changes after `version`, oldest first (at most `limit`), with their versions.
     pub async fn rbac_changes_since(
         &self,
