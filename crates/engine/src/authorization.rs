@@ -158,6 +158,8 @@ impl Engine {
         }
         // The counter is read before the data: a change committed in between is applied again
         // from the log on the next refresh, which changes nothing.
+        let started = std::time::Instant::now();
+        tracing::info!("building the RBAC snapshot");
         let definitions = self.all_definitions().await?;
         let mut builder = openmi_rbac::SnapshotBuilder::new(&definitions);
         let mut after = String::new();
@@ -179,6 +181,11 @@ impl Engine {
             }
         }
         let snapshot = builder.finish();
+        tracing::info!(
+            assignments = snapshot.assignment_count(),
+            seconds = started.elapsed().as_secs_f64(),
+            "RBAC snapshot built"
+        );
         match self.inner.rbac.snapshot.write() {
             Ok(mut guard) => *guard = snapshot,
             Err(poisoned) => *poisoned.into_inner() = snapshot,

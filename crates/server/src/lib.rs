@@ -145,6 +145,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         );
     }
     let tls_config = tls::server_config(&config.tls)?;
+    tracing::info!(database = %redact_url(&config.database_url), "opening the store (and migrating its schema)");
     let store = open_store(&config.database_url).await?;
     let engine_config = EngineConfig {
         app_token_lifetime: config.app_token_lifetime,

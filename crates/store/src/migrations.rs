@@ -43,6 +43,7 @@ pub(crate) async fn apply(store: &Store) -> Result<(), StoreError> {
         });
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+        tracing::info!(version, "applying schema migration");
         transaction.execute(*sql).await?;
         sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
             .bind(*version)
