@@ -52,11 +52,18 @@ pub struct BootstrapOutcome {
 
 /// A random secret of 256 bits, base64url (43 characters).
 pub(crate) fn random_secret() -> Result<String, EngineError> {
-    let mut bytes = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| EngineError::Internal("EN0101 random generator failed".to_string()))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
+    // A secret starting with `-` reads as an option to az (`-p -abc…`), so those are drawn again
+    // (1 in 32 draws; Entra's generated secrets never start with one either).
+    loop {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| EngineError::Internal("EN0101 random generator failed".to_string()))?;
+        let secret = URL_SAFE_NO_PAD.encode(bytes);
+        if secret.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Ok(secret);
+        }
+    }
 }
 
 /// A random password of 24 characters from letters and digits (about 143 bits).
