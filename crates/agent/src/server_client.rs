@@ -22,7 +22,7 @@ use crate::AgentError;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed for an ordinary call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time allowed for one long poll (the server answers after about 20 s).
+/// Time allowed for one long poll (the server answers after about 45 s).
 const WATCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A client bound to one server. Clones share the connection pool, the key and the batch queue.

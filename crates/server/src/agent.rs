@@ -30,8 +30,10 @@ pub fn router() -> Router<AppState> {
         .route("/openmi/agent/watch", get(watch))
 }
 
-/// How long a watch waits for a change before answering with the same version.
-const WATCH_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a watch waits for a change before answering with the same version: each re-armed
+/// watch costs a request, so 10 000 idle agents cost 10 000 / 45 requests a second (at 20 s the
+/// server spent 10 % of a core on them; BENCHMARKS.md, fleet). Agents allow 60 s per call.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// An agent API error: the OAuth shape `{"error","error_description"}` with its status.
 #[derive(Debug)]
