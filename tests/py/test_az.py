@@ -331,3 +331,25 @@ def test_linked_authorization_failed_as_az_prints_it(az, api, az_server, az_unsi
     vmc("vm", "identity", "assign", "-g", rg, "-n", "myVM", "--identities", identity["id"], "--output", "none")
     assert uai_keys(api.compute.virtual_machines.get(rg, "myVM")) == {identity["id"].lower()}
     az("group", "delete", "--name", rg, "--yes")
+
+
+def test_az_follows_next_link(az, api, az_server):
+X
+    from concurrent.futures import ThreadPoolExecutor
+
+    rg = support.unique_name("azpage")
+    az("group", "create", "--name", rg, "--location", "westus", "--output", "none")
+    token = api.token()
+
+    def put(index: int) -> str:
+        res = api.raw("PUT", f"{api.identity_id(rg, f'id{index:04d}')}?api-version=2023-01-31", token=token, json={"location": "westus"})
+        assert res.status_code in (200, 201), res.text
+        return res.json()["id"].lower()
+
+    with ThreadPoolExecutor(8) as pool:
+        created = set(pool.map(put, range(1100)))
+    first = api.raw("GET", f"{api.rg_id(rg)}/providers/Microsoft.ManagedIdentity/userAssignedIdentities?api-version=2023-01-31").json()
+    assert len(first["value"]) == 1000 and first.get("nextLink"), "two pages"
+    listed = az.json("identity", "list", "-g", rg, "--query", "[].id")
+    assert len(listed) == 1100 and {item.lower() for item in listed} == created
+    az("group", "delete", "--name", rg, "--yes", "--output", "none")
