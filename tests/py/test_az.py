@@ -334,7 +334,7 @@ def test_linked_authorization_failed_as_az_prints_it(az, api, az_server, az_unsi
 
 
 def test_az_follows_next_link(az, api, az_server):
-X
+    """Issue 19: `az identity list` pages through ARM's nextLink (1 100 identities, two pages)."""
     from concurrent.futures import ThreadPoolExecutor
 
     rg = support.unique_name("azpage")
