@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
 use openmi_model::arm::{resource_key, ArmPath};
-use openmi_model::directory::RoleAssignment;
+use openmi_model::directory::{role_guid, RoleAssignment};
 use openmi_model::ObjectId;
 use openmi_rbac::{builtin, scope_contains, scope_key, Permission, RoleDefinition, Snapshot};
 use openmi_store::StoredRoleDefinition;
@@ -98,16 +98,6 @@ fn assignment_id(scope: &str, name: &str) -> String {
         "{}/providers/{ASSIGNMENT_TYPE}/{name}",
         scope.trim_end_matches('/')
     )
-}
-
-/// The GUID at the end of a role definition id (or the GUID itself).
-fn role_guid(role_definition_id: &str) -> String {
-    role_definition_id
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_lowercase()
 }
 
 impl Engine {
@@ -877,13 +867,7 @@ impl Engine {
         let Some(found) = stored.iter().find(|row| row.id == id) else {
             return Ok(None);
         };
-        if self
-            .store()
-            .role_assignments()
-            .await?
-            .iter()
-            .any(|assignment| role_guid(&assignment.role_definition_id) == id)
-        {
+        if self.store().role_in_use(&id).await? {
             return Err(EngineError::RoleDefinitionHasAssignments(id.clone()));
         }
         let document = self.definition_json(&custom_definition(found), Some(found));

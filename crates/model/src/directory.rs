@@ -60,6 +60,16 @@ pub struct RefreshGrant {
     pub expires_at: UnixTime,
 }
 
+/// The role's GUID at the end of a role definition id (or the GUID itself), lower case.
+pub fn role_guid(role_definition_id: &str) -> String {
+    role_definition_id
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
 /// A role assignment (`Microsoft.Authorization/roleAssignments`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleAssignment {

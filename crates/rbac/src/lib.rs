@@ -422,6 +422,7 @@ impl Snapshot {
         }
         let mask = self.slots.len() - 1;
         let mut index = slot_hash(principal) as usize & mask;
+        // Terminates: the table is at most half full.
         loop {
             let slot = self.slots.get(index)?;
             if slot.len == 0 {
@@ -440,8 +441,13 @@ impl Snapshot {
         };
         let start = slot.start as usize;
         let len = slot.len as usize;
-        let tags = &self.arena[start..start + len];
-        let payload = &self.arena[start + len..start + len * (TAG_WORDS + PAYLOAD_WORDS)];
+        let (Some(tags), Some(payload)) = (
+            self.arena.get(start..start + len * TAG_WORDS),
+            self.arena
+                .get(start + len * TAG_WORDS..start + len * (TAG_WORDS + PAYLOAD_WORDS)),
+        ) else {
+            return Vec::new();
+        };
         tags.iter()
             .zip(payload.chunks_exact(PAYLOAD_WORDS))
             .map(|(tag, grant)| [*tag, grant[0], grant[1], grant[2]])
@@ -579,29 +585,16 @@ impl Snapshot {
 
     /// The tags of `principal`'s grants and, per grant, (scope offset, scope length, role).
     fn region(&self, principal: ObjectId) -> Option<(&[u32], &[u32])> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let principal = principal.as_uuid().as_u64_pair();
-        let mask = self.slots.len() - 1;
-        let mut index = slot_hash(principal) as usize & mask;
-        // Terminates: the table is at most half full.
-        loop {
-            let slot = self.slots.get(index)?;
-            if slot.len == 0 {
-                return None;
-            }
-            if slot.principal == principal {
-                let start = slot.start as usize;
-                let len = slot.len as usize;
-                let tags = self.arena.get(start..start + len * TAG_WORDS)?;
-                let payload = self
-                    .arena
-                    .get(start + len * TAG_WORDS..start + len * (TAG_WORDS + PAYLOAD_WORDS))?;
-                return Some((tags, payload));
-            }
-            index = (index + 1) & mask;
-        }
+        let slot = self
+            .slots
+            .get(self.slot_index(principal.as_uuid().as_u64_pair())?)?;
+        let start = slot.start as usize;
+        let len = slot.len as usize;
+        let tags = self.arena.get(start..start + len * TAG_WORDS)?;
+        let payload = self
+            .arena
+            .get(start + len * TAG_WORDS..start + len * (TAG_WORDS + PAYLOAD_WORDS))?;
+        Some((tags, payload))
     }
 
     /// The scope key and role of the grant at `payload`.

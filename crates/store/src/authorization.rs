@@ -3,7 +3,7 @@
 //! sees the counter move rebuilds its RBAC index, so a change made through any server is enforced
 //! by all of them.
 
-use openmi_model::directory::RoleAssignment;
+use openmi_model::directory::{role_guid, RoleAssignment};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -65,15 +65,6 @@ pub enum RbacChange {
 
 /// A change-log row: version, kind, principal, role, scope.
 type LogRow = (i64, String, Option<String>, Option<String>, Option<String>);
-
-fn role_guid(role_definition_id: &str) -> String {
-    role_definition_id
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_lowercase()
-}
 
 /// Bumps the `rbac` counter and logs `change` under the new value, in the caller's transaction.
 async fn bump(
@@ -158,6 +149,17 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(assignment_from_row).collect()
+    }
+
+    /// Whether any assignment names the role with this GUID (one row read at most).
+    pub async fn role_in_use(&self, role_guid: &str) -> Result<bool, StoreError> {
+        let found: Option<(String,)> = sqlx::query_as(
+            "SELECT name FROM role_assignments WHERE lower(role_definition_id) LIKE $1 LIMIT 1",
+        )
+        .bind(format!("%/{}", role_guid.to_lowercase()))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
     }
 
     /// A page of every role assignment by name, after `after` (the snapshot's build reads the

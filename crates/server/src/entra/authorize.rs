@@ -296,8 +296,8 @@ async fn authorize(
     headers: HeaderMap,
     pairs: Vec<(String, String)>,
     version: OAuthVersion,
-    action: String,
 ) -> Response {
+    let action = action_path(&tenant, version);
     let request = authorize_request(&tenant, &pairs);
     let base = state.base_url(&context).to_string();
     let target = match state.engine.authorize_target(&request, &base).await {
@@ -399,86 +399,29 @@ fn action_path(tenant: &str, version: OAuthVersion) -> String {
     }
 }
 
-pub async fn authorize_v2_get(
+/// `GET /{tenant}/oauth2[/v2.0]/authorize`: the parameters in the query.
+pub async fn authorize_get(
     State(state): State<AppState>,
     context: RequestContext,
     Path(tenant): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
+    version: OAuthVersion,
 ) -> Response {
     let pairs = form_pairs(query.unwrap_or_default().as_bytes());
-    let action = action_path(&tenant, OAuthVersion::V2);
-    authorize(
-        state,
-        context,
-        tenant,
-        headers,
-        pairs,
-        OAuthVersion::V2,
-        action,
-    )
-    .await
+    authorize(state, context, tenant, headers, pairs, version).await
 }
 
-pub async fn authorize_v2_post(
+/// `POST /{tenant}/oauth2[/v2.0]/authorize`: the parameters (and a submitted sign-in) in the form.
+pub async fn authorize_post(
     State(state): State<AppState>,
     context: RequestContext,
     Path(tenant): Path<String>,
     headers: HeaderMap,
     body: Bytes,
+    version: OAuthVersion,
 ) -> Response {
-    let action = action_path(&tenant, OAuthVersion::V2);
-    authorize(
-        state,
-        context,
-        tenant,
-        headers,
-        form_pairs(&body),
-        OAuthVersion::V2,
-        action,
-    )
-    .await
-}
-
-pub async fn authorize_v1_get(
-    State(state): State<AppState>,
-    context: RequestContext,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let pairs = form_pairs(query.unwrap_or_default().as_bytes());
-    let action = action_path(&tenant, OAuthVersion::V1);
-    authorize(
-        state,
-        context,
-        tenant,
-        headers,
-        pairs,
-        OAuthVersion::V1,
-        action,
-    )
-    .await
-}
-
-pub async fn authorize_v1_post(
-    State(state): State<AppState>,
-    context: RequestContext,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let action = action_path(&tenant, OAuthVersion::V1);
-    authorize(
-        state,
-        context,
-        tenant,
-        headers,
-        form_pairs(&body),
-        OAuthVersion::V1,
-        action,
-    )
-    .await
+    authorize(state, context, tenant, headers, form_pairs(&body), version).await
 }
 
 /// `GET|POST /{tenant}/oauth2[/v2.0]/logout`: ends the session; goes on to
@@ -524,10 +467,11 @@ pub async fn logout(
     response
 }
 
-async fn device_code(
-    state: AppState,
+/// `POST /{tenant}/oauth2[/v2.0]/devicecode`: the device authorization endpoint.
+pub async fn device_code(
+    State(state): State<AppState>,
     context: RequestContext,
-    tenant: String,
+    Path(tenant): Path<String>,
     body: Bytes,
     version: OAuthVersion,
 ) -> Response {
@@ -573,24 +517,6 @@ async fn device_code(
             OAuthError::from_engine(error, &context, &tenant_id).into_response()
         }
     }
-}
-
-pub async fn device_code_v2(
-    State(state): State<AppState>,
-    context: RequestContext,
-    Path(tenant): Path<String>,
-    body: Bytes,
-) -> Response {
-    device_code(state, context, tenant, body, OAuthVersion::V2).await
-}
-
-pub async fn device_code_v1(
-    State(state): State<AppState>,
-    context: RequestContext,
-    Path(tenant): Path<String>,
-    body: Bytes,
-) -> Response {
-    device_code(state, context, tenant, body, OAuthVersion::V1).await
 }
 
 /// `GET /devicelogin`: the code-entry page.

@@ -6,6 +6,7 @@ pub mod token;
 
 use axum::routing::{get, post};
 use axum::Router;
+use openmi_engine::OAuthVersion;
 
 use crate::AppState;
 
@@ -29,11 +30,21 @@ pub fn router() -> Router<AppState> {
         .route("/{tenant}/discovery/v2.0/keys", get(discovery::keys_v2))
         .route(
             "/{tenant}/oauth2/authorize",
-            get(authorize::authorize_v1_get).post(authorize::authorize_v1_post),
+            get(|state, context, tenant, headers, query| {
+                authorize::authorize_get(state, context, tenant, headers, query, OAuthVersion::V1)
+            })
+            .post(|state, context, tenant, headers, body| {
+                authorize::authorize_post(state, context, tenant, headers, body, OAuthVersion::V1)
+            }),
         )
         .route(
             "/{tenant}/oauth2/v2.0/authorize",
-            get(authorize::authorize_v2_get).post(authorize::authorize_v2_post),
+            get(|state, context, tenant, headers, query| {
+                authorize::authorize_get(state, context, tenant, headers, query, OAuthVersion::V2)
+            })
+            .post(|state, context, tenant, headers, body| {
+                authorize::authorize_post(state, context, tenant, headers, body, OAuthVersion::V2)
+            }),
         )
         .route(
             "/{tenant}/oauth2/logout",
@@ -45,11 +56,15 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/{tenant}/oauth2/devicecode",
-            post(authorize::device_code_v1),
+            post(|state, context, tenant, body| {
+                authorize::device_code(state, context, tenant, body, OAuthVersion::V1)
+            }),
         )
         .route(
             "/{tenant}/oauth2/v2.0/devicecode",
-            post(authorize::device_code_v2),
+            post(|state, context, tenant, body| {
+                authorize::device_code(state, context, tenant, body, OAuthVersion::V2)
+            }),
         )
         .route(
             "/devicelogin",
