@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import uuid
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 
 import support
 from support import ROLE_VM_CONTRIBUTOR
@@ -146,6 +148,25 @@ def uai_keys(vm) -> set:
     return {k.lower() for k in (vm.identity.user_assigned_identities or {})} if vm.identity else set()
 
 
+def assignments_of(authz, rg: str, principal_id: str, role_guid: str) -> list:
+    """The role assignments azure-mgmt-authorization lists at group `rg` itself for this principal and role."""
+    return [
+        a for a in authz.role_assignments.list_for_resource_group(rg)
+        if a.principal_id == principal_id and a.role_definition_id.lower().rsplit("/", 1)[-1] == role_guid
+        and a.scope.lower().endswith(f"/resourcegroups/{rg.lower()}")
+    ]
+
+
+def graph_object(az_server, api, object_id: str) -> dict:
+    """The directory object Graph's `directoryObjects/getByIds` returns for this id (what az resolves with)."""
+    res = support.graph_request(az_server, api.credential, "POST", "/v1.0/directoryObjects/getByIds",
+                                json={"ids": [object_id], "types": ["user", "group", "servicePrincipal"]})
+    assert res.status_code == 200, f"getByIds: HTTP {res.status_code}: {res.text[:400]}"
+    found = [o for o in res.json()["value"] if o.get("id") == object_id]
+    assert len(found) == 1, res.text[:600]
+    return found[0]
+
+
 # --------------------------------------------------------------------------------------------------
 
 
@@ -196,6 +217,11 @@ def test_seeds_000_001_003_azure_cli_tabs(az, api, az_server):
     assert created["powerState"] == "VM running" and created["privateIpAddress"] == "10.0.0.4"
     assert support.GUID_RE.match(vm.identity.principal_id)
     assert vm.storage_profile.image_reference.sku.lower() == "2016-datacenter-gensecond"
+    # The system-assigned principal is a service principal in the directory (Graph, as az looks it up).
+    system = api.msi.system_assigned_identities.get_by_scope(scope=vm.id)
+    sp = graph_object(az_server, api, vm.identity.principal_id)
+    assert sp["@odata.type"] == "#microsoft.graph.servicePrincipal" and sp["appId"] == system.client_id, sp
+    assert (sp["servicePrincipalType"], sp["displayName"]) == ("ManagedIdentity", "myVM"), sp
 
     # The same with --role contributor --scope <subscription>: the assignment is in the template.
     az.json("vm", "create", "--resource-group", rg, "--name", "myVM2", "--image", "win2016datacenter", "--generate-ssh-keys",
@@ -213,12 +239,44 @@ def test_seeds_000_001_003_azure_cli_tabs(az, api, az_server):
     assert identity["principalId"] == api.msi.user_assigned_identities.get(rg, "myUserAssignedIdentity").principal_id
     assert az.json("identity", "show", "-g", rg, "-n", "myUserAssignedIdentity")["clientId"] == identity["clientId"]
     assert [i["name"] for i in az.json("identity", "list", "-g", rg)] == ["myUserAssignedIdentity"]
-    for name, image in (("myVM3", "UbuntuLTS"), ("myVM4", "Ubuntu2204")):
-        out = az.json("vm", "create", "--resource-group", rg, "--name", name, "--image", image, "--generate-ssh-keys",
-                      "--assign-identity", "myUserAssignedIdentity", "--admin-username", "azureuser")
-        assert out["identity"]["userAssignedIdentities"][identity["id"]]["principalId"] == identity["principalId"], out
-        assert uai_keys(api.compute.virtual_machines.get(rg, name)) == {identity["id"].lower()}
-    assert (az.home / ".ssh" / "id_rsa.pub").exists(), "--generate-ssh-keys wrote the key pair for the Linux VMs"
+    # Seed 001's Linux form verbatim (a password, no SSH key).
+    out = az.json("vm", "create", "--resource-group", rg, "--name", "myVM3", "--image", "UbuntuLTS", "--admin-username", "azureuser",
+                  "--admin-password", "myPassword12", "--assign-identity", "myUserAssignedIdentity")
+    assert out["identity"]["userAssignedIdentities"][identity["id"]]["principalId"] == identity["principalId"], out
+    vm3 = api.compute.virtual_machines.get(rg, "myVM3")
+    assert vm3.identity.type == "UserAssigned" and uai_keys(vm3) == {identity["id"].lower()}, vm3.identity
+    held = next(iter(vm3.identity.user_assigned_identities.values()))
+    assert (held.principal_id, held.client_id) == (identity["principalId"], identity["clientId"])
+    ref = vm3.storage_profile.image_reference
+    assert (ref.publisher, ref.offer, ref.sku) == ("Canonical", "UbuntuServer", "18.04-LTS"), ref
+    assert vm3.os_profile.admin_username == "azureuser" and vm3.os_profile.admin_password is None
+    linux = vm3.os_profile.linux_configuration
+    assert not (linux and linux.ssh and linux.ssh.public_keys), "no SSH key for a password VM"
+    # Ubuntu2204 with --generate-ssh-keys and no password.
+    out = az.json("vm", "create", "--resource-group", rg, "--name", "myVM4", "--image", "Ubuntu2204", "--generate-ssh-keys",
+                  "--assign-identity", "myUserAssignedIdentity", "--admin-username", "azureuser")
+    assert out["identity"]["userAssignedIdentities"][identity["id"]]["principalId"] == identity["principalId"], out
+    vm4 = api.compute.virtual_machines.get(rg, "myVM4")
+    assert uai_keys(vm4) == {identity["id"].lower()}
+    assert (az.home / ".ssh" / "id_rsa.pub").exists(), "--generate-ssh-keys wrote the key pair for the Linux VM"
+    assert [k.key_data.strip() for k in vm4.os_profile.linux_configuration.ssh.public_keys] == [(az.home / ".ssh" / "id_rsa.pub").read_text().strip()]
+    # Seed 003's Ubuntu2204 form verbatim: `--role` without `--scope`, for a user-assigned identity.
+    # az 2.91 refuses it before any request (cm/vm/_validators.py::_validate_vm_vmss_msi), as it
+    # does with a `--scope` added (a role is granted only to a system-assigned identity).
+    seed003 = ["vm", "create", "--resource-group", rg, "--name", "myVM6", "--image", "Ubuntu2204", "--admin-username", "azureuser",
+               "--admin-password", "myPassword12", "--assign-identity", "myUserAssignedIdentity", "--role", "Reader"]
+    az.fails(*seed003, text="please specify both --role and --scope when assigning a role to the managed identity")
+    az.fails(*seed003, "--scope", rg_id, text="'--scope'/'--role' is only applicable when assign system identity")
+    with pytest.raises(ResourceNotFoundError):
+        api.compute.virtual_machines.get(rg, "myVM6")
+    # The form az accepts: the system-assigned identity too, which gets the role at the scope.
+    az.json("vm", "create", "--resource-group", rg, "--name", "myVM6", "--image", "Ubuntu2204", "--admin-username", "azureuser",
+            "--admin-password", "myPassword12", "--assign-identity", "[system]", "myUserAssignedIdentity", "--role", "Reader", "--scope", rg_id)
+    vm6 = api.compute.virtual_machines.get(rg, "myVM6")
+    assert vm6.identity.type == "SystemAssigned, UserAssigned" and uai_keys(vm6) == {identity["id"].lower()}, vm6.identity
+    assert len(assignments_of(authz, rg, vm6.identity.principal_id, support.ROLE_READER)) == 1
+    assert not [a for a in authz.role_assignments.list_for_resource_group(rg) if a.principal_id == identity["principalId"]], \
+        "the user-assigned identity got no role"
 
     # `az vm identity assign` (system, then the user-assigned one), show, remove.
     az("vm", "identity", "assign", "-g", rg, "-n", "myVM3")
@@ -235,9 +293,20 @@ def test_seeds_000_001_003_azure_cli_tabs(az, api, az_server):
     assert (api.compute.virtual_machines.get(rg, "myVM").identity or None) is None or api.compute.virtual_machines.get(rg, "myVM").identity.type == "None"
 
     # Role assignments by object id, app id and user name (az resolves them through Graph).
-    az("role", "assignment", "create", "--assignee", identity["principalId"], "--role", "Reader", "--scope", rg_id)
+    by_oid = az.json("role", "assignment", "create", "--assignee", identity["principalId"], "--role", "Reader", "--scope", rg_id)
+    [reader] = assignments_of(authz, rg, identity["principalId"], support.ROLE_READER)
+    assert (reader.id, reader.principal_type) == (by_oid["id"], "ServicePrincipal"), reader.as_dict()
+    # The same command again: the PUT answers 409 RoleAssignmentExists, and az (idempotent,
+    # cm/role/custom.py::create_role_assignment) lists the assignments and prints the existing one.
+    again = az.json("role", "assignment", "create", "--assignee", identity["principalId"], "--role", "Reader", "--scope", rg_id)
+    assert again["id"] == by_oid["id"] and again["principalId"] == identity["principalId"], again
+    assert [a.id for a in assignments_of(authz, rg, identity["principalId"], support.ROLE_READER)] == [by_oid["id"]]
     az("role", "assignment", "create", "--assignee", identity["clientId"], "--role", "Contributor", "--scope", rg_id)
-    az("role", "assignment", "create", "--assignee", az_server.admin_username, "--role", "Reader", "--scope", rg_id)
+    by_upn = az.json("role", "assignment", "create", "--assignee", az_server.admin_username, "--role", "Reader", "--scope", rg_id)
+    users = support.graph_request(az_server, api.credential, "GET", "/v1.0/users",
+                                  params={"$filter": f"userPrincipalName eq '{az_server.admin_username}'"}).json()["value"]
+    [user_reader] = assignments_of(authz, rg, users[0]["id"], support.ROLE_READER)
+    assert (user_reader.id, user_reader.principal_type) == (by_upn["id"], "User"), user_reader.as_dict()
     listed = az.json("role", "assignment", "list", "--scope", rg_id)
     pairs = {(a["principalId"], a["roleDefinitionName"], a["principalType"]) for a in listed}
     assert (identity["principalId"], "Reader", "ServicePrincipal") in pairs, listed
@@ -272,6 +341,8 @@ def test_seeds_000_001_003_azure_cli_tabs(az, api, az_server):
 
     az("identity", "delete", "-g", rg, "-n", "myUserAssignedIdentity")
     assert [i["name"] for i in az.json("identity", "list", "-g", rg)] == []
+    with pytest.raises(ResourceNotFoundError):
+        api.msi.user_assigned_identities.get(rg, "myUserAssignedIdentity")
     az("group", "delete", "--name", rg, "--yes")
     assert not api.resource.resource_groups.check_existence(rg)
 
@@ -279,32 +350,80 @@ def test_seeds_000_001_003_azure_cli_tabs(az, api, az_server):
 def test_seed_002_with_az_alone(az, api, az_server, az_unsigned, tmp_path, agents):
     sub = az_server.subscription_id
     rg = support.unique_name("myResourceGroupVM")
+    rg_id = f"/subscriptions/{sub}/resourcegroups/{rg}"
     az("group", "create", "--name", rg, "--location", "westus", "--output", "none")
     az("vm", "create", "--resource-group", rg, "--name", "myVM", "--image", "win2016datacenter", "--admin-username", "azureuser",
        "--admin-password", "myPassword12", "--output", "none")
     identity = az.json("identity", "create", "-g", rg, "-n", "ID1")
     az("vm", "identity", "assign", "-g", rg, "-n", "myVM", "--identities", "ID1", "--output", "none")
-    az("role", "assignment", "create", "--assignee", identity["principalId"], "--role", "Reader",
-       "--scope", f"/subscriptions/{sub}/resourcegroups/{rg}", "--output", "none")
+    vm = api.compute.virtual_machines.get(rg, "myVM")
+    assert vm.identity.type == "UserAssigned" and uai_keys(vm) == {identity["id"].lower()}, vm.identity
+    held = next(iter(vm.identity.user_assigned_identities.values()))
+    assert (held.principal_id, held.client_id) == (identity["principalId"], identity["clientId"])
+    az("role", "assignment", "create", "--assignee", identity["principalId"], "--role", "Reader", "--scope", rg_id, "--output", "none")
+    authz = support.authorization_client(az_server, api.credential)
+    assert len(assignments_of(authz, rg, identity["principalId"], support.ROLE_READER)) == 1
+    # The system-assigned identity as well (seed 003's `vm identity assign`), Reader on the group.
+    az("vm", "identity", "assign", "-g", rg, "-n", "myVM", "--role", "Reader", "--scope", rg_id, "--output", "none")
+    vm = api.compute.virtual_machines.get(rg, "myVM")
+    assert vm.identity.type == "SystemAssigned, UserAssigned" and uai_keys(vm) == {identity["id"].lower()}, vm.identity
+    system = api.msi.system_assigned_identities.get_by_scope(scope=vm.id)
+    assert system.principal_id == vm.identity.principal_id
+    assert len(assignments_of(authz, rg, system.principal_id, support.ROLE_READER)) == 1
 
-    # Inside the VM: az with the cloud registered and nothing else, through `openmi vm run`.
+    # Inside the VM: az with the cloud registered and nothing else, through `openmi vm run`; each
+    # `az login --identity` form in a config dir of its own, then a read of the group and a token.
+    uami = (identity["principalId"], identity["clientId"])
+    forms = {
+        "client": (["--client-id", identity["clientId"]], uami, "userAssignedIdentity", f"MSIClient-{identity['clientId']}"),
+        "object": (["--object-id", identity["principalId"]], uami, "userAssignedIdentity", f"MSIObject-{identity['principalId']}"),
+        "resource": (["--resource-id", identity["id"]], uami, "userAssignedIdentity", f"MSIResource-{identity['id']}"),
+        "system": ([], (system.principal_id, system.client_id), "systemAssignedIdentity", "MSI"),
+    }
+    out = tmp_path / "on-vm"
+    out.mkdir()
+    lines = ["set -e"]
+    for key, (selector, _, _, _) in forms.items():
+        config = az_copy(az_unsigned, az_server, tmp_path).config_dir
+        run = f"AZURE_CONFIG_DIR={shlex.quote(str(config))} {AZ}"
+        lines += [
+            f"{run} login --identity {' '.join(map(shlex.quote, selector))} --output none",
+            f"{run} account show --query user --output json > {out}/{key}.user",
+            f"{run} group show -n {rg} --query name --output tsv > {out}/{key}.group",
+            f"{run} account get-access-token --query accessToken --output tsv > {out}/{key}.token",
+        ]
+    lines.append(f"{AZ} login --identity --client-id {identity['clientId']} --output none && "
+                 f"{AZ} rest --method get --url /subscriptions/{sub}/resourceGroups/{rg}?api-version=2016-06-01 "
+                 f"--query properties.provisioningState --output tsv > {out}/rest")
     on_vm = az_copy(az_unsigned, az_server, tmp_path)
-    script = (
-        f"{AZ} login --identity --client-id {identity['clientId']} --output none && "
-        f"{AZ} group show -n {rg} --query name --output tsv && "
-        f"{AZ} rest --method get --url /subscriptions/{sub}/resourceGroups/{rg}?api-version=2016-06-01 --query properties.provisioningState --output tsv"
-    )
-    res = support.vm_run(agents.cli_dir(az_server), rg, "myVM", ["bash", "-c", script], env=on_vm.env())
+    res = support.vm_run(agents.cli_dir(az_server), rg, "myVM", ["bash", "-c", "\n".join(lines)], env=on_vm.env())
     assert res.returncode == 0, res.describe()
-    assert res.stdout.split() == [rg, "Succeeded"], res.describe()
-    account = json.loads(subprocess.run([AZ, "account", "show"], capture_output=True, text=True, env=on_vm.env()).stdout)
-    assert account["user"] == {"assignedIdentityInfo": f"MSIClient-{identity['clientId']}", "name": "userAssignedIdentity", "type": "servicePrincipal"}, account
+    for key, (_, (principal_id, client_id), name, info) in forms.items():
+        user = json.loads((out / f"{key}.user").read_text())
+        assert user == {"assignedIdentityInfo": info, "name": name, "type": "servicePrincipal"}, (key, user)
+        assert (out / f"{key}.group").read_text().split() == [rg], key
+        claims = support.unverified_claims((out / f"{key}.token").read_text().strip())
+        assert (claims["oid"], claims["appid"]) == (principal_id, client_id), (key, claims)
+    assert (out / "rest").read_text().split() == ["Succeeded"]
 
-    # After `az vm identity remove`, the next `az login --identity` fails.
+    # After `az vm identity remove` the next `az login --identity` fails with IMDS's answer; once the
+    # system identity is removed too, so does the one with no selector.
     az("vm", "identity", "remove", "-g", rg, "-n", "myVM", "--identities", "ID1", "--output", "none")
-    res = support.vm_run(agents.cli_dir(az_server), rg, "myVM",
-                         ["bash", "-c", f"{AZ} login --identity --client-id {identity['clientId']} --output none"], env=on_vm.env())
-    assert res.returncode != 0, res.describe()
+    vm = api.compute.virtual_machines.get(rg, "myVM")
+    assert vm.identity.type == "SystemAssigned" and uai_keys(vm) == set() and vm.identity.principal_id == system.principal_id, vm.identity
+    az("vm", "identity", "remove", "-g", rg, "-n", "myVM", "--output", "none")
+    identity_after = api.compute.virtual_machines.get(rg, "myVM").identity
+    assert identity_after is None or identity_after.type == "None", identity_after
+    script = (
+        f"{AZ} login --identity --client-id {identity['clientId']} --output none 2> {out}/client.err; echo $? > {out}/client.rc; "
+        f"{AZ} login --identity --output none 2> {out}/system.err; echo $? > {out}/system.rc"
+    )
+    res = support.vm_run(agents.cli_dir(az_server), rg, "myVM", ["bash", "-c", script], env=az_copy(az_unsigned, az_server, tmp_path).env())
+    assert res.returncode == 0, res.describe()
+    for key in ("client", "system"):
+        err = (out / f"{key}.err").read_text()
+        assert (out / f"{key}.rc").read_text().strip() != "0", (key, err)
+        assert "ERROR: Identity not found" in err, (key, err)
     az("group", "delete", "--name", rg, "--yes")
 
 
