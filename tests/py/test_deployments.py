@@ -393,9 +393,46 @@ def test_a_failed_resource_fails_the_deployment_and_what_succeeded_stays(server,
     assert [d.code for d in record.properties.error.details] == ["FailedIdentityOperation"], record.properties.error.as_dict()
     ops = {o.properties.target_resource.resource_name: o.properties for o in dep.deployment_operations.list(rg, name)}
     assert ops["vm1"].provisioning_state == "Failed" and ops["vm1"].status_code == "BadRequest"
+    # The failed operation carries the resource provider's error in its statusMessage, as ARM's does.
+    status = ops["vm1"].status_message
+    assert status.status == "Failed" and status.error.code == "FailedIdentityOperation", ops["vm1"].as_dict()
+    assert status.error.message, ops["vm1"].as_dict()
     assert ops["good"].provisioning_state == "Succeeded"
     assert "after-vm" not in ops, "a resource whose dependency failed is not attempted"
     assert {i.name for i in arm.msi.user_assigned_identities.list_by_resource_group(rg)} == {"good"}
+
+    # One operation read by its id (GET .../deployments/{name}/operations/{operationId}).
+    listed = next(o for o in dep.deployment_operations.list(rg, name) if o.properties.target_resource.resource_name == "vm1")
+    one = dep.deployment_operations.get(rg, name, listed.operation_id)
+    assert (one.id, one.operation_id) == (listed.id, listed.operation_id)
+    assert one.properties.provisioning_state == "Failed" and one.properties.status_code == "BadRequest"
+    assert one.properties.target_resource.id.lower() == arm.vm_id(rg, "vm1").lower()
+    assert (one.properties.status_message.error.code, one.properties.status_message.error.message) == (status.error.code, status.error.message)
+
+
+def test_a_secure_object_parameter_reaches_the_resource_and_is_never_returned(arm, rg, dep):
+    """A `secureObject` parameter's value is used in a resource; ARM answers only its type
+    (`{"type": "SecureObject"}`) wherever the deployment's parameters are returned."""
+    secret = "owner-" + uuid.uuid4().hex
+    tpl = template(
+        [{"type": IDENTITY_TYPE, "apiVersion": "2023-01-31", "name": "tagged", "location": "westus",
+          "tags": {"owner": "[parameters('settings').owner]", "tier": "[parameters('settings').tiers[1]]"}}],
+        parameters={"settings": {"type": "secureObject"}},
+    )
+    name = support.unique_name("secobj")
+    result = deploy(dep, rg, tpl, parameters={"settings": {"value": {"owner": secret, "tiers": ["a", "b"]}}}, name=name)
+    assert result.properties.provisioning_state == "Succeeded", result.as_dict()
+    expected = {"adminPassword": {"type": "SecureString"}, "settings": {"type": "SecureObject"}}
+    assert result.properties.parameters == expected
+    assert dep.deployments.get(rg, name).properties.parameters == expected
+    assert arm.msi.user_assigned_identities.get(rg, "tagged").tags == {"owner": secret, "tier": "b"}
+
+    # Nowhere in the record, the list of deployments or the operations (no debugSetting asked).
+    base = f"{arm.rg_id(rg)}/providers/Microsoft.Resources/deployments"
+    for path in (f"{base}/{name}", base, f"{base}/{name}/operations"):
+        res = arm.raw("GET", path, params={"api-version": "2025-04-01"})
+        assert res.status_code == 200, res.text
+        assert secret not in res.text and "myPassword12" not in res.text, (path, res.text)
 
 
 def test_rbac_per_resource_reader_cannot_deploy_and_vm_contributor_needs_identity_operator(server, arm, rg, rbac):

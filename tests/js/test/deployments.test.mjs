@@ -12,16 +12,20 @@ import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { after, before, describe, test } from "node:test";
 
+import { CosmosDBManagementClient } from "@azure/arm-cosmosdb";
 import { ResourceManagementClient as DeploymentsClient } from "@azure/arm-resources-deployments";
 
 import {
+  GRAPH_SCOPE,
   GUID_RE,
   ROLES,
   armErrorBody,
+  bootstrapToken,
   cliLoginSp,
   createServicePrincipal,
   describeError,
   logged,
+  parseAuthorizationFailed,
   rejects,
   startServer,
   uniqueName,
@@ -247,6 +251,410 @@ describe("@azure/arm-resources 6.1 deployments: validate, what-if, errors, RBAC"
       assert.equal(operations[0].properties.statusCode, "Forbidden");
       const vmList = await all(arm.compute.virtualMachines.list(rg));
       assert.deepEqual(vmList, []);
+    } finally {
+      await deleteGroupQuietly(arm, rg);
+    }
+  }));
+});
+
+// ------------------------------------------------------------------------------------------------
+// The Python suite's deployment tests, twinned (issue 14: every flow proven with Python is also
+// proven with the JavaScript clients): the language at work, subscription scope, Complete mode,
+// template errors, a failed resource, RBAC, idempotence, az vm create's network, Cosmos DB.
+
+/** The deployment's operations keyed by target resource name. */
+async function operationsByName(client, rg, name) {
+  const operations = await all(client.deploymentOperations.list(rg, name));
+  return Object.fromEntries(operations.map((o) => [o.properties.targetResource.resourceName, o]));
+}
+
+/** A deployment the server must refuse before anything runs: 400 InvalidTemplate; the ARM error. */
+async function expectTemplateError(rg, tpl, parameters = {}) {
+  const error = await rejects(deploy(deployments, rg, tpl, { parameters }));
+  assert.equal(error.statusCode, 400, describeError(error));
+  const body = armErrorBody(error);
+  assert.equal(body.code, "InvalidTemplate", describeError(error));
+  return body;
+}
+
+describe("@azure/arm-resources 6.1 deployments: the language at work, subscription scope, Complete mode", () => {
+  test("copy loops (count from a parameter, copyIndex, an output copy), a false condition and a VM's nested extension", logged(async () => {
+    const rg = await createGroup(arm);
+    try {
+      const tpl = template([
+        {
+          type: IDENTITY_TYPE, apiVersion: "2023-01-31", name: "[concat('id-', copyIndex(1))]",
+          location: "[resourceGroup().location]", copy: { name: "ids", count: "[parameters('count')]" },
+          tags: { index: "[string(copyIndex())]" },
+        },
+        { condition: "[parameters('withSkipped')]", type: IDENTITY_TYPE, apiVersion: "2023-01-31", name: "skipped", location: "westus" },
+        vmResource("vm1", { type: "SystemAssigned" }, {
+          resources: [{
+            type: "extensions", apiVersion: "2018-06-01", name: "ManagedIdentityExtensionForWindows",
+            location: "[resourceGroup().location]", dependsOn: ["vm1"],
+            properties: { publisher: "Microsoft.ManagedIdentity", type: "ManagedIdentityExtensionForWindows", typeHandlerVersion: "1.0", settings: { port: 50342 } },
+          }],
+        }),
+      ], {
+        parameters: {
+          count: { type: "int", defaultValue: 3, minValue: 1, maxValue: 10 },
+          withSkipped: { type: "bool", defaultValue: false },
+        },
+        outputs: {
+          names: {
+            type: "array",
+            copy: { count: "[parameters('count')]", input: `[reference(resourceId('${IDENTITY_TYPE}', concat('id-', copyIndex(1)))).principalId]` },
+          },
+        },
+      });
+      const result = await timed(deploy(deployments, rg, tpl));
+      assert.equal(result.properties.provisioningState, "Succeeded", JSON.stringify(result.properties.error));
+      const identities = Object.fromEntries((await all(arm.msi.userAssignedIdentities.listByResourceGroup(rg))).map((i) => [i.name, i]));
+      assert.deepEqual(Object.keys(identities).sort(), ["id-1", "id-2", "id-3"]);
+      assert.deepEqual(identities["id-2"].tags, { index: "1" });
+      assert.deepEqual(result.properties.outputs.names.value, [1, 2, 3].map((n) => identities[`id-${n}`].principalId));
+      const extension = await arm.compute.virtualMachineExtensions.get(rg, "vm1", "ManagedIdentityExtensionForWindows");
+      assert.deepEqual(extension.settings, { port: 50342 });
+    } finally {
+      await deleteGroupQuietly(arm, rg);
+    }
+  }));
+
+  test("a subscription-scope deployment creates a group (deployment().location, subscriptionResourceId) and is listed there", logged(async () => {
+    const name = uniqueName("jssubrg");
+    const tpl = {
+      $schema: "https://schema.management.azure.com/schemas/2018-05-01/subscriptionDeploymentTemplate.json#",
+      contentVersion: "1.0.0.0",
+      parameters: { rgName: { type: "string" } },
+      resources: [{
+        type: "Microsoft.Resources/resourceGroups", apiVersion: "2022-09-01", name: "[parameters('rgName')]",
+        location: "[deployment().location]", tags: { by: "template" },
+      }],
+      outputs: { groupId: { type: "string", value: "[subscriptionResourceId('Microsoft.Resources/resourceGroups', parameters('rgName'))]" } },
+    };
+    try {
+      const depName = uniqueName("jssubdep");
+      const result = await timed(deployments.deployments.beginCreateOrUpdateAtSubscriptionScopeAndWait(depName, {
+        location: "westus", properties: { mode: "Incremental", template: tpl, parameters: { rgName: { value: name } } },
+      }, { updateIntervalInMs: 100 }));
+      assert.equal(result.properties.provisioningState, "Succeeded", JSON.stringify(result.properties.error));
+      const group = await arm.resource.resourceGroups.get(name);
+      assert.equal(group.location, "westus");
+      assert.deepEqual(group.tags, { by: "template" });
+      // subscriptionResourceId keeps the provider segment for groups, as ARM's does.
+      assert.equal(
+        result.properties.outputs.groupId.value.toLowerCase(),
+        `${server.subscriptionScope}/providers/Microsoft.Resources/resourceGroups/${name}`.toLowerCase(),
+      );
+      const listed = (await all(deployments.deployments.listAtSubscriptionScope())).map((d) => d.name);
+      assert.ok(listed.includes(depName), listed.join(","));
+    } finally {
+      await deleteGroupQuietly(arm, name);
+    }
+  }));
+
+  test("Complete mode deletes what the template does not name (the identity's service principal too), a Delete operation for it", logged(async () => {
+    const rg = await createGroup(arm);
+    try {
+      await arm.msi.userAssignedIdentities.createOrUpdate(rg, "stays", { location: "westus" });
+      const doomed = await arm.msi.userAssignedIdentities.createOrUpdate(rg, "doomed", { location: "westus" });
+      const tpl = template([{ type: IDENTITY_TYPE, apiVersion: "2023-01-31", name: "stays", location: "westus" }]);
+      const result = await timed(deploy(deployments, rg, tpl, { mode: "Complete" }));
+      assert.equal(result.properties.provisioningState, "Succeeded", JSON.stringify(result.properties.error));
+      assert.equal(result.properties.mode, "Complete");
+      assert.deepEqual((await all(arm.msi.userAssignedIdentities.listByResourceGroup(rg))).map((i) => i.name), ["stays"]);
+      const graphToken = await bootstrapToken(server, GRAPH_SCOPE);
+      const sps = await server.request("GET", `/v1.0/servicePrincipals?$filter=${encodeURIComponent(`appId eq '${doomed.clientId}'`)}`, { token: graphToken });
+      assert.equal(sps.status, 200, sps.text);
+      assert.deepEqual(sps.json.value, []);
+      const operations = await all(deployments.deploymentOperations.list(rg, result.name));
+      const deletes = operations.filter((o) => o.properties.provisioningOperation === "Delete");
+      assert.deepEqual(deletes.map((o) => o.properties.targetResource.resourceName), ["doomed"]);
+    } finally {
+      await deleteGroupQuietly(arm, rg);
+    }
+  }));
+});
+
+describe("@azure/arm-resources 6.1 deployments: errors, failures, RBAC, idempotence", () => {
+  test("template errors in ARM's words: an unknown function, a missing parameter value, a value outside allowedValues; nothing written", logged(async () => {
+    const rg = await createGroup(arm);
+    try {
+      const unknown = template([{ type: IDENTITY_TYPE, apiVersion: "2023-01-31", name: "[noSuchFunction('x')]", location: "westus" }]);
+      const unknownError = await expectTemplateError(rg, unknown);
+      assert.match(unknownError.message, /^Deployment template validation failed: .*The template function 'noSuchFunction' is not valid/);
+
+      // ARM's words: "The value for the template parameter 'size' at line 'L' and column 'C' is not
+      // provided." and "The provided value 'medium' for the template parameter 'size' ... is not
+      // valid. The parameter value is not part of the allowed value(s): 'small,large'."
+      const sized = template([], { parameters: { size: { type: "string", allowedValues: ["small", "large"] } } });
+      const missing = await expectTemplateError(rg, sized);
+      assert.match(missing.message, /^Deployment template validation failed: 'The value for the template parameter 'size' at line '\d+' and column '\d+' is not provided\./);
+      const outside = await expectTemplateError(rg, sized, { size: { value: "medium" } });
+      assert.match(outside.message, /^Deployment template validation failed: 'The provided value 'medium' for the template parameter 'size' .*is not valid\. The parameter value is not part of the allowed value\(s\)/);
+
+      assert.deepEqual(await all(arm.resource.resources.listByResourceGroup(rg)), []);
+      assert.deepEqual(await all(deployments.deployments.listByResourceGroup(rg)), []);
+    } finally {
+      await deleteGroupQuietly(arm, rg);
+    }
+  }));
+
+  test("a failed resource fails the deployment (DeploymentFailed), what succeeded stays, a dependent is not attempted; the operation read by its id", logged(async () => {
+    const rg = await createGroup(arm);
+    try {
+      const missingIdentity = server.identityId(rg, "does-not-exist");
+      const tpl = template([
+        { type: IDENTITY_TYPE, apiVersion: "2023-01-31", name: "good", location: "westus" },
+        vmResource("vm1", { type: "UserAssigned", userAssignedIdentities: { [missingIdentity]: {} } }),
+        { type: IDENTITY_TYPE, apiVersion: "2023-01-31", name: "after-vm", location: "westus", dependsOn: ["vm1"] },
+      ]);
+      const name = uniqueName("jsfail");
+      const failed = await rejects(deploy(deployments, rg, tpl, { name }));
+      assert.match(`${failed.message} ${failed.code}`, /DeploymentFailed/, describeError(failed));
+      const record = await deployments.deployments.get(rg, name);
+      assert.equal(record.properties.provisioningState, "Failed");
+      assert.equal(record.properties.error.code, "DeploymentFailed");
+      assert.deepEqual(record.properties.error.details.map((d) => d.code), ["FailedIdentityOperation"]);
+
+      const ops = await operationsByName(deployments, rg, name);
+      assert.equal(ops.vm1.properties.provisioningState, "Failed");
+      assert.equal(ops.vm1.properties.statusCode, "BadRequest");
+      assert.equal(ops.vm1.properties.statusMessage?.error?.code, "FailedIdentityOperation", JSON.stringify(ops.vm1.properties.statusMessage));
+      assert.ok(ops.vm1.properties.statusMessage.error.message, JSON.stringify(ops.vm1.properties.statusMessage));
+      assert.equal(ops.good.properties.provisioningState, "Succeeded");
+      assert.ok(!("after-vm" in ops), "a resource whose dependency failed is not attempted");
+
+      const one = await deployments.deploymentOperations.get(rg, name, ops.vm1.operationId);
+      assert.equal(one.operationId, ops.vm1.operationId);
+      assert.equal(one.id, ops.vm1.id);
+      assert.equal(one.properties.provisioningState, "Failed");
+      assert.equal(one.properties.statusCode, "BadRequest");
+      assert.equal(one.properties.targetResource.id.toLowerCase(), server.vmId(rg, "vm1").toLowerCase());
+      assert.deepEqual(one.properties.statusMessage.error, ops.vm1.properties.statusMessage.error);
+
+      assert.deepEqual((await all(arm.msi.userAssignedIdentities.listByResourceGroup(rg))).map((i) => i.name), ["good"]);
+    } finally {
+      await deleteGroupQuietly(arm, rg);
+    }
+  }));
+
+  test("a Reader cannot deploy (AuthorizationFailed); granted Virtual Machine Contributor it deploys, and a type outside that role is InvalidTemplateDeployment", logged(async () => {
+    const rg = await createGroup(arm);
+    try {
+      const sp = await createServicePrincipal(server);
+      const grant = (role) => arm.authorization.roleAssignments.create(server.groupId(rg), crypto.randomUUID(), {
+        roleDefinitionId: server.roleDefinitionId(role), principalId: sp.objectId, principalType: "ServicePrincipal",
+      });
+      await grant("Reader");
+      const client = new DeploymentsClient(secretCredential(server, sp.appId, sp.secret), server.subscriptionId, clientOptions(server));
+      const seed001 = template([vmResource("myVM", { type: "SystemAssigned" })]);
+      const name = uniqueName("jsreader");
+      const refused = await rejects(deploy(client, rg, seed001, { name }));
+      assert.equal(refused.statusCode, 403, describeError(refused));
+      const body = armErrorBody(refused);
+      assert.equal(body.code, "AuthorizationFailed", describeError(refused));
+      const parts = parseAuthorizationFailed(body.message);
+      assert.ok(parts, body.message);
+      assert.equal(parts.objectId, sp.objectId);
+      assert.equal(parts.action, "Microsoft.Resources/deployments/write");
+      assert.equal(parts.scope.toLowerCase(), `${server.groupId(rg)}/providers/Microsoft.Resources/deployments/${name}`.toLowerCase());
+      assert.equal((await deployments.deployments.checkExistence(rg, name)).body, false);
+      assert.deepEqual(await all(arm.compute.virtualMachines.list(rg)), []);
+
+      await grant("Virtual Machine Contributor");
+      const granted = await timed(deploy(client, rg, seed001, { name }));
+      assert.equal(granted.properties.provisioningState, "Succeeded", JSON.stringify(granted.properties.error));
+      assert.equal((await arm.compute.virtualMachines.get(rg, "myVM")).identity.type, "SystemAssigned");
+
+      // A resource type the role does not cover is refused before anything starts (ARM's preflight).
+      const other = template([{ type: IDENTITY_TYPE, apiVersion: "2023-01-31", name: "not-mine", location: "westus" }]);
+      // (ARM answers this one 400 Bad Request; the status is left unasserted here, see the report.)
+      const preflight = await rejects(deploy(client, rg, other));
+      const preflightBody = armErrorBody(preflight);
+      assert.equal(preflightBody.code, "InvalidTemplateDeployment", describeError(preflight));
+      assert.match(
+        preflightBody.message,
+        /^The template deployment failed with error: 'Authorization failed for template resource 'not-mine' of type 'Microsoft\.ManagedIdentity\/userAssignedIdentities'\. The client '[^']+' with object id '[^']+' does not have permission to perform action 'Microsoft\.ManagedIdentity\/userAssignedIdentities\/write' at scope '[^']+'/,
+        describeError(preflight),
+      );
+      assert.deepEqual(await all(arm.msi.userAssignedIdentities.listByResourceGroup(rg)), []);
+    } finally {
+      await deleteGroupQuietly(arm, rg);
+    }
+  }));
+
+  test("the role assignment through reference(..., 'Full') deployed a second time is idempotent", logged(async () => {
+    const rg = await createGroup(arm);
+    try {
+      const vmId = "resourceId('Microsoft.Compute/virtualMachines', 'myVM')";
+      const tpl = template([
+        vmResource("myVM", { type: "SystemAssigned" }),
+        {
+          type: "Microsoft.Authorization/roleAssignments", apiVersion: "2022-04-01",
+          name: `[guid(resourceGroup().id, ${vmId}, '${ROLES.Reader}')]`, dependsOn: [`[${vmId}]`],
+          properties: {
+            roleDefinitionId: `[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '${ROLES.Reader}')]`,
+            principalId: `[reference(${vmId}, '2018-06-01', 'Full').identity.principalId]`,
+            principalType: "ServicePrincipal",
+          },
+        },
+      ]);
+      const name = uniqueName("jsrole");
+      const first = await timed(deploy(deployments, rg, tpl, { name }));
+      assert.equal(first.properties.provisioningState, "Succeeded", JSON.stringify(first.properties.error));
+      const principal = (await arm.compute.virtualMachines.get(rg, "myVM")).identity.principalId;
+      const mine = async () => all(arm.authorization.roleAssignments.listForResourceGroup(rg, { filter: `principalId eq '${principal}'` }));
+      const before = await mine();
+      assert.equal(before.length, 1);
+      assert.ok(before[0].roleDefinitionId.toLowerCase().endsWith(ROLES.Reader));
+
+      const again = await timed(deploy(deployments, rg, tpl, { name }));
+      assert.equal(again.properties.provisioningState, "Succeeded", JSON.stringify(again.properties.error));
+      assert.equal((await arm.compute.virtualMachines.get(rg, "myVM")).identity.principalId, principal);
+      const after = await mine();
+      assert.deepEqual(after.map((a) => a.id), before.map((a) => a.id));
+    } finally {
+      await deleteGroupQuietly(arm, rg);
+    }
+  }));
+});
+
+describe("@azure/arm-resources 6.1 deployments: az vm create's network resources, Cosmos DB", () => {
+  // No @azure/arm-network in package.json: the network resources are read with
+  // @azure/arm-resources 7's generic resources.getById, as the Python twin does.
+  test("the network az vm create puts in its template (VNet and subnet, NSG, public IP, NIC private IP and MAC) and a VM's instanceView power state", logged(async () => {
+    const rg = await createGroup(arm);
+    try {
+      const vm = "myVM";
+      const subnetId = `[concat(resourceId('Microsoft.Network/virtualNetworks', '${vm}VNET'), '/subnets/${vm}Subnet')]`;
+      const nicResource = {
+        type: "Microsoft.Network/networkInterfaces", apiVersion: "2015-06-15", name: `${vm}VMNic`, location: "westus",
+        dependsOn: [`Microsoft.Network/virtualNetworks/${vm}VNET`, `Microsoft.Network/networkSecurityGroups/${vm}NSG`, `Microsoft.Network/publicIpAddresses/${vm}PublicIP`],
+        properties: {
+          ipConfigurations: [{
+            name: `ipconfig${vm}`,
+            properties: {
+              privateIPAllocationMethod: "Dynamic", subnet: { id: subnetId },
+              publicIPAddress: { id: `[resourceId('Microsoft.Network/publicIPAddresses', '${vm}PublicIP')]` },
+            },
+          }],
+          networkSecurityGroup: { id: `[resourceId('Microsoft.Network/networkSecurityGroups', '${vm}NSG')]` },
+        },
+      };
+      const tpl = template([
+        {
+          type: "Microsoft.Network/virtualNetworks", apiVersion: "2015-06-15", name: `${vm}VNET`, location: "westus",
+          properties: { addressSpace: { addressPrefixes: ["10.0.0.0/16"] }, subnets: [{ name: `${vm}Subnet`, properties: { addressPrefix: "10.0.0.0/24" } }] },
+        },
+        {
+          type: "Microsoft.Network/networkSecurityGroups", apiVersion: "2015-06-15", name: `${vm}NSG`, location: "westus",
+          properties: {
+            securityRules: [{
+              name: "rdp",
+              properties: {
+                protocol: "Tcp", sourcePortRange: "*", destinationPortRange: "3389", sourceAddressPrefix: "*",
+                destinationAddressPrefix: "*", access: "Allow", priority: 1000, direction: "Inbound",
+              },
+            }],
+          },
+        },
+        {
+          type: "Microsoft.Network/publicIPAddresses", apiVersion: "2022-01-01", name: `${vm}PublicIP`, location: "westus",
+          sku: { name: "Standard" }, properties: { publicIPAllocationMethod: "Static" },
+        },
+        nicResource,
+      ]);
+      const result = await timed(deploy(deployments, rg, tpl));
+      assert.equal(result.properties.provisioningState, "Succeeded", JSON.stringify(result.properties.error));
+      const base = `${server.groupId(rg)}/providers/Microsoft.Network`;
+      const get = (id) => arm.resource.resources.getById(id, "2022-01-01");
+      const vnet = await get(`${base}/virtualNetworks/${vm}VNET`);
+      assert.equal(vnet.properties.subnets[0].id.toLowerCase(), `${base}/virtualNetworks/${vm}VNET/subnets/${vm}Subnet`.toLowerCase());
+      const nic = await get(`${base}/networkInterfaces/${vm}VMNic`);
+      assert.equal(nic.properties.ipConfigurations[0].properties.privateIPAddress, "10.0.0.4");
+      assert.match(nic.properties.macAddress, /^([0-9A-F]{2}-){5}[0-9A-F]{2}$/, JSON.stringify(nic.properties));
+      const pip = await get(`${base}/publicIPAddresses/${vm}PublicIP`);
+      assert.match(pip.properties.ipAddress, /^\d+\.\d+\.\d+\.\d+$/, JSON.stringify(pip.properties));
+      const nsg = await get(`${base}/networkSecurityGroups/${vm}NSG`);
+      const defaults = new Set(nsg.properties.defaultSecurityRules.map((r) => r.name));
+      assert.ok(defaults.has("AllowVnetInBound") && defaults.has("DenyAllInBound"), [...defaults].join(","));
+
+      // A second NIC in the subnet gets the next address; a NIC on a missing subnet is refused.
+      const second = template([{ ...structuredClone(nicResource), name: "second-nic", dependsOn: [] }]);
+      await timed(deploy(deployments, rg, second));
+      const nic2 = await get(`${base}/networkInterfaces/second-nic`);
+      assert.equal(nic2.properties.ipConfigurations[0].properties.privateIPAddress, "10.0.0.5");
+      const dangling = await rejects(arm.resource.resources.beginCreateOrUpdateByIdAndWait(`${base}/networkInterfaces/dangling`, "2022-01-01", {
+        location: "westus",
+        properties: { ipConfigurations: [{ name: "c", properties: { subnet: { id: `${base}/virtualNetworks/none/subnets/none` } } }] },
+      }));
+      assert.equal(armErrorBody(dangling).code, "InvalidResourceReference", describeError(dangling));
+
+      // `$expand=instanceView` on a VM answers a power state (what az reads back).
+      await timed(deploy(deployments, rg, template([vmResource("vm1", { type: "SystemAssigned" })])));
+      const withView = await arm.compute.virtualMachines.get(rg, "vm1", { expand: "instanceView" });
+      const codes = (withView.instanceView?.statuses ?? []).map((s) => s.code);
+      assert.ok(codes.includes("PowerState/running"), JSON.stringify(withView.instanceView));
+    } finally {
+      await deleteGroupQuietly(arm, rg);
+    }
+  }));
+
+  test("a Cosmos DB account, database, container and data role for a user-assigned identity in a template, listKeys() in an output", logged(async () => {
+    const rg = await createGroup(arm);
+    try {
+      const cosmos = new CosmosDBManagementClient(arm.credential, server.subscriptionId, clientOptions(server));
+      const account = uniqueName("jstplcos").replace(/-/g, "");
+      const accountId = `resourceId('Microsoft.DocumentDB/databaseAccounts', '${account}')`;
+      const identityRef = `resourceId('${IDENTITY_TYPE}', 'ID1')`;
+      const tpl = template([
+        { type: IDENTITY_TYPE, apiVersion: "2023-01-31", name: "ID1", location: "[resourceGroup().location]" },
+        {
+          type: "Microsoft.DocumentDB/databaseAccounts", apiVersion: "2024-05-15", name: account, location: "[resourceGroup().location]",
+          kind: "GlobalDocumentDB",
+          properties: { databaseAccountOfferType: "Standard", locations: [{ locationName: "[resourceGroup().location]", failoverPriority: 0 }] },
+        },
+        {
+          type: "Microsoft.DocumentDB/databaseAccounts/sqlDatabases", apiVersion: "2024-05-15", name: `${account}/db`,
+          dependsOn: [`[${accountId}]`], properties: { resource: { id: "db" }, options: {} },
+        },
+        {
+          type: "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers", apiVersion: "2024-05-15", name: `${account}/db/items`,
+          dependsOn: [`[resourceId('Microsoft.DocumentDB/databaseAccounts/sqlDatabases', '${account}', 'db')]`],
+          properties: { resource: { id: "items", partitionKey: { paths: ["/pk"], kind: "Hash" } }, options: {} },
+        },
+        {
+          type: "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments", apiVersion: "2024-05-15",
+          name: `[concat('${account}/', guid('${account}', 'ID1'))]`,
+          dependsOn: [`[${accountId}]`, `[${identityRef}]`],
+          properties: {
+            roleDefinitionId: `[concat(${accountId}, '/sqlRoleDefinitions/00000000-0000-0000-0000-000000000002')]`,
+            scope: `[concat(${accountId}, '/dbs/db/colls/items')]`,
+            principalId: `[reference(${identityRef}).principalId]`,
+          },
+        },
+      ], {
+        outputs: {
+          endpoint: { type: "string", value: `[reference(${accountId}).documentEndpoint]` },
+          keyLength: { type: "int", value: `[length(listKeys(${accountId}, '2024-05-15').primaryMasterKey)]` },
+        },
+      });
+      const result = await timed(deploy(deployments, rg, tpl));
+      assert.equal(result.properties.provisioningState, "Succeeded", JSON.stringify(result.properties.error));
+      const created = await cosmos.databaseAccounts.get(rg, account);
+      assert.equal(result.properties.outputs.endpoint.value, created.documentEndpoint);
+      const keys = await cosmos.databaseAccounts.listKeys(rg, account);
+      assert.equal(result.properties.outputs.keyLength.value, 88);
+      assert.equal(keys.primaryMasterKey.length, 88);
+      const container = await cosmos.sqlResources.getSqlContainer(rg, account, "db", "items");
+      assert.deepEqual(container.resource.partitionKey.paths, ["/pk"]);
+      const identity = await arm.msi.userAssignedIdentities.get(rg, "ID1");
+      const assignments = await all(cosmos.sqlResources.listSqlRoleAssignments(rg, account));
+      assert.deepEqual(
+        assignments.map((a) => [a.principalId, a.scope.toLowerCase()]),
+        [[identity.principalId, `${created.id}/dbs/db/colls/items`.toLowerCase()]],
+      );
     } finally {
       await deleteGroupQuietly(arm, rg);
     }
