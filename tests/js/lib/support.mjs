@@ -128,9 +128,11 @@ process.on("exit", () => {
 /**
  * Starts `openmi server` on a new data dir (holding this run's test CA, so its certificate is
  * trusted through NODE_EXTRA_CA_CERTS), a free port and, on PostgreSQL, a new schema (or
- * `databaseUrl`); resolves once /healthz answers 200 over verified TLS.
+ * `databaseUrl`); resolves once /healthz answers 200 over verified TLS. `port` (a restart on the
+ * same port, so that the issuer of the old tokens is still the server's) is tried a few times
+ * while the previous process's socket is released.
  */
-export async function startServer({ extraArgs = [], databaseUrl, dataDir } = {}) {
+export async function startServer({ extraArgs = [], databaseUrl, dataDir, port: fixedPort } = {}) {
   if (!fs.existsSync(OPENMI_BIN)) {
     throw new Error(`OPENMI_BIN ${OPENMI_BIN} does not exist: run \`cargo build --bins\` first`);
   }
@@ -151,7 +153,8 @@ export async function startServer({ extraArgs = [], databaseUrl, dataDir } = {})
   }
   let lastError;
   for (let attempt = 0; attempt < 3; attempt += 1) {
-    const port = await freePort();
+    if (fixedPort && attempt > 0) await sleep(500);
+    const port = fixedPort ?? (await freePort());
     try {
       const server = await startOnce(dataDir, port, databaseUrl, extraArgs);
       server.schema = schema;

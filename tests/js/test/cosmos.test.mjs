@@ -19,6 +19,8 @@ import { all, armClients, clientOptions, createGroup, deleteGroupQuietly, timed,
 const CONTRIBUTOR = "00000000-0000-0000-0000-000000000002";
 const READER = "00000000-0000-0000-0000-000000000001";
 const ITEMS_ACTION = "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/items/";
+// How soon a removed data role is refused (tests/py/test_cosmos.py's REVOCATION_SECONDS).
+const REVOCATION_MS = 1_000;
 
 let server;
 let arm;
@@ -214,6 +216,55 @@ describe("seed 001 in Node: a VM's managed identity and the Cosmos DB data plane
       out = (await workload(rg, "vm1", { ...spec, prefix: "s" })).steps;
       forbidden(out.read_container);
       forbidden(out.create);
+    } finally {
+      await deleteGroupQuietly(arm, rg);
+    }
+  }));
+
+  // The twin of tests/py/test_cosmos.py::test_revoked_data_role_denies_the_next_request: the VM's
+  // tokens, taken inside `openmi vm run`, used by @azure/cosmos in the test process.
+  test("tokens for the server's host and for https://cosmos.azure.com are accepted, an ARM token is 401; a revoked role denies the next request", logged(async () => {
+    const rg = await createGroup(arm);
+    try {
+      const account = await createAccount(rg);
+      await createDatabase(rg, account.name, "db");
+      await createContainer(rg, account.name, "db", "c");
+      const vm = await createVm(rg, "vm1");
+      const assignment = await grantDataRole(rg, account, CONTRIBUTOR, "/dbs/db", vm.identity.principalId);
+      assert.equal(assignment.scope, `${account.id}/dbs/db`);
+      // The SDK's own scope first: the account's host (here the server's), then its fallback
+      // audience https://cosmos.azure.com, and ARM's.
+      const hostScope = `${new URL(server.url).origin}/.default`;
+      const scopes = [hostScope, "https://cosmos.azure.com/.default", "https://management.azure.com/.default"];
+      const out = (await workload(rg, "vm1", { endpoint: account.documentEndpoint, credential: "managed", tokens: scopes })).steps;
+      const tokens = scopes.map((scope) => {
+        assert.ok(typeof out[`token:${scope}`]?.ok === "string", JSON.stringify(out));
+        return out[`token:${scope}`].ok;
+      });
+      const [hostToken, cosmosToken, armToken] = tokens;
+      /** A TokenCredential handing out one token (the VM's). */
+      const fixed = (token) => ({ getToken: async () => ({ token, expiresOnTimestamp: Date.now() + 3_600_000 }) });
+      const container = cosmosClient({ endpoint: account.documentEndpoint, aadCredentials: fixed(hostToken) }).database("db").container("c");
+      await container.items.upsert({ id: "1", pk: "a" });
+      const other = cosmosClient({ endpoint: account.documentEndpoint, aadCredentials: fixed(cosmosToken) }).database("db").container("c");
+      const read = await other.item("1", "a").read();
+      assert.equal(read.statusCode, 200);
+      assert.equal(read.resource.id, "1");
+
+      await timed(cosmos.sqlResources.beginDeleteSqlRoleAssignmentAndWait(assignment.name, rg, account.name));
+      const started = Date.now();
+      for (;;) {
+        const error = await container.item("1", "a").read().then(() => null, (e) => e);
+        if (error) {
+          assert.deepEqual([error.code, error.substatus], [403, 5301], cosmosError(error));
+          break;
+        }
+        assert.ok(Date.now() - started < REVOCATION_MS, "the revoked role still reads");
+        await sleep(50);
+      }
+      // A token of another audience is no Cosmos token.
+      const refused = await rejects(cosmosClient({ endpoint: account.documentEndpoint, aadCredentials: fixed(armToken) }).database("db").read());
+      assert.equal(refused.code, 401, cosmosError(refused));
     } finally {
       await deleteGroupQuietly(arm, rg);
     }

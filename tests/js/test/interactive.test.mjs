@@ -19,7 +19,7 @@ import http from "node:http";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 
-import { DeviceCodeCredential, InteractiveBrowserCredential } from "@azure/identity";
+import { ClientSecretCredential, DeviceCodeCredential, InteractiveBrowserCredential } from "@azure/identity";
 import { ConfidentialClientApplication, CryptoProvider, PublicClientApplication } from "@azure/msal-node";
 import { createRemoteJWKSet, jwtVerify } from "jose";
 
@@ -28,6 +28,7 @@ import {
   ARM_SCOPE,
   AZ_CLI_CLIENT_ID,
   GRAPH_SCOPE,
+  GUID_RE,
   JS_ROOT,
   bootstrapToken,
   logged,
@@ -317,6 +318,45 @@ describe("@azure/msal-node", () => {
       const silent = await app.acquireTokenSilent({ account, scopes: [GRAPH_SCOPE] });
       assert.equal((await verify(silent.accessToken, "https://graph.microsoft.com")).upn, server.adminUsername);
     }
+  }));
+
+  // The twin of tests/py/test_interactive.py::test_graph_user_signs_in_in_the_browser.
+  test("a user made with Graph POST /v1.0/users (listed by the paged GET /v1.0/users) signs in with acquireTokenInteractive", logged(async () => {
+    const graphToken = (await new ClientSecretCredential(server.tenantId, server.clientId, server.clientSecret, {
+      authorityHost: server.url,
+      disableInstanceDiscovery: true,
+    }).getToken(GRAPH_SCOPE)).token;
+    const upn = `${uniqueName("jsuser")}@openmi.local`;
+    const password = "Interactive-1";
+    const made = await server.request("POST", "/v1.0/users", {
+      token: graphToken,
+      body: { displayName: upn.split("@")[0], userPrincipalName: upn, passwordProfile: { password } },
+    });
+    assert.equal(made.status, 201, made.text);
+    assert.equal(made.json.userPrincipalName, upn, made.text);
+    const listed = [];
+    for (let url = "/v1.0/users?$top=1"; url;) {
+      const page = await server.request("GET", url.replace(server.url, ""), { token: graphToken });
+      assert.equal(page.status, 200, page.text);
+      assert.ok(page.json.value.length <= 1, page.text);
+      listed.push(...page.json.value.map((user) => user.userPrincipalName));
+      url = page.json["@odata.nextLink"];
+    }
+    assert.ok(listed.includes(upn) && listed.includes(server.adminUsername), JSON.stringify(listed));
+
+    const app = new PublicClientApplication({ auth: { clientId: AZ_CLI_CLIENT_ID, authority: authority(), knownAuthorities: knownAuthorities() } });
+    let run;
+    const failure = browserFailure();
+    const result = await unlessBrowserFails(app.acquireTokenInteractive({
+      scopes: [ARM_SCOPE],
+      openBrowser: async (url) => {
+        run = failure.watch(runDriver([url], { username: upn, password }));
+      },
+    }), failure);
+    const claims = await verifyUser(result.accessToken, { upn });
+    assert.match(claims.oid, GUID_RE);
+    assert.equal(result.idTokenClaims.preferred_username, upn);
+    await signedIn(run);
   }));
 
   test("PublicClientApplication.acquireTokenByDeviceCode", logged(async () => {

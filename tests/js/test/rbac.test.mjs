@@ -25,6 +25,8 @@ import {
 import { all, armClients, createGroup, deleteGroupQuietly, secretCredential, timed, userAssigned, vmBody } from "../lib/arm.mjs";
 
 const GROUP_READ = "Microsoft.Resources/subscriptions/resourceGroups/read";
+const GROUP_WRITE = "Microsoft.Resources/subscriptions/resourceGroups/write";
+const IDENTITY_DELETE = "Microsoft.ManagedIdentity/userAssignedIdentities/delete";
 const IDENTITY_WRITE = "Microsoft.ManagedIdentity/userAssignedIdentities/write";
 const IDENTITY_ASSIGN = "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action";
 const ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write";
@@ -217,6 +219,57 @@ describe("@azure/arm-authorization: role definitions", () => {
       const gone = await rejects(definitions.get(scope, guid));
       assert.equal(armErrorCode(gone), "RoleDefinitionDoesNotExist");
     } finally {
+      await deleteGroupQuietly(admin, rg);
+    }
+  }));
+
+  // The twin of tests/py/test_rbac.py::test_custom_role_with_not_actions_denies_exactly_those.
+  test("a custom role with notActions denies exactly those, acted on by a second principal", logged(async () => {
+    const rg = await createGroup(admin);
+    const scope = server.subscriptionScope;
+    const guid = crypto.randomUUID();
+    const definitions = admin.authorization.roleDefinitions;
+    let assignment;
+    try {
+      const roleName = uniqueName("js-identity-keeper");
+      const actions = ["Microsoft.ManagedIdentity/userAssignedIdentities/*", GROUP_READ];
+      const statuses = [];
+      const created = await definitions.createOrUpdate(scope, guid, {
+        roleName, roleType: "CustomRole", description: "node custom role",
+        permissions: [{ actions, notActions: [IDENTITY_DELETE], dataActions: [], notDataActions: [] }],
+        assignableScopes: [server.groupId(rg)],
+      }, { onResponse: (response) => statuses.push(response.status) });
+      assert.deepEqual(statuses, [201], "the client's spec lists 201 alone for this PUT");
+      assert.equal(created.name, guid);
+      assert.equal(created.roleName, roleName);
+      assert.equal(created.roleType, "CustomRole");
+      assert.deepEqual(created.permissions[0].actions, actions);
+      assert.deepEqual(created.permissions[0].notActions, [IDENTITY_DELETE]);
+      assert.deepEqual(created.assignableScopes.map((s) => s.toLowerCase()), [server.groupId(rg).toLowerCase()]);
+      const got = await definitions.get(scope, guid);
+      assert.deepEqual([got.roleName, got.roleType], [roleName, "CustomRole"]);
+      const found = await all(definitions.list(scope, { filter: `roleName eq '${roleName}'` }));
+      assert.deepEqual(found.map((r) => r.name), [guid]);
+
+      const keeper = await principal();
+      assignment = await grant(keeper.objectId, guid, server.groupId(rg));
+      const made = await keeper.msi.userAssignedIdentities.createOrUpdate(rg, uniqueName("id"), { location: "westus" });
+      assert.equal((await keeper.msi.userAssignedIdentities.get(rg, made.name)).principalId, made.principalId);
+      const patched = await keeper.msi.userAssignedIdentities.update(rg, made.name, { tags: { k: "v" } });
+      assert.deepEqual(patched.tags, { k: "v" });
+      assert.equal((await keeper.resource.resourceGroups.get(rg)).name, rg);
+
+      const refused = await rejects(keeper.msi.userAssignedIdentities.delete(rg, made.name));
+      assertAuthorizationFailed(refused, keeper.objectId, IDENTITY_DELETE, made.id);
+      assert.equal((await admin.msi.userAssignedIdentities.get(rg, made.name)).principalId, made.principalId);
+      // Nothing outside its actions either.
+      const write = await rejects(keeper.resource.resourceGroups.createOrUpdate(rg, { location: "westus" }));
+      assertAuthorizationFailed(write, keeper.objectId, GROUP_WRITE, server.groupId(rg));
+      await admin.authorization.roleAssignments.deleteById(assignment.id);
+    } finally {
+      // Assignments first: Azure refuses to delete a role that is still assigned.
+      if (assignment) await admin.authorization.roleAssignments.deleteById(assignment.id).catch(() => {});
+      await definitions.delete(scope, guid).catch(() => {});
       await deleteGroupQuietly(admin, rg);
     }
   }));

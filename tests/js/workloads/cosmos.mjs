@@ -7,7 +7,9 @@
 // The spec (argv[2], JSON): endpoint, database, container, credential ("managed" | "default" |
 // "key"), key, client_id, role ("writer" | "reader"), prefix (item ids of this run), seed_id and
 // seed_pk (the item a reader reads), account_scope (also ask for a token for the scope the SDK
-// derives from the endpoint, `${endpoint without its last /}/.default`, and read with only that).
+// derives from the endpoint, `${endpoint without its last /}/.default`, and read with only that),
+// tokens (a list of scopes: only get the credential's token for each, as steps `token:<scope>`,
+// for the test process to hand to its own clients, as the Python suite takes an agent's tokens).
 //
 // @azure/cosmos answers a point read of a missing item with a 404 *response* (Item.read swallows
 // the ErrorResponse); the workload records it as the error it is, so the shape matches Python's.
@@ -60,6 +62,10 @@ async function main() {
     credential = new DefaultAzureCredential(spec.client_id ? { managedIdentityClientId: spec.client_id } : {});
   } else if (spec.credential !== "key") {
     credential = new ManagedIdentityCredential(spec.client_id ? { clientId: spec.client_id } : {});
+  }
+  if (spec.tokens && credential) {
+    for (const scope of spec.tokens) await step(`token:${scope}`, async () => (await credential.getToken(scope)).token);
+    return;
   }
   const client = new CosmosClient(credential ? { endpoint: spec.endpoint, aadCredentials: credential } : { endpoint: spec.endpoint, key: spec.key });
   try {
