@@ -68,8 +68,17 @@ def test_each_identity_is_its_own_service_principal(arm, rg):
     # with the identity's principal id as object id, and it is gone once the identity is deleted.
     found = support.graph_service_principals_by_app_id(arm, one.client_id)
     assert [sp.get("id") for sp in found] == [one.principal_id], found
+    # ... and by its object id, as GET /servicePrincipals/{id} and $filter=id eq '...'.
+    graph = arm.token("https://graph.microsoft.com/.default")
+    by_id = arm.raw("GET", f"/v1.0/servicePrincipals/{one.principal_id}", token=graph)
+    assert by_id.status_code == 200, by_id.text[:300]
+    assert (by_id.json()["id"], by_id.json()["appId"]) == (one.principal_id, one.client_id)
+    filtered = arm.raw("GET", "/v1.0/servicePrincipals", token=graph, params={"$filter": f"id eq '{two.principal_id}'"})
+    assert [sp["appId"] for sp in filtered.json()["value"]] == [two.client_id], filtered.text[:300]
     arm.msi.user_assigned_identities.delete(rg, one.name)
     assert support.graph_service_principals_by_app_id(arm, one.client_id) == []
+    gone = arm.raw("GET", f"/v1.0/servicePrincipals/{one.principal_id}", token=graph)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "Request_ResourceNotFound", gone.text[:300]
     assert [sp.get("id") for sp in support.graph_service_principals_by_app_id(arm, two.client_id)] == [two.principal_id]
 
 

@@ -463,11 +463,12 @@ def test_rbac_per_resource_reader_cannot_deploy_and_vm_contributor_needs_identit
     rbac.grant(vmc.object_id, ROLE_MI_OPERATOR, identity.id)
     assert deploy(vmc_dep, rg, tpl, name=name).properties.provisioning_state == "Succeeded"
 
-    # A resource type the caller may not write is refused before anything starts (ARM's preflight).
+    # A resource type the caller may not write is refused before anything starts (ARM's preflight,
+    # which ARM answers 400 Bad Request).
     other = template([{"type": IDENTITY_TYPE, "apiVersion": "2023-01-31", "name": "not-mine", "location": "westus"}])
     with pytest.raises(HttpResponseError) as info:
         deploy(vmc_dep, rg, other)
-    assert info.value.status_code == 403, support.describe_http_error(info.value)
+    assert info.value.status_code == 400, support.describe_http_error(info.value)
     assert support.arm_error_code(info.value) == "InvalidTemplateDeployment", support.describe_http_error(info.value)
     assert "not-mine" not in {i.name for i in arm.msi.user_assigned_identities.list_by_resource_group(rg)}
 

@@ -440,7 +440,7 @@ impl Engine {
     }
 
     /// ARM's preflight: the caller needs write permission on every resource the deployment would
-    /// write, or nothing starts (`InvalidTemplateDeployment`, 403).
+    /// write, or nothing starts (`InvalidTemplateDeployment`, 400 as ARM answers it).
     fn deployment_preflight(&self, caller: &Caller, plan: &Plan) -> Result<(), EngineError> {
         for resource in plan.resources().iter().filter(|r| r.condition) {
             let action = format!("{}/write", write_type(&resource.resource_type));
@@ -450,7 +450,7 @@ impl Engine {
             }) = self.authorize(caller, &action, &target)
             {
                 return Err(EngineError::Arm(Box::new(ArmFailure::new(
-                    403,
+                    400,
                     "InvalidTemplateDeployment",
                     format!("The template deployment failed with error: 'Authorization failed for template resource '{}' of type '{}'. The client '{client}' with object id '{object_id}' does not have permission to perform action '{action}' at scope '{target}'.'.", resource.name, resource.resource_type),
                 ))));

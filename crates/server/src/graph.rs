@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
             "/v1.0/servicePrincipals",
             post(service_principal_create).get(service_principal_list),
         )
+        .route("/v1.0/servicePrincipals/{id}", get(service_principal_get))
         .route("/v1.0/users", get(user_list).post(user_create))
         .route(
             "/v1.0/directoryObjects/getByIds",
@@ -449,7 +450,38 @@ pub async fn service_principal_create(
     ))
 }
 
-/// `GET /v1.0/servicePrincipals?$filter=appId eq '...'`
+/// `GET /v1.0/servicePrincipals/{id}` by object id; a user's id is not a service principal's.
+pub async fn service_principal_get(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ArmError> {
+    let principal = service_principal_by_object_id(&state, &context, &id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    Ok(respond(
+        StatusCode::OK,
+        &caller,
+        service_principal_json(&principal),
+    ))
+}
+
+async fn service_principal_by_object_id(
+    state: &AppState,
+    context: &RequestContext,
+    id: &str,
+) -> Result<Option<Principal>, ArmError> {
+    Ok(state
+        .engine
+        .directory_objects(&[id.to_string()])
+        .await
+        .map_err(|error| graph_error(error, context))?
+        .into_iter()
+        .find(|principal| principal.kind != PrincipalKind::User))
+}
+
+/// `GET /v1.0/servicePrincipals?$filter=appId eq '...'` (or `id eq '...'`)
 pub async fn service_principal_list(
     State(state): State<AppState>,
     context: RequestContext,
@@ -460,6 +492,18 @@ pub async fn service_principal_list(
         let body = principal_page(&state, &context, &query, false).await?;
         return Ok(respond(StatusCode::OK, &caller, body));
     }
+    if let Some(id) = query
+        .filter
+        .as_deref()
+        .and_then(|filter| filter_value(filter, "id"))
+    {
+        let value: Vec<Value> = service_principal_by_object_id(&state, &context, id)
+            .await?
+            .iter()
+            .map(service_principal_json)
+            .collect();
+        return Ok(respond(StatusCode::OK, &caller, json!({"value": value})));
+    }
     // az resolves `--assignee <appId>` with `servicePrincipalNames/any(c:c eq '<x>')`
     // (research/az-cli.md §3); a service principal's names are its app id.
     let app_id = query
@@ -467,7 +511,7 @@ pub async fn service_principal_list(
         .as_deref()
         .and_then(|filter| filter_value(filter, "appId").or_else(|| any_name_value(filter)))
         .ok_or_else(|| {
-            bad_request("only $filter=appId eq '<id>' and servicePrincipalNames/any(c:c eq '<name>') are supported")
+            bad_request("only $filter=appId eq '<id>', id eq '<id>' and servicePrincipalNames/any(c:c eq '<name>') are supported")
         })?;
     let value = match state.engine.service_principal_by_app_id(app_id).await {
         Ok(principal) => vec![service_principal_json(&principal)],

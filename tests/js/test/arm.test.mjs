@@ -80,6 +80,12 @@ describe("@azure/arm-resources", () => {
     assert.equal(stored.kind, "StorageV2");
     assert.deepEqual(stored.properties.minimumTlsVersion, "TLS1_2");
 
+    // The identity's service principal, by its object id in Graph.
+    const graph = await bootstrapToken(server, "https://graph.microsoft.com/.default");
+    const principal = await server.request("GET", `/v1.0/servicePrincipals/${identity.principalId}`, { token: graph });
+    assert.equal(principal.status, 200, principal.text);
+    assert.equal(principal.json.appId, identity.clientId);
+
     const byId = await arm.resource.resources.getById(identity.id, "2024-11-30");
     assert.equal(byId.properties.principalId, identity.principalId);
     assert.equal((await arm.resource.resources.checkExistenceById(storageId, "2023-01-01")).body, true);
@@ -98,6 +104,9 @@ describe("@azure/arm-resources", () => {
     const sps = await server.request("GET", `/v1.0/servicePrincipals?$filter=${encodeURIComponent(`appId eq '${identity.clientId}'`)}`, { token: graphToken });
     assert.equal(sps.status, 200, sps.text);
     assert.deepEqual(sps.json.value, []);
+    const gone = await server.request("GET", `/v1.0/servicePrincipals/${identity.principalId}`, { token: graphToken });
+    assert.equal(gone.status, 404, gone.text);
+    assert.equal(gone.json.error.code, "Request_ResourceNotFound");
   }));
 
   test("providers list their resource types with api-versions", logged(async () => {

@@ -469,8 +469,9 @@ describe("@azure/arm-resources 6.1 deployments: errors, failures, RBAC, idempote
 
       // A resource type the role does not cover is refused before anything starts (ARM's preflight).
       const other = template([{ type: IDENTITY_TYPE, apiVersion: "2023-01-31", name: "not-mine", location: "westus" }]);
-      // (ARM answers this one 400 Bad Request; the status is left unasserted here, see the report.)
+      // ARM answers this one 400 Bad Request.
       const preflight = await rejects(deploy(client, rg, other));
+      assert.equal(preflight.statusCode, 400, describeError(preflight));
       const preflightBody = armErrorBody(preflight);
       assert.equal(preflightBody.code, "InvalidTemplateDeployment", describeError(preflight));
       assert.match(
