@@ -153,6 +153,10 @@ pub(crate) fn page_request(query: Option<&str>) -> Result<PageRequest, ArmError>
 }
 
 /// A page as ARM answers it: `nextLink` repeats the request's query with the new `$skiptoken`.
+/// The JavaScript pagers (@azure/core-client's `appendQueryParams`, `noOverwrite` for an
+/// absolute URL) request the link as given and add `api-version` only when it is missing, and
+/// the Python ones (azure-mgmt-core) replace `api-version` in it; so the link carries every
+/// parameter of the first request, in its order, and the server reads them in any order.
 pub(crate) fn paged(
     state: &AppState,
     context: &RequestContext,
@@ -175,6 +179,9 @@ pub(crate) fn paged(
     json_response(StatusCode::OK, body)
 }
 
+/// A query parameter by name, matched without regard to case as ARM does: @azure/arm-authorization
+/// spells `$skipToken` where azure-mgmt-msi and the links this server writes spell `$skiptoken`,
+/// and clients put `api-version` first or last.
 pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default();

@@ -46,6 +46,9 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Header names are matched without regard to case (`HeaderMap` keeps them lower-cased): Node's
+/// clients send `x-ms-client-request-id` and `authorization` in lower case, Python's requests
+/// `X-Ms-Client-Request-Id`-style as given, MSAL `client-request-id`; all read alike.
 fn context_from_headers(headers: &HeaderMap) -> RequestContext {
     let request_id = uuid::Uuid::new_v4().to_string();
     RequestContext {
