@@ -532,27 +532,44 @@ def test_az_vm_create_network_resources(server, arm, rg, dep):
     assert any(s.code == "PowerState/running" for s in view.statuses), view.as_dict()
 
 
-def test_a_running_deployment_is_polled_through_its_status_url(server, arm, rg, dep):
-    """Unknown outcome at once: 201 + Azure-AsyncOperation, then the status URL's answer."""
+def test_a_running_deployment_is_polled_through_its_status_url(server_factory, monkeypatch):
+    """On a server that answers a deployment PUT at once (`--deployment-wait 0`), as ARM always
+    does: 201 with the deployment still running and `Azure-AsyncOperation`, then the status URL's
+    answer; the SDK's poller follows the same URL to the finished record."""
+    server = server_factory.start(extra_args=("--deployment-wait", "0"))
+    support.use_ca(monkeypatch, server.ca_cert_path)
+    arm = support.arm_clients(server)
+    rg = support.unique_name("pyrg")
+    arm.create_group(rg)
     body = {"properties": {"mode": "Incremental", "template": template([
         {"type": IDENTITY_TYPE, "apiVersion": "2023-01-31", "name": "[concat('pid', copyIndex())]", "location": "westus", "copy": {"name": "c", "count": 5}},
     ]), "parameters": {"adminPassword": {"value": "x"}}}}
     name = support.unique_name("raw")
     res = arm.raw("PUT", f"{arm.rg_id(rg)}/providers/Microsoft.Resources/deployments/{name}", params={"api-version": "2025-04-01"}, json=body)
     assert res.status_code == 201, res.text
-    assert res.json()["properties"]["provisioningState"] in ("Succeeded", "Accepted"), res.text
-    if "Azure-AsyncOperation" in res.headers:
-        status_url = res.headers["Azure-AsyncOperation"]
-        for _ in range(50):
-            status = requests.get(status_url, headers={"Authorization": f"Bearer {arm.token()}"}, verify=arm.server.ca_cert_path, timeout=30).json()
-            if status["status"] != "Running":
-                break
-            time.sleep(0.1)
-        assert status["status"] == "Succeeded", status
+    assert res.json()["properties"]["provisioningState"] in ("Accepted", "Running"), res.text
+    assert res.headers["Retry-After"] == "1", dict(res.headers)
+    status_url = res.headers["Azure-AsyncOperation"]
+    seen = []
+    for _ in range(100):
+        status = requests.get(status_url, headers={"Authorization": f"Bearer {arm.token()}"}, verify=arm.server.ca_cert_path, timeout=30).json()
+        seen.append(status["status"])
+        if status["status"] != "Running":
+            break
+        time.sleep(0.1)
+    assert status["status"] == "Succeeded", (status, seen)
     assert {i.name for i in arm.msi.user_assigned_identities.list_by_resource_group(rg)} == {f"pid{n}" for n in range(5)}
-    # Ten identities with ids that are GUIDs are written once each.
     assert all(support.GUID_RE.match(i.principal_id) for i in arm.msi.user_assigned_identities.list_by_resource_group(rg))
     assert uuid.UUID(res.json()["properties"]["correlationId"])
+
+    # azure-mgmt-resource-deployments' poller: the first answer is not final, it polls to Succeeded.
+    dep = deployments_client(server)
+    poller = dep.deployments.begin_create_or_update(rg, support.unique_name("sdk"), body)
+    final = poller.result(timeout=60)
+    initial = poller.polling_method()._initial_response.http_response
+    assert initial.status_code == 201 and "Azure-AsyncOperation" in initial.headers, initial.headers
+    assert final.properties.provisioning_state == "Succeeded"
+    assert len(list(dep.deployment_operations.list(rg, final.name))) == 5
 
 
 def test_cosmos_account_database_container_and_data_role_in_a_template(server, arm, rg, dep):

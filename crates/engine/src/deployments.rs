@@ -35,8 +35,6 @@ const TEMPLATE_TYPE: &str = "Microsoft.Resources/deployments/templates";
 /// Resources written at once by one deployment (scripts/bench-deploy compares a deployment with
 /// the same writes sent directly at this concurrency).
 const MAX_IN_FLIGHT: usize = 16;
-/// How long a PUT waits for its deployment before answering `Running` with a status URL.
-const SYNCHRONOUS_WAIT: Duration = Duration::from_secs(20);
 /// ARM's text for a deployment with a failed resource.
 const DEPLOYMENT_FAILED: &str = "At least one resource deployment operation failed. Please list deployment operations for details. Please see https://aka.ms/arm-deployment-operations for usage details.";
 
@@ -658,7 +656,7 @@ impl Engine {
             );
             outcome
         });
-        match tokio::time::timeout(SYNCHRONOUS_WAIT, handle).await {
+        match tokio::time::timeout(self.config().deployment_wait, handle).await {
             Ok(Ok(Ok(final_document))) => {
                 let succeeded = final_document
                     .pointer("/properties/provisioningState")

@@ -86,6 +86,9 @@ pub struct EngineConfig {
     pub max_token_lifetime: i64,
     /// The server's own URLs (`https://127.0.0.1:8443`, ...): tokens for them are accepted as ARM's.
     pub own_resources: Vec<String>,
+    /// How long a deployment PUT waits for its deployment before answering `Running` with a
+    /// status URL (ARM answers at once; waiting spares clients a poll).
+    pub deployment_wait: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +100,7 @@ impl Default for EngineConfig {
             mi_token_lifetime: 86400,
             max_token_lifetime: 86700,
             own_resources: Vec::new(),
+            deployment_wait: std::time::Duration::from_secs(20),
         }
     }
 }

@@ -63,6 +63,10 @@ pub struct ServerArgs {
     /// How often to re-read signing keys from the store (picks up rotations by other processes), in seconds.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub key_reload_interval: u64,
+    /// How long a deployment PUT waits for the deployment to finish before answering `Running`
+    /// with its status URL, in seconds. 0 answers at once, as ARM always does.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub deployment_wait: u64,
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -96,6 +100,7 @@ pub struct ServerConfig {
     pub user_token_lifetime: i64,
     pub mi_token_lifetime: i64,
     pub key_reload_interval: std::time::Duration,
+    pub deployment_wait: std::time::Duration,
 }
 
 /// Opens or creates the data directory, refusing a path that is not a usable directory.
@@ -263,6 +268,7 @@ impl ServerConfig {
             user_token_lifetime: args.user_token_lifetime,
             mi_token_lifetime: args.mi_token_lifetime,
             key_reload_interval: std::time::Duration::from_secs(args.key_reload_interval),
+            deployment_wait: std::time::Duration::from_secs(args.deployment_wait),
         })
     }
 

@@ -226,9 +226,8 @@ async fn dispatch(
                     )
                 })
         }
-        ([_, "operationstatuses", _], &Method::GET) => Ok(json_response(
-            StatusCode::OK,
-            engine
+        ([_, "operationstatuses", _], &Method::GET) => {
+            let status = engine
                 .deployment_operation_status(caller, scope, name, original[2])
                 .await
                 .map_err(|error| match error {
@@ -238,8 +237,20 @@ async fn dispatch(
                         format!("The operation '{}' could not be found.", original[2]),
                     ),
                     other => fail(other),
-                })?,
-        )),
+                })?;
+            let running = matches!(
+                status.get("status").and_then(Value::as_str),
+                Some("Running" | "Accepted")
+            );
+            let mut response = json_response(StatusCode::OK, status);
+            if running {
+                // Pollers wait what `Retry-After` says (azure-mgmt-core's default is 30 s).
+                response
+                    .headers_mut()
+                    .insert("Retry-After", HeaderValue::from_static("1"));
+            }
+            Ok(response)
+        }
         ([_, "cancel"], &Method::POST) => Err(ArmError::new(
             StatusCode::CONFLICT,
             "DeploymentCannotBeCancelled",

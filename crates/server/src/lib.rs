@@ -151,6 +151,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         app_token_lifetime: config.app_token_lifetime,
         user_token_lifetime: config.user_token_lifetime,
         mi_token_lifetime: config.mi_token_lifetime,
+        deployment_wait: config.deployment_wait,
 
         own_resources: config.base_urls.clone(),
         ..EngineConfig::default()

@@ -661,3 +661,57 @@ describe("@azure/arm-resources 6.1 deployments: az vm create's network resources
     }
   }));
 });
+
+describe("@azure/arm-resources 6.1 deployments: a server that answers at once, as ARM does", () => {
+  let atOnce;
+  before(async () => {
+    atOnce = await startServer({ extraArgs: ["--deployment-wait", "0"] });
+  });
+  after(async () => {
+    await atOnce?.stop();
+  });
+
+  test("the poller follows Azure-AsyncOperation from 201 Running to Succeeded", logged(async () => {
+    const clients = await armClients(atOnce);
+    // Records what the client sent and got: the PUT's answer and each status poll.
+    const exchanges = [];
+    const recording = new DeploymentsClient(clients.credential, atOnce.subscriptionId, {
+      ...clientOptions(atOnce),
+      additionalPolicies: [{
+        position: "perCall",
+        policy: {
+          name: "record",
+          async sendRequest(request, next) {
+            const response = await next(request);
+            exchanges.push({ method: request.method, url: request.url, status: response.status, headers: response.headers, body: response.bodyAsText });
+            return response;
+          },
+        },
+      }],
+    });
+    const rg = await createGroup(clients);
+    try {
+      const tpl = template([{
+        type: IDENTITY_TYPE, apiVersion: "2023-01-31", name: "[concat('pid', copyIndex())]", location: "westus",
+        copy: { name: "c", count: 5 },
+      }]);
+      const name = uniqueName("jsdep");
+      const result = await deploy(recording, rg, tpl, { name });
+      assert.equal(result.properties.provisioningState, "Succeeded", JSON.stringify(result.properties.error));
+      const put = exchanges.find((e) => e.method === "PUT");
+      assert.equal(put.status, 201, put.body);
+      assert.match(JSON.parse(put.body).properties.provisioningState, /^(Accepted|Running)$/);
+      const statusUrl = put.headers.get("azure-asyncoperation");
+      assert.ok(statusUrl, "Azure-AsyncOperation on the PUT's answer");
+      assert.equal(put.headers.get("retry-after"), "1");
+      const polls = exchanges.filter((e) => e.method === "GET" && e.url.startsWith(statusUrl.split("?")[0]));
+      assert.ok(polls.length >= 1, JSON.stringify(exchanges.map((e) => [e.method, e.url, e.status])));
+      assert.equal(JSON.parse(polls.at(-1).body).status, "Succeeded");
+      const names = (await all(clients.msi.userAssignedIdentities.listByResourceGroup(rg))).map((i) => i.name).sort();
+      assert.deepEqual(names, ["pid0", "pid1", "pid2", "pid3", "pid4"]);
+      assert.equal((await all(recording.deploymentOperations.list(rg, name))).length, 5);
+    } finally {
+      await deleteGroupQuietly(clients, rg);
+    }
+  }));
+});
