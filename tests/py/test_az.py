@@ -66,6 +66,11 @@ class Az:
             "AZURE_CORE_COLLECT_TELEMETRY": "false",
             "AZURE_CORE_NO_COLOR": "true",
             "AZURE_CORE_ONLY_SHOW_ERRORS": "true",
+            # No network beyond loopback (and the IMDS address `openmi vm run` serves): anything
+            # else az tries goes to a closed port and fails.
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "NO_PROXY": "127.0.0.0/8,localhost,169.254.169.254",
         })
         env.update(extra or {})
         return env
