@@ -32,8 +32,6 @@ pub(crate) struct RbacState {
 }
 
 const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/roleAssignments";
-/// Assignments read per query while the snapshot is built.
-const REBUILD_PAGE: i64 = 20_000;
 const DEFINITION_TYPE: &str = "Microsoft.Authorization/roleDefinitions";
 
 fn strings(value: Option<&Value>) -> Vec<String> {
@@ -152,27 +150,27 @@ impl Engine {
         tracing::info!("building the RBAC snapshot");
         let definitions = self.all_definitions().await?;
         let mut builder = openmi_rbac::SnapshotBuilder::new(&definitions);
-        let mut after = String::new();
-        loop {
-            let page = self
-                .store()
-                .role_assignments_after(&after, REBUILD_PAGE)
-                .await?;
-            for assignment in &page {
-                builder.add(&openmi_rbac::Assignment {
-                    principal_id: assignment.principal_id,
-                    role_id: role_guid(&assignment.role_definition_id),
-                    scope: assignment.scope.clone(),
-                });
-            }
-            match page.last() {
-                Some(last) if page.len() as i64 == REBUILD_PAGE => after = last.name.clone(),
-                _ => break,
-            }
+        let mut unreadable = 0u64;
+        self.store()
+            .each_role_assignment(|principal, role_definition_id, scope| {
+                match principal.parse::<ObjectId>() {
+                    Ok(principal) => {
+                        builder.add_parts(principal, &role_guid(role_definition_id), scope)
+                    }
+                    Err(_) => unreadable += 1,
+                }
+            })
+            .await?;
+        if unreadable > 0 {
+            tracing::warn!(
+                rows = unreadable,
+                "role assignments with an unreadable principal id grant nothing"
+            );
         }
         let snapshot = builder.finish();
         tracing::info!(
             assignments = snapshot.assignment_count(),
+            heap_mb = snapshot.heap_bytes() / (1 << 20),
             seconds = started.elapsed().as_secs_f64(),
             "RBAC snapshot built"
         );

@@ -8,6 +8,7 @@
 
 pub mod builtin;
 mod pattern;
+mod scopes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use openmi_model::ObjectId;
 
 pub use pattern::ActionPattern;
+use scopes::ScopeTree;
 
 /// One `permissions[]` block of a role definition.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -163,18 +165,18 @@ struct Slot {
     len: u32,
 }
 
-/// Words per grant in a principal's region: the tag, then (scope offset, scope length, role).
+/// Words per grant in a principal's region: the tag, then (scope node, role).
 const TAG_WORDS: usize = 1;
-const PAYLOAD_WORDS: usize = 3;
+const PAYLOAD_WORDS: usize = 2;
 
-/// An immutable index of definitions and assignments; swap a new one in after every change.
+/// An index of definitions and assignments, changed in place one assignment or role at a time.
 ///
 /// Laid out for few cache misses at a million assignments: one open-addressing table of
 /// principals (linear probing, at most half full), whose slot points at the principal's region
 /// in one `u32` arena: first the 32-bit tags of its grants' scopes, scanned against the tags of
-/// the target's ancestors, then per grant the interned scope (offset and length in `scope_text`)
-/// and the role. A denied decision usually touches one slot and one region line; an allowed one
-/// also the scope text it confirms.
+/// the target's ancestors, then per grant the interned scope (its node in `scopes`) and the
+/// role. A denied decision usually touches one slot and one region line; an allowed one also
+/// the scope segments it confirms (compared from the last one up, without building the key).
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     roles_by_id: HashMap<String, u32>,
@@ -186,61 +188,21 @@ pub struct Snapshot {
     /// Arena words no slot points at any more (left by `insert`/`remove`); compacted when they
     /// are more than half the arena.
     garbage: usize,
-    // Invariant: every distinct scope key (normalised with `scope_key`) once, concatenated.
-    // Scopes are never dropped: their number is bounded by the scopes ever assigned.
-    scope_text: String,
-    interned: ScopeTable,
+    // Invariant: every distinct scope key (normalised with `scope_key`) once, as a tree of
+    // shared prefixes. Scopes are never dropped: their number is bounded by the scopes ever
+    // assigned.
+    scopes: ScopeTree,
     assignment_count: usize,
 }
 
-/// Where each distinct scope key sits in `scope_text`, found by its 64-bit FNV hash; the string
-/// is not stored twice. Two keys with the same hash (about 3 in 10^8 at a million scopes) go to a
-/// small map of their own, so a lookup is always exact.
-#[derive(Debug, Clone, Default)]
-struct ScopeTable {
-    by_hash: HashMap<u64, (u32, u32)>,
-    collided: HashMap<Box<str>, (u32, u32)>,
-}
-
-impl ScopeTable {
-    fn get(&self, text: &str, key: &str) -> Option<(u32, u32)> {
-        let place = *self.by_hash.get(&fnv(key.as_bytes()))?;
-        let stored = text.get(place.0 as usize..(place.0 + place.1) as usize)?;
-        if stored == key {
-            Some(place)
-        } else {
-            self.collided.get(key).copied()
-        }
-    }
-
-    /// The key's place, appending it to `text` when new.
-    fn intern(&mut self, text: &mut String, key: &str) -> (u32, u32) {
-        if let Some(place) = self.get(text, key) {
-            return place;
-        }
-        let place = (text.len() as u32, key.len() as u32);
-        text.push_str(key);
-        match self.by_hash.entry(fnv(key.as_bytes())) {
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(place);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.collided.insert(key.into(), place);
-            }
-        }
-        place
-    }
-}
-
 /// Builds a snapshot from assignments fed one at a time (a store read page by page), keeping
-/// only the compact form: interned scopes and 16 bytes per grant.
+/// only the compact form: interned scopes and 12 bytes per grant.
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
     roles_by_id: HashMap<String, u32>,
     roles: Vec<Arc<CompiledRole>>,
-    scope_text: String,
-    interned: ScopeTable,
-    // Per principal, in first-seen order: (tag, offset, length, role).
+    scopes: ScopeTree,
+    // Per principal, in first-seen order: (tag, scope node, role).
     grouped: HashMap<(u64, u64), Vec<Grant>>,
     order: Vec<(u64, u64)>,
     assignment_count: usize,
@@ -260,13 +222,27 @@ impl SnapshotBuilder {
 
     /// Adds one assignment; assignments of unknown roles are kept out (they grant nothing).
     pub fn add(&mut self, assignment: &Assignment) {
-        let Some(&role) = self.roles_by_id.get(&assignment.role_id.to_lowercase()) else {
-            return;
+        self.add_parts(
+            assignment.principal_id,
+            &assignment.role_id,
+            &assignment.scope,
+        );
+    }
+
+    /// `add` from borrowed parts (a store row as read): `role_id` the role's GUID, `scope` in any
+    /// casing.
+    pub fn add_parts(&mut self, principal: ObjectId, role_id: &str, scope: &str) {
+        let role = match self.roles_by_id.get(role_id) {
+            Some(&role) => role,
+            None => match self.roles_by_id.get(&role_id.to_lowercase()) {
+                Some(&role) => role,
+                None => return,
+            },
         };
-        let key = scope_key(&assignment.scope);
+        let key = scope_key(scope);
         let scope_tag = tag(fnv(key.as_bytes()));
-        let (offset, length) = self.interned.intern(&mut self.scope_text, &key);
-        let principal = assignment.principal_id.as_uuid().as_u64_pair();
+        let node = self.scopes.intern(&key);
+        let principal = principal.as_uuid().as_u64_pair();
         let order = &mut self.order;
         self.grouped
             .entry(principal)
@@ -274,7 +250,7 @@ impl SnapshotBuilder {
                 order.push(principal);
                 Vec::new()
             })
-            .push([scope_tag, offset, length, role]);
+            .push([scope_tag, node, role]);
         self.assignment_count += 1;
     }
 
@@ -294,11 +270,7 @@ impl SnapshotBuilder {
             };
             let start = arena.len() as u32;
             arena.extend(grants.iter().map(|grant| grant[0]));
-            arena.extend(
-                grants
-                    .iter()
-                    .flat_map(|grant| [grant[1], grant[2], grant[3]]),
-            );
+            arena.extend(grants.iter().flat_map(|grant| [grant[1], grant[2]]));
             let mut index = slot_hash(*principal) as usize & mask;
             while slots[index].len != 0 {
                 index = (index + 1) & mask;
@@ -309,8 +281,8 @@ impl SnapshotBuilder {
                 len: grants.len() as u32,
             };
         }
-        let mut scope_text = self.scope_text;
-        scope_text.shrink_to_fit();
+        let mut scopes = self.scopes;
+        scopes.shrink_to_fit();
         Snapshot {
             roles_by_id: self.roles_by_id,
             roles: self.roles,
@@ -318,8 +290,7 @@ impl SnapshotBuilder {
             occupied,
             arena,
             garbage: 0,
-            scope_text,
-            interned: self.interned,
+            scopes,
             assignment_count: self.assignment_count,
         }
     }
@@ -328,8 +299,8 @@ impl SnapshotBuilder {
 /// Garbage (in arena words) below which the arena is never compacted.
 const COMPACT_MIN_GARBAGE: usize = 1024;
 
-/// One grant as the arena stores it: (scope tag, scope offset, scope length, role).
-type Grant = [u32; 4];
+/// One grant as the arena stores it: (scope tag, scope node, role).
+type Grant = [u32; 3];
 
 fn slot_hash(principal: (u64, u64)) -> u64 {
     // Object ids are random v4 UUIDs minted by the server: mixing their bits suffices.
@@ -374,16 +345,16 @@ impl Snapshot {
         };
         let key = scope_key(&assignment.scope);
         let scope_tag = tag(fnv(key.as_bytes()));
-        let (offset, length) = self.intern(&key);
+        let node = self.scopes.intern(&key);
         let principal = assignment.principal_id.as_uuid().as_u64_pair();
         let mut grants = self.grants_of(principal);
         if grants
             .iter()
-            .any(|grant| grant[1] == offset && grant[2] == length && grant[3] == role)
+            .any(|grant| grant[1] == node && grant[2] == role)
         {
             return false;
         }
-        grants.push([scope_tag, offset, length, role]);
+        grants.push([scope_tag, node, role]);
         self.set_grants(principal, &grants);
         self.assignment_count += 1;
         true
@@ -395,14 +366,14 @@ impl Snapshot {
             return false;
         };
         let key = scope_key(&assignment.scope);
-        let Some((offset, length)) = self.interned.get(&self.scope_text, &key) else {
+        let Some(node) = self.scopes.find(&key) else {
             return false;
         };
         let principal = assignment.principal_id.as_uuid().as_u64_pair();
         let mut grants = self.grants_of(principal);
         let Some(index) = grants
             .iter()
-            .position(|grant| grant[1] == offset && grant[2] == length && grant[3] == role)
+            .position(|grant| grant[1] == node && grant[2] == role)
         else {
             return false;
         };
@@ -410,10 +381,6 @@ impl Snapshot {
         self.set_grants(principal, &grants);
         self.assignment_count -= 1;
         true
-    }
-
-    fn intern(&mut self, key: &str) -> (u32, u32) {
-        self.interned.intern(&mut self.scope_text, key)
     }
 
     fn slot_index(&self, principal: (u64, u64)) -> Option<usize> {
@@ -450,7 +417,7 @@ impl Snapshot {
         };
         tags.iter()
             .zip(payload.chunks_exact(PAYLOAD_WORDS))
-            .map(|(tag, grant)| [*tag, grant[0], grant[1], grant[2]])
+            .map(|(tag, grant)| [*tag, grant[0], grant[1]])
             .collect()
     }
 
@@ -467,11 +434,8 @@ impl Snapshot {
         } else {
             let start = self.arena.len() as u32;
             self.arena.extend(grants.iter().map(|grant| grant[0]));
-            self.arena.extend(
-                grants
-                    .iter()
-                    .flat_map(|grant| [grant[1], grant[2], grant[3]]),
-            );
+            self.arena
+                .extend(grants.iter().flat_map(|grant| [grant[1], grant[2]]));
             let slot = Slot {
                 principal,
                 start,
@@ -551,6 +515,14 @@ impl Snapshot {
         self.arena.len()
     }
 
+    /// Heap bytes of the index (capacities): what a snapshot costs in memory.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.arena.capacity() * 4
+            + self.scopes.heap_bytes()
+            + self.roles_by_id.capacity() * 48
+    }
+
     /// Number of indexed assignments.
     pub fn assignment_count(&self) -> usize {
         self.assignment_count
@@ -583,7 +555,7 @@ impl Snapshot {
         self.any_grant_over(principal, &scope, |role| role.grants_data(&action))
     }
 
-    /// The tags of `principal`'s grants and, per grant, (scope offset, scope length, role).
+    /// The tags of `principal`'s grants and, per grant, (scope node, role).
     fn region(&self, principal: ObjectId) -> Option<(&[u32], &[u32])> {
         let slot = self
             .slots
@@ -597,14 +569,12 @@ impl Snapshot {
         Some((tags, payload))
     }
 
-    /// The scope key and role of the grant at `payload`.
-    fn grant(&self, payload: &[u32]) -> Option<(&str, &CompiledRole)> {
-        let [offset, length, role] = *payload else {
+    /// The scope node and role of the grant at `payload`.
+    fn grant(&self, payload: &[u32]) -> Option<(u32, &CompiledRole)> {
+        let [node, role] = *payload else {
             return None;
         };
-        let offset = offset as usize;
-        let scope = self.scope_text.get(offset..offset + length as usize)?;
-        Some((scope, self.roles.get(role as usize)?))
+        Some((node, self.roles.get(role as usize)?))
     }
 
     /// Whether some grant of `principal` at `scope` or above satisfies `check`.
@@ -645,7 +615,7 @@ impl Snapshot {
             .any(|(grant_tag, grant)| {
                 (deep || prefixes.contains(grant_tag))
                     && self.grant(grant).is_some_and(|(assigned, role)| {
-                        scope_contains(assigned, scope) && check(role)
+                        self.scopes.contains(assigned, scope) && check(role)
                     })
             })
     }
@@ -657,7 +627,8 @@ impl Snapshot {
         self.region(principal).is_some_and(|(_, payload)| {
             payload.chunks_exact(PAYLOAD_WORDS).any(|grant| {
                 self.grant(grant).is_some_and(|(assigned, _)| {
-                    scope_contains(assigned, &scope) || scope_contains(&scope, assigned)
+                    self.scopes.contains(assigned, &scope)
+                        || scope_contains(&scope, &self.scopes.key(assigned))
                 })
             })
         })

@@ -162,21 +162,25 @@ impl Store {
         Ok(found.is_some())
     }
 
-    /// A page of every role assignment by name, after `after` (the snapshot's build reads the
-    /// table this way, so its memory is the page's, not the table's).
-    pub async fn role_assignments_after(
+    /// Every role assignment as the RBAC snapshot needs it: (principal id, role definition id,
+    /// scope key), handed to `each` row by row. One statement, so one consistent read; rows are
+    /// streamed, so memory does not grow with the table (and no page query walks the name
+    /// index back into the table, as paging by name does on SQLite). Returns the row count.
+    pub async fn each_role_assignment(
         &self,
-        after: &str,
-        limit: i64,
-    ) -> Result<Vec<RoleAssignment>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE name > $1 ORDER BY name LIMIT $2"
-        ))
-        .bind(after.to_string())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(assignment_from_row).collect()
+        mut each: impl FnMut(&str, &str, &str),
+    ) -> Result<u64, StoreError> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query_as::<_, (String, String, String)>(
+            "SELECT principal_id, role_definition_id, scope_key FROM role_assignments",
+        )
+        .fetch(&self.pool);
+        let mut count = 0;
+        while let Some((principal, role, scope)) = rows.try_next().await? {
+            each(&principal, &role, &scope);
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// The logged changes after `version`, oldest first (at most `limit`), with their versions.
