@@ -704,11 +704,34 @@ impl Engine {
             }
         };
         let hidden = crate::cosmos::KEYS_TYPE.to_lowercase();
-        self.page_of(&listing, page, |record| {
+        let keep = |record: &ResourceRecord| {
             record.type_key != hidden
                 && self.can(caller, &format!("{}/read", record.type_key), &record.id)
-        })
-        .await
+        };
+        if CosmosType::of(&provider.type_name()).is_some() {
+            return self.whole_list(&listing, keep).await;
+        }
+        self.page_of(&listing, page, keep).await
+    }
+
+    /// Every record of `listing` that `keep` accepts, in one answer without `nextLink`: for the
+    /// Cosmos DB lists, which Azure does not page (`crate::cosmos::MAX_ACCOUNTS_PER_SUBSCRIPTION`
+    /// and the per-account limits beside it bound them). Read a page at a time all the same.
+    async fn whole_list(
+        &self,
+        listing: &Listing,
+        keep: impl Fn(&ResourceRecord) -> bool,
+    ) -> Result<Page, EngineError> {
+        let mut values = Vec::new();
+        let mut request = PageRequest::default();
+        loop {
+            let page = self.page_of(listing, &request, &keep).await?;
+            values.extend(page.values);
+            match page.next {
+                Some(after) => request.after = after,
+                None => return Ok(Page { values, next: None }),
+            }
+        }
     }
 
     /// Every resource of a group (`/resourceGroups/{g}/resources`) or subscription (`/resources`),

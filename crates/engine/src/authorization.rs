@@ -193,10 +193,11 @@ impl Engine {
         for (_, change) in changes {
             if let RbacChange::Role { role_id } = change {
                 if !roles.contains_key(role_id) {
-                    let stored = self.store().role_definitions().await?;
-                    let found = stored
-                        .iter()
-                        .find(|stored| stored.id.eq_ignore_ascii_case(role_id))
+                    let found = self
+                        .store()
+                        .role_definition(role_id)
+                        .await?
+                        .as_ref()
                         .map(custom_definition);
                     roles.insert(role_id.clone(), found);
                 }
@@ -697,21 +698,26 @@ impl Engine {
         {
             return Ok(self.definition_json(&definition, None));
         }
-        let stored = self.store().role_definitions().await?;
-        let found = stored
-            .iter()
-            .find(|stored| stored.id == id)
+        let found = self
+            .store()
+            .role_definition(&id)
+            .await?
             .ok_or(EngineError::RoleDefinitionNotFound(id))?;
-        Ok(self.definition_json(&custom_definition(found), Some(found)))
+        Ok(self.definition_json(&custom_definition(&found), Some(&found)))
     }
 
-    /// `GET {scope}/providers/Microsoft.Authorization/roleDefinitions?$filter=roleName eq '...'|type eq '...'`
+    /// `GET {scope}/providers/Microsoft.Authorization/roleDefinitions?$filter=roleName eq '...'|type eq '...'`,
+    /// one page: the built-in roles (a small fixed set, in memory) and the custom ones (read from
+    /// the store a page at a time) merged in the order of their ids (lower-case GUIDs, whose order
+    /// Rust and both databases agree on, whatever the collation), the continuation being the last
+    /// id examined, as for every other list. A name filter is one store lookup (names are unique).
     pub async fn role_definition_list(
         &self,
         caller: &Caller,
         scope: &str,
         filter: Option<&str>,
-    ) -> Result<Vec<Value>, EngineError> {
+        page: &PageRequest,
+    ) -> Result<Page, EngineError> {
         let _ = caller;
         let filter = filter.unwrap_or_default().trim();
         let value_of = |prefix: &str| {
@@ -728,34 +734,82 @@ impl Engine {
             )));
         }
         let target = scope_key(scope);
-        let stored = self.store().role_definitions().await?;
-        let mut out = Vec::new();
-        for definition in builtin::definitions() {
-            out.push((definition, None));
-        }
-        for row in &stored {
-            out.push((custom_definition(row), Some(row)));
-        }
-        Ok(out
-            .into_iter()
-            .filter(|(definition, _)| {
-                by_name
-                    .as_ref()
-                    .is_none_or(|name| definition.role_name.eq_ignore_ascii_case(name))
-            })
-            .filter(|(definition, _)| {
-                by_type
-                    .as_ref()
-                    .is_none_or(|kind| definition.role_type.eq_ignore_ascii_case(kind))
-            })
-            .filter(|(definition, _)| {
-                definition.assignable_scopes.iter().any(|assignable| {
+        let keep = |definition: &RoleDefinition| {
+            by_type
+                .as_ref()
+                .is_none_or(|kind| definition.role_type.eq_ignore_ascii_case(kind))
+                && definition.assignable_scopes.iter().any(|assignable| {
                     let assignable = scope_key(assignable);
                     scope_contains(&assignable, &target) || scope_contains(&target, &assignable)
                 })
-            })
-            .map(|(definition, stored)| self.definition_json(&definition, stored))
-            .collect())
+        };
+        if let Some(name) = &by_name {
+            let mut values = Vec::new();
+            if let Some(definition) = builtin::definitions()
+                .into_iter()
+                .find(|definition| definition.role_name.eq_ignore_ascii_case(name))
+            {
+                if keep(&definition) {
+                    values.push(self.definition_json(&definition, None));
+                }
+            } else if let Some(stored) = self.store().role_definition_named(name, "").await? {
+                let definition = custom_definition(&stored);
+                if keep(&definition) {
+                    values.push(self.definition_json(&definition, Some(&stored)));
+                }
+            }
+            return Ok(Page { values, next: None });
+        }
+        let size = page.size.clamp(1, crate::MAX_PAGE_SIZE);
+        let mut builtins: Vec<RoleDefinition> = builtin::definitions()
+            .into_iter()
+            .filter(|definition| definition.id.as_str() > page.after.as_str())
+            .collect();
+        builtins.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut builtins = builtins.into_iter().peekable();
+        let mut values = Vec::new();
+        let mut after = page.after.clone();
+        loop {
+            let batch = self
+                .store()
+                .role_definitions_page(&after, size as i64 + 1)
+                .await?;
+            // A short batch is the store's last; after a full one, no built-in role beyond its
+            // last id is taken before the next batch is read.
+            let complete = batch.len() <= size;
+            let mut customs = batch.iter().peekable();
+            loop {
+                let builtin_first = match (builtins.peek(), customs.peek()) {
+                    (Some(builtin), Some(custom)) => builtin.id < custom.id,
+                    (Some(_), None) if complete => true,
+                    (None, Some(_)) => false,
+                    _ => break,
+                };
+                if values.len() == size {
+                    return Ok(Page {
+                        values,
+                        next: Some(after),
+                    });
+                }
+                if builtin_first {
+                    if let Some(definition) = builtins.next() {
+                        after = definition.id.clone();
+                        if keep(&definition) {
+                            values.push(self.definition_json(&definition, None));
+                        }
+                    }
+                } else if let Some(stored) = customs.next() {
+                    after = stored.id.clone();
+                    let definition = custom_definition(stored);
+                    if keep(&definition) {
+                        values.push(self.definition_json(&definition, Some(stored)));
+                    }
+                }
+            }
+            if complete {
+                return Ok(Page { values, next: None });
+            }
+        }
     }
 
     /// `PUT {scope}/providers/Microsoft.Authorization/roleDefinitions/{id}`: a custom role.
@@ -808,18 +862,20 @@ impl Engine {
             "Microsoft.Authorization/roleDefinitions/write",
             &self.definition_id(&id),
         )?;
-        let stored = self.store().role_definitions().await?;
         let taken = builtin::definitions()
             .iter()
             .any(|definition| definition.role_name.eq_ignore_ascii_case(&role_name))
-            || stored
-                .iter()
-                .any(|other| other.id != id && other.role_name.eq_ignore_ascii_case(&role_name));
+            || self
+                .store()
+                .role_definition_named(&role_name, &id)
+                .await?
+                .is_some();
         if taken {
             return Err(EngineError::RoleDefinitionWithSameNameExists(role_name));
         }
         let now = self.now();
-        let previous = stored.iter().find(|row| row.id == id);
+        let previous = self.store().role_definition(&id).await?;
+        let previous = previous.as_ref();
         let definition = StoredRoleDefinition {
             id: id.clone(),
             role_name: role_name.clone(),
@@ -855,20 +911,19 @@ impl Engine {
             &self.definition_id(&id.to_lowercase()),
         )?;
         let id = id.to_lowercase();
-        let stored = self.store().role_definitions().await?;
         if builtin::definitions()
             .iter()
             .any(|definition| definition.id == id)
         {
             return Err(EngineError::BuiltInRoleReadOnly(id));
         }
-        let Some(found) = stored.iter().find(|row| row.id == id) else {
+        let Some(found) = self.store().role_definition(&id).await? else {
             return Ok(None);
         };
         if self.store().role_in_use(&id).await? {
             return Err(EngineError::RoleDefinitionHasAssignments(id.clone()));
         }
-        let document = self.definition_json(&custom_definition(found), Some(found));
+        let document = self.definition_json(&custom_definition(&found), Some(&found));
         self.store().delete_role_definition(&id).await?;
         self.refresh_rbac(false).await?;
         Ok(Some(document))

@@ -23,6 +23,20 @@ pub const ROLE_ASSIGNMENT_TYPE: &str = "Microsoft.DocumentDB/databaseAccounts/sq
 /// The child row holding an account's sealed keys; never served.
 pub const KEYS_TYPE: &str = "Microsoft.DocumentDB/databaseAccounts/openmiKeys";
 
+/// Azure Cosmos DB's limits, enforced when a resource is created (concepts-limits.md "Resource
+/// limits"; how-to-setup-rbac.md "Limits"). They are also what bounds the Cosmos DB lists: Azure
+/// answers `databaseAccounts`, `sqlDatabases`, `containers`, `sqlRoleDefinitions` and
+/// `sqlRoleAssignments` lists whole, without `nextLink` (the spec gives them no next link, so
+/// @azure/arm-cosmosdb reads a single page), so openmi answers them whole too, and these limits
+/// keep such an answer small. Accounts: 250 by default on Azure, raised on request up to 1000,
+/// the most a subscription can be given (a self-hosted openmi has no one to ask, so 1000).
+pub const MAX_ACCOUNTS_PER_SUBSCRIPTION: usize = 1000;
+/// Databases and containers together (a limit that cannot be raised on Azure).
+pub const MAX_DATABASES_AND_CONTAINERS_PER_ACCOUNT: i64 = 500;
+/// Custom data-plane role definitions (the two built-in ones besides).
+pub const MAX_ROLE_DEFINITIONS_PER_ACCOUNT: i64 = 100;
+pub const MAX_ROLE_ASSIGNMENTS_PER_ACCOUNT: i64 = 2000;
+
 pub const DATA_READER: &str = "00000000-0000-0000-0000-000000000001";
 pub const DATA_CONTRIBUTOR: &str = "00000000-0000-0000-0000-000000000002";
 const DATA_ACTION_PREFIX: &str = "Microsoft.DocumentDB/databaseAccounts/";
@@ -56,6 +70,16 @@ impl CosmosType {
 
 fn bad(message: impl Into<String>) -> EngineError {
     EngineError::InvalidRequestContent(message.into())
+}
+
+/// A limit of Azure Cosmos DB reached: 400 `BadRequest`, the code the Cosmos DB provider gives
+/// its other refusals (the data plane answers it as 400 too).
+fn limit_reached(message: String) -> EngineError {
+    EngineError::Arm(Box::new(crate::arm_error::ArmFailure::new(
+        400,
+        "BadRequest",
+        message,
+    )))
 }
 
 /// A Cosmos `_rid`-like id: base64 of random bytes, as the service's look.
@@ -211,6 +235,9 @@ impl Engine {
         now: i64,
         change: &mut ResourceChange,
     ) -> Result<(), EngineError> {
+        if previous.is_none() {
+            self.check_cosmos_limit(kind, id).await?;
+        }
         match kind {
             CosmosType::Account => {
                 self.account_document(id, name, document, previous, now, change)
@@ -231,6 +258,50 @@ impl Engine {
             CosmosType::RoleAssignment => self.role_assignment_document(id, name, document).await,
             CosmosType::Keys => Err(bad("The keys of an account are not a resource to write.")),
         }
+    }
+
+    /// Refuses a new database, container or data-plane role definition or assignment past the
+    /// account's limit (accounts are counted where their names are checked).
+    async fn check_cosmos_limit(&self, kind: CosmosType, id: &str) -> Result<(), EngineError> {
+        let Some(account_id) = account_id_of(id) else {
+            return Ok(());
+        };
+        let under = format!("{}/", resource_key(&account_id));
+        let count = |type_name: &str| {
+            let type_key = type_name.to_lowercase();
+            let under = under.clone();
+            async move {
+                self.store()
+                    .resources_count_under(&self.inner.subscription_id, &type_key, &under)
+                    .await
+            }
+        };
+        let (used, limit, what) = match kind {
+            CosmosType::Database | CosmosType::Container => (
+                count(DATABASE_TYPE).await? + count(CONTAINER_TYPE).await?,
+                MAX_DATABASES_AND_CONTAINERS_PER_ACCOUNT,
+                "databases and containers",
+            ),
+            // The two built-in roles are the account's own and do not count.
+            CosmosType::RoleDefinition => (
+                count(ROLE_DEFINITION_TYPE).await?.saturating_sub(2),
+                MAX_ROLE_DEFINITIONS_PER_ACCOUNT,
+                "SQL role definitions",
+            ),
+            CosmosType::RoleAssignment => (
+                count(ROLE_ASSIGNMENT_TYPE).await?,
+                MAX_ROLE_ASSIGNMENTS_PER_ACCOUNT,
+                "SQL role assignments",
+            ),
+            CosmosType::Account | CosmosType::Keys => return Ok(()),
+        };
+        if used >= limit {
+            return Err(limit_reached(format!(
+                "The database account '{}' has reached its limit of {limit} {what}; delete one to create another.",
+                account_id.rsplit('/').next().unwrap_or_default()
+            )));
+        }
+        Ok(())
     }
 
     async fn account_document(
@@ -258,14 +329,20 @@ impl Engine {
         // The name is a host name on Azure, so unique beyond the group; Azure answers a taken
         // name with 400 BadRequest "Dns record for {name} under zone Document is already taken".
         if previous.is_none() {
-            let taken = self
+            // At most MAX_ACCOUNTS_PER_SUBSCRIPTION records, which `check_cosmos_limit` keeps.
+            let accounts = self
                 .store()
                 .resources_of_type(&self.inner.subscription_id, &ACCOUNT_TYPE.to_lowercase())
-                .await?
-                .into_iter()
-                .any(|record| {
-                    record.name.eq_ignore_ascii_case(name) && !record.id.eq_ignore_ascii_case(id)
-                });
+                .await?;
+            if accounts.len() >= MAX_ACCOUNTS_PER_SUBSCRIPTION {
+                return Err(limit_reached(format!(
+                    "The subscription '{}' has reached its limit of {MAX_ACCOUNTS_PER_SUBSCRIPTION} Azure Cosmos DB database accounts; delete an account to create another.",
+                    self.inner.subscription_id
+                )));
+            }
+            let taken = accounts.into_iter().any(|record| {
+                record.name.eq_ignore_ascii_case(name) && !record.id.eq_ignore_ascii_case(id)
+            });
             if taken {
                 return Err(EngineError::InvalidName {
                     code: "BadRequest",

@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use openmi_model::arm::{resource_key, ArmPath, RESOURCE_GROUP_TYPE};
-use openmi_store::{ResourceChange, ResourceRecord};
+use openmi_store::{Listing, ResourceChange, ResourceRecord};
 use openmi_template::{Plan, Resolver, Template, TemplateError};
 use serde_json::{json, Map, Value};
 
 use crate::arm_error::ArmFailure;
-use crate::{Caller, Engine, EngineError, Written};
+use crate::{Caller, Engine, EngineError, Page, PageRequest, Written};
 
 pub const DEPLOYMENT_TYPE: &str = "Microsoft.Resources/deployments";
 const OPERATION_TYPE: &str = "Microsoft.Resources/deployments/operations";
@@ -723,43 +723,41 @@ impl Engine {
         Ok(document)
     }
 
-    /// `GET .../deployments`: the scope's deployments the caller may read.
+    /// `GET .../deployments`: one page of the scope's deployments the caller may read, in name
+    /// order (ARM's `$top` and `nextLink`, as every paged list).
     pub async fn deployment_list(
         &self,
         caller: &Caller,
         scope: &DeploymentScope,
-    ) -> Result<Vec<Value>, EngineError> {
+        page: &PageRequest,
+    ) -> Result<Page, EngineError> {
         let group = self.deployment_group(scope).await?;
         let type_key = DEPLOYMENT_TYPE.to_lowercase();
-        let records = match &group {
-            Some(group) => {
-                self.store()
-                    .resources_in_group(&group.key, Some(&type_key))
-                    .await?
-            }
-            None => self
-                .store()
-                .resources_of_type(&self.inner.subscription_id, &type_key)
-                .await?
-                .into_iter()
-                .filter(|record| record.group_key.is_none())
-                .collect(),
+        let listing = match group {
+            Some(group) => Listing::InGroup {
+                group_key: group.key,
+                type_key: Some(type_key),
+            },
+            None => Listing::AtSubscription {
+                subscription_id: self.inner.subscription_id.clone(),
+                type_key,
+            },
         };
-        records
-            .iter()
-            .filter(|record| record.parent_key.is_none())
-            .filter(|record| self.can(caller, &format!("{DEPLOYMENT_TYPE}/read"), &record.id))
-            .map(|record| {
-                let mut document = Self::parse_document(record)?;
-                if let Some(properties) = document
-                    .get_mut("properties")
-                    .and_then(Value::as_object_mut)
-                {
-                    properties.remove("operationId");
-                }
-                Ok(document)
+        let mut found = self
+            .page_of(&listing, page, |record| {
+                record.parent_key.is_none()
+                    && self.can(caller, &format!("{DEPLOYMENT_TYPE}/read"), &record.id)
             })
-            .collect()
+            .await?;
+        for document in &mut found.values {
+            if let Some(properties) = document
+                .get_mut("properties")
+                .and_then(Value::as_object_mut)
+            {
+                properties.remove("operationId");
+            }
+        }
+        Ok(found)
     }
 
     /// `DELETE .../deployments/{name}`: the record and its operations (never the resources it

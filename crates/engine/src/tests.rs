@@ -1011,3 +1011,67 @@ async fn device_code_is_pending_until_approved_then_redeemed_once() {
     );
     assert!(fixture.engine.grant(poll).await.is_err());
 }
+
+#[tokio::test]
+async fn role_definitions_page_built_in_and_custom_roles_merged_by_id() {
+    let fixture = fixture().await;
+    let engine = &fixture.engine;
+    let owner = admin_caller(&fixture).await;
+    let subscription = format!("/subscriptions/{}", engine.subscription_id());
+    let mut custom = Vec::new();
+    for i in 0..23 {
+        let id = uuid::Uuid::new_v4().to_string();
+        let body = json!({"properties": {"roleName": format!("Paged {i}"), "assignableScopes": [subscription], "permissions": [{"actions": ["*/read"]}]}});
+        engine
+            .role_definition_put(&owner, &subscription, &id, &body)
+            .await
+            .unwrap();
+        custom.push(id);
+    }
+    let mut expected: Vec<String> = openmi_rbac::builtin::definitions()
+        .into_iter()
+        .map(|definition| definition.id)
+        .chain(custom.iter().cloned())
+        .collect();
+    expected.sort();
+    let (owner, subscription) = (&owner, subscription.as_str());
+    let walk = |size: usize, filter: Option<&'static str>| async move {
+        let mut names = Vec::new();
+        let mut page = crate::PageRequest {
+            after: String::new(),
+            size,
+        };
+        let mut pages = 0;
+        loop {
+            let found = engine
+                .role_definition_list(owner, subscription, filter, &page)
+                .await
+                .unwrap();
+            assert!(found.values.len() <= size);
+            pages += 1;
+            names.extend(
+                found
+                    .values
+                    .iter()
+                    .map(|value| value["name"].as_str().unwrap().to_string()),
+            );
+            match found.next {
+                Some(after) => page.after = after,
+                None => return (names, pages),
+            }
+        }
+    };
+    for size in [1, 3, 8, 31, 1000] {
+        let (names, pages) = walk(size, None).await;
+        assert_eq!(names, expected, "page size {size}: each role once, by id");
+        assert_eq!(pages, expected.len().div_ceil(size), "page size {size}");
+    }
+    let mut custom_sorted = custom.clone();
+    custom_sorted.sort();
+    let (names, _) = walk(4, Some("type eq 'CustomRole'")).await;
+    assert_eq!(names, custom_sorted, "a filter pages over what it keeps");
+    let (names, pages) = walk(4, Some("roleName eq 'paged 7'")).await;
+    assert_eq!((names, pages), (vec![custom[7].clone()], 1));
+    let (names, _) = walk(4, Some("roleName eq 'Reader'")).await;
+    assert_eq!(names, vec![openmi_rbac::builtin::READER.to_string()]);
+}

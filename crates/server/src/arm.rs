@@ -128,15 +128,23 @@ fn list(values: Vec<Value>) -> Response {
 /// The page a list request asks for: `$top` (1..=1000, ARM's limit; default the whole page of
 /// 1000) and `$skiptoken` (opaque: base64url of the last key of the previous page).
 pub(crate) fn page_request(query: Option<&str>) -> Result<PageRequest, ArmError> {
-    let bad = |message: String| ArmError::new(StatusCode::BAD_REQUEST, "InvalidParameter", message);
     let size = match query_param(query, "$top") {
         None => MAX_PAGE_SIZE,
         Some(top) => top
             .parse::<usize>()
             .ok()
             .filter(|top| (1..=MAX_PAGE_SIZE).contains(top))
-            .ok_or_else(|| bad(format!("The value '{top}' of query parameter '$top' is invalid: it must be an integer from 1 to {MAX_PAGE_SIZE}.")))?,
+            .ok_or_else(|| invalid_parameter(format!("The value '{top}' of query parameter '$top' is invalid: it must be an integer from 1 to {MAX_PAGE_SIZE}.")))?,
     };
+    Ok(PageRequest {
+        size,
+        ..page_without_top(query)?
+    })
+}
+
+/// The page of a list whose API has no `$top` (role definitions: Azure's `RoleDefinitions_List`
+/// takes only `$filter`): ARM's page of 1000 from the `$skiptoken`, any `$top` ignored.
+pub(crate) fn page_without_top(query: Option<&str>) -> Result<PageRequest, ArmError> {
     let after = match query_param(query, "$skiptoken") {
         None => String::new(),
         Some(token) => URL_SAFE_NO_PAD
@@ -144,12 +152,19 @@ pub(crate) fn page_request(query: Option<&str>) -> Result<PageRequest, ArmError>
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(|| {
-                bad(format!(
+                invalid_parameter(format!(
                     "The value '{token}' of query parameter '$skiptoken' is invalid."
                 ))
             })?,
     };
-    Ok(PageRequest { after, size })
+    Ok(PageRequest {
+        after,
+        size: MAX_PAGE_SIZE,
+    })
+}
+
+fn invalid_parameter(message: String) -> ArmError {
+    ArmError::new(StatusCode::BAD_REQUEST, "InvalidParameter", message)
 }
 
 /// A page as ARM answers it: `nextLink` repeats the request's query with the new `$skiptoken`.
@@ -555,16 +570,26 @@ async fn route(
                 .as_ref()
                 .is_some_and(|provider| provider.is_resource());
             match (is_resource, method) {
-                (false, &Method::GET) => Ok(paged(
-                    state,
-                    context,
-                    path,
-                    query,
-                    engine
-                        .resource_list(caller, &arm_path, &page_request(query)?)
-                        .await
-                        .map_err(fail)?,
-                )),
+                (false, &Method::GET) => {
+                    // Azure's Cosmos DB lists take no `$top` and never page (the engine answers
+                    // them whole, bounded by Cosmos DB's limits), so their paging parameters are
+                    // not read.
+                    let page = if is_documentdb(&arm_path) {
+                        PageRequest::default()
+                    } else {
+                        page_request(query)?
+                    };
+                    Ok(paged(
+                        state,
+                        context,
+                        path,
+                        query,
+                        engine
+                            .resource_list(caller, &arm_path, &page)
+                            .await
+                            .map_err(fail)?,
+                    ))
+                }
                 (true, &Method::GET) if wants_instance_view(query) => {
                     let mut document =
                         engine.resource_get(caller, &arm_path).await.map_err(fail)?;
@@ -875,9 +900,13 @@ async fn authorization_route(
                 .await
                 .map_err(fail)?,
         )),
-        ("roledefinitions", None, 1, &Method::GET) => Ok(list(
+        ("roledefinitions", None, 1, &Method::GET) => Ok(paged(
+            state,
+            context,
+            path,
+            query,
             engine
-                .role_definition_list(caller, scope, filter.as_deref())
+                .role_definition_list(caller, scope, filter.as_deref(), &page_without_top(query)?)
                 .await
                 .map_err(fail)?,
         )),

@@ -102,12 +102,14 @@ pub(crate) async fn route(
         }
         _ => return None,
     };
+    let path = format!("/{}", original.join("/"));
     Some(
         dispatch(
             state,
             context,
             caller,
             method,
+            &path,
             &scope,
             rest,
             rest_original,
@@ -124,6 +126,7 @@ async fn dispatch(
     context: &RequestContext,
     caller: &Caller,
     method: &Method,
+    path: &str,
     scope: &DeploymentScope,
     rest: &[&str],
     original: &[&str],
@@ -141,9 +144,15 @@ async fn dispatch(
     };
     let name = original.first().copied().unwrap_or_default();
     match (rest, method) {
-        ([], &Method::GET) => Ok(json_response(
-            StatusCode::OK,
-            json!({"value": engine.deployment_list(caller, scope).await.map_err(fail)?}),
+        ([], &Method::GET) => Ok(crate::arm::paged(
+            state,
+            context,
+            path,
+            query,
+            engine
+                .deployment_list(caller, scope, &crate::arm::page_request(query)?)
+                .await
+                .map_err(fail)?,
         )),
         ([_], &Method::PUT) => {
             let (request, source) = deployment_body(body)?;

@@ -20,6 +20,18 @@ pub struct StoredRoleDefinition {
     pub updated_at: i64,
 }
 
+const DEFINITION_COLUMNS: &str = "id, role_name, body, created_at, updated_at";
+
+fn definition_from_row(row: &AnyRow) -> Result<StoredRoleDefinition, StoreError> {
+    Ok(StoredRoleDefinition {
+        id: row.try_get("id")?,
+        role_name: row.try_get("role_name")?,
+        body: row.try_get("body")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
 const ASSIGNMENT_COLUMNS: &str =
     "name, scope, role_definition_id, principal_id, principal_type, description, created_at, created_by, updated_at, updated_by";
 
@@ -318,20 +330,60 @@ impl Store {
         Ok(deleted.is_some())
     }
 
-    /// Every custom role definition.
+    /// Every custom role definition (to build the RBAC snapshot).
     pub async fn role_definitions(&self) -> Result<Vec<StoredRoleDefinition>, StoreError> {
-        let rows = sqlx::query("SELECT id, role_name, body, created_at, updated_at FROM role_definitions ORDER BY created_at, id").fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredRoleDefinition {
-                    id: row.try_get("id")?,
-                    role_name: row.try_get("role_name")?,
-                    body: row.try_get("body")?,
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(&format!(
+            "SELECT {DEFINITION_COLUMNS} FROM role_definitions ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(definition_from_row).collect()
+    }
+
+    /// One page of the custom role definitions by id (lower-case GUID), after `after`.
+    pub async fn role_definitions_page(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredRoleDefinition>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DEFINITION_COLUMNS} FROM role_definitions WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after.to_string())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(definition_from_row).collect()
+    }
+
+    /// The custom role definition with this id.
+    pub async fn role_definition(
+        &self,
+        id: &str,
+    ) -> Result<Option<StoredRoleDefinition>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEFINITION_COLUMNS} FROM role_definitions WHERE id = $1"
+        ))
+        .bind(id.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(definition_from_row).transpose()
+    }
+
+    /// A custom role definition named `name` (case-insensitively) other than `except_id`.
+    pub async fn role_definition_named(
+        &self,
+        name: &str,
+        except_id: &str,
+    ) -> Result<Option<StoredRoleDefinition>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEFINITION_COLUMNS} FROM role_definitions WHERE lower(role_name) = lower($1) AND id <> $2 ORDER BY id LIMIT 1"
+        ))
+        .bind(name.to_string())
+        .bind(except_id.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(definition_from_row).transpose()
     }
 
     /// Creates or replaces a custom role definition.

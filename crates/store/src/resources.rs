@@ -175,6 +175,12 @@ pub enum Listing {
         parent_key: String,
         type_key: Option<String>,
     },
+    /// A subscription's own top-level records of one type, outside every group (deployments at
+    /// subscription scope).
+    AtSubscription {
+        subscription_id: String,
+        type_key: String,
+    },
     /// Every top-level resource inside the subscription's groups, but for some types.
     TopLevel {
         subscription_id: String,
@@ -247,6 +253,14 @@ impl Store {
                 subscription_id.to_lowercase(),
                 type_key.clone(),
             ),
+            Listing::AtSubscription {
+                subscription_id,
+                type_key,
+            } => (
+                "subscription_id = $1 AND type_key = $2 AND group_key IS NULL AND parent_key IS NULL",
+                subscription_id.to_lowercase(),
+                type_key.clone(),
+            ),
             Listing::Children {
                 parent_key,
                 type_key,
@@ -284,6 +298,26 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    /// How many resources of the subscription of type `type_key` have a key under `key_prefix`
+    /// (`{key}/`: a resource's descendants), counted without reading them: the type's index
+    /// narrows the scan, and the prefix is compared as text, so any collation agrees.
+    pub async fn resources_count_under(
+        &self,
+        subscription_id: &str,
+        type_key: &str,
+        key_prefix: &str,
+    ) -> Result<i64, StoreError> {
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM resources WHERE subscription_id = $1 AND type_key = $2 AND substr(key, 1, length($3)) = $3",
+        )
+        .bind(subscription_id.to_lowercase())
+        .bind(type_key.to_string())
+        .bind(key_prefix.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count)
     }
 
     /// Child resources of a resource.

@@ -282,10 +282,40 @@ async fn authorization(store: &Store, bootstrap: &BootstrapRecord) -> Result<(),
         })
         .await?;
     assert_eq!(store.role_definitions().await?.len(), 1);
+    // One definition by id or by name (case-insensitive, another's only), and pages by id.
+    assert_eq!(
+        store
+            .role_definition("D1")
+            .await?
+            .map(|found| found.updated_at),
+        Some(2)
+    );
+    assert!(store.role_definition("d2").await?.is_none());
+    assert_eq!(
+        store
+            .role_definition_named("custom", "")
+            .await?
+            .map(|found| found.id),
+        Some("d1".to_string())
+    );
+    assert!(store.role_definition_named("CUSTOM", "d1").await?.is_none());
+    let second = crate::StoredRoleDefinition {
+        id: "d0".to_string(),
+        role_name: "Other".to_string(),
+        ..definition.clone()
+    };
+    store.put_role_definition(&second).await?;
+    let ids = |page: Vec<crate::StoredRoleDefinition>| {
+        page.into_iter().map(|found| found.id).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(store.role_definitions_page("", 1).await?), ["d0"]);
+    assert_eq!(ids(store.role_definitions_page("d0", 5).await?), ["d1"]);
+    assert!(store.role_definitions_page("d1", 5).await?.is_empty());
+    assert!(store.delete_role_definition("d0").await?);
     assert!(store.delete_role_definition("D1").await?);
     assert_eq!(
         store.rbac_version().await?,
-        before + 5,
+        before + 7,
         "every authorization change bumps the counter"
     );
     Ok(())
@@ -662,6 +692,52 @@ async fn resources(store: &Store, bootstrap: &BootstrapRecord) -> Result<(), Sto
         excluded_type_keys: vec!["microsoft.compute/virtualmachines".to_string()],
     };
     assert!(store.resources_page(&without_vms, "", 10).await?.is_empty());
+    // A subscription's own records (no group), and descendants counted by type under a key.
+    let at_subscription = "/subscriptions/s/providers/Microsoft.Resources/deployments/d1";
+    store
+        .apply(&ResourceChange {
+            upserts: vec![ResourceRecord {
+                group_key: None,
+                ..record(at_subscription, "", None, "microsoft.resources/deployments")
+            }],
+            ..ResourceChange::default()
+        })
+        .await?;
+    let deployments = Listing::AtSubscription {
+        subscription_id: "S".to_string(),
+        type_key: "microsoft.resources/deployments".to_string(),
+    };
+    assert_eq!(
+        keys(store.resources_page(&deployments, "", 10).await?),
+        vec![at_subscription.to_lowercase()]
+    );
+    let in_group_only = Listing::AtSubscription {
+        subscription_id: "s".to_string(),
+        type_key: "microsoft.compute/virtualmachines".to_string(),
+    };
+    assert!(store
+        .resources_page(&in_group_only, "", 10)
+        .await?
+        .is_empty());
+    let extensions = "microsoft.compute/virtualmachines/extensions";
+    assert_eq!(
+        store
+            .resources_count_under("S", extensions, &format!("{}/", vm_id.to_lowercase()))
+            .await?,
+        1
+    );
+    assert_eq!(
+        store
+            .resources_count_under("s", extensions, &format!("{}/", other_vm.to_lowercase()))
+            .await?,
+        0
+    );
+    store
+        .apply(&ResourceChange {
+            deletes: vec![at_subscription.to_lowercase()],
+            ..ResourceChange::default()
+        })
+        .await?;
 
     // Optimistic concurrency: a stale version or a second insert fails the whole change.
     let mut update = stored.clone();

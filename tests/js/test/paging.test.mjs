@@ -1,16 +1,21 @@
 // Issue 19: ARM's paged lists (`nextLink` with `$skiptoken`) followed by the JavaScript pagers:
 // @azure/arm-msi (identities by group and subscription), @azure/arm-resources (a group's
 // resources, with `top` as the page size) and @azure/arm-authorization (role assignments); bad
-// paging parameters refused as ARM refuses them, and a listing that changes between its pages
-// (the twins of tests/py/test_paging.py).
+// paging parameters refused as ARM refuses them, a listing that changes between its pages,
+// deployments by `top` (@azure/arm-resources-deployments), role definitions by ARM's page (their
+// API has no `top`), and the Cosmos DB lists, which Azure answers whole (@azure/arm-cosmosdb reads
+// one page) within Cosmos DB's limits (the twins of tests/py/test_paging.py).
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 
 import { AuthorizationManagementClient } from "@azure/arm-authorization";
+import { CosmosDBManagementClient } from "@azure/arm-cosmosdb";
+import { ResourceManagementClient as DeploymentsClient } from "@azure/arm-resources-deployments";
+import { CosmosClient } from "@azure/cosmos";
 
-import { ROLES, armErrorBody, createServicePrincipal, describeError, logged, rejects, startServer } from "../lib/support.mjs";
+import { ROLES, armErrorBody, createServicePrincipal, describeError, logged, rejects, startServer, uniqueName } from "../lib/support.mjs";
 import { all, armClients, clientOptions, createGroup, deleteGroupQuietly } from "../lib/arm.mjs";
 
 const API_MSI = "2023-01-31";
@@ -182,5 +187,166 @@ describe("paging parameters and a listing that changes between pages", () => {
     const listed = (await all(arm.authorization.roleAssignments.listForScope(scope))).map((a) => a.name);
     assert.equal(listed.length, new Set(listed).size);
     for (const name of [...names, added]) if (name !== removed) assert.ok(listed.includes(name), name);
+  }));
+});
+
+/** `count` jobs run eight at a time; their results in order. */
+async function eightAtATime(count, job) {
+  const results = [];
+  for (let i = 0; i < count; i += 8) {
+    results.push(...(await Promise.all(Array.from({ length: Math.min(8, count - i) }, (_, k) => job(i + k)))));
+  }
+  return results;
+}
+
+/** Every page of a pager, as arrays of names. */
+async function pageNames(pager) {
+  const pages = [];
+  for await (const page of pager) pages.push(page.map((item) => item.name));
+  return pages;
+}
+
+describe("deployments, role definitions and the Cosmos DB lists", () => {
+  let rg;
+  before(async () => {
+    rg = await createGroup(arm);
+  });
+  after(async () => {
+    if (rg) await deleteGroupQuietly(arm, rg);
+  });
+
+  test("@azure/arm-resources-deployments pages deployments by `top`, by group and by subscription", logged(async () => {
+    const deployments = new DeploymentsClient(arm.credential, server.subscriptionId, clientOptions(server));
+    const template = { $schema: "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#", contentVersion: "1.0.0.0", resources: [] };
+    const made = await eightAtATime(60, (i) => deployments.deployments.beginCreateOrUpdateAndWait(rg, `jspgdep${String(i).padStart(3, "0")}`, {
+      properties: { mode: "Incremental", template },
+    }));
+    assert.ok(made.every((d) => d.properties.provisioningState === "Succeeded"));
+    const created = new Set(made.map((d) => d.name));
+    const prefix = uniqueName("jspgsub");
+    const atSub = new Set((await eightAtATime(30, (i) => deployments.deployments.beginCreateOrUpdateAtSubscriptionScopeAndWait(`${prefix}-${String(i).padStart(2, "0")}`, {
+      location: "westus", properties: { mode: "Incremental", template },
+    }))).map((d) => d.name));
+    try {
+      const pages = await pageNames(deployments.deployments.listByResourceGroup(rg, { top: 25 }).byPage());
+      assert.deepEqual(pages.map((page) => page.length), [25, 25, 10]);
+      const listed = pages.flat();
+      assert.equal(listed.length, 60);
+      assert.deepEqual(new Set(listed), created);
+      assert.deepEqual((await pageNames(deployments.deployments.listByResourceGroup(rg).byPage())).map((page) => page.length), [60]);
+      for (const top of [0, 1001]) {
+        const error = await rejects(all(deployments.deployments.listByResourceGroup(rg, { top })));
+        assert.equal(armErrorBody(error).code, "InvalidParameter", describeError(error));
+      }
+      const subPages = await pageNames(deployments.deployments.listAtSubscriptionScope({ top: 25 }).byPage());
+      assert.ok(subPages.length >= 2 && subPages.every((page) => page.length <= 25), JSON.stringify(subPages.map((page) => page.length)));
+      const subListed = subPages.flat();
+      assert.equal(subListed.length, new Set(subListed).size, "no deployment twice");
+      for (const name of atSub) assert.ok(subListed.includes(name), name);
+      for (const name of created) assert.ok(!subListed.includes(name), `${name}: a group's deployment is not the subscription's`);
+    } finally {
+      await eightAtATime(atSub.size, (i) => deployments.deployments.beginDeleteAtSubscriptionScopeAndWait([...atSub][i]).catch(() => {}));
+    }
+  }));
+
+  test("@azure/arm-authorization pages role definitions by ARM's page of 1000 (no `top` in their API, so $top is ignored)", logged(async () => {
+    const scope = server.groupId(rg);
+    const suffix = randomUUID().slice(0, 8);
+    const created = new Set(await eightAtATime(1010, async (i) => {
+      const guid = randomUUID();
+      await arm.authorization.roleDefinitions.createOrUpdate(scope, guid, {
+        roleName: `JS paged ${suffix} ${String(i).padStart(4, "0")}`,
+        assignableScopes: [scope],
+        permissions: [{ actions: ["Microsoft.Resources/subscriptions/resourceGroups/read"] }],
+      });
+      return guid;
+    }));
+    try {
+      // The client's pager, and the same with `$top=5` added to the first request: ARM's page either way.
+      const topFive = new AuthorizationManagementClient(arm.credential, server.subscriptionId, {
+        ...clientOptions(server),
+        baseUri: server.url,
+        additionalPolicies: [{
+          position: "perCall",
+          policy: {
+            name: "top-5",
+            sendRequest(request, next) {
+              if (!/[?&]\$top=/i.test(request.url)) request.url += `${request.url.includes("?") ? "&" : "?"}$top=5`;
+              return next(request);
+            },
+          },
+        }],
+      });
+      for (const client of [arm.authorization, topFive]) {
+        const pages = await pageNames(client.roleDefinitions.list(scope).byPage());
+        assert.equal(pages.length, 2);
+        assert.equal(pages[0].length, 1000);
+        const listed = pages.flat();
+        assert.equal(listed.length, new Set(listed).size, "no role twice");
+        for (const guid of created) assert.ok(listed.includes(guid), guid);
+        assert.ok(listed.includes(ROLES.Reader) && listed.includes(ROLES.Owner), "the built-in roles are in the merged list");
+      }
+      const custom = (await all(arm.authorization.roleDefinitions.list(scope, { filter: "type eq 'CustomRole'" }))).map((d) => d.name);
+      assert.equal(custom.length, new Set(custom).size);
+      for (const guid of created) assert.ok(custom.includes(guid), guid);
+      const named = await all(arm.authorization.roleDefinitions.list(scope, { filter: `roleName eq 'js paged ${suffix} 0007'` }));
+      assert.deepEqual(named.map((d) => d.roleName), [`JS paged ${suffix} 0007`]);
+    } finally {
+      await eightAtATime(created.size, (i) => arm.authorization.roleDefinitions.delete(scope, [...created][i]).catch(() => {}));
+    }
+  }));
+
+  test("@azure/arm-cosmosdb reads one page: the Cosmos DB lists answer whole, within 500 databases and containers and 100 custom roles", logged(async () => {
+    const cosmos = new CosmosDBManagementClient(arm.credential, server.subscriptionId, clientOptions(server));
+    const name = uniqueName("jspgcos").replaceAll("-", "").slice(0, 40);
+    const account = await cosmos.databaseAccounts.beginCreateOrUpdateAndWait(rg, name, {
+      location: "westus", kind: "GlobalDocumentDB", databaseAccountOfferType: "Standard",
+      locations: [{ locationName: "westus", failoverPriority: 0, isZoneRedundant: false }],
+    });
+    const db = (i) => `db${String(i).padStart(3, "0")}`;
+    const databases = new Set((await eightAtATime(499, (i) => cosmos.sqlResources.beginCreateUpdateSqlDatabaseAndWait(rg, name, db(i), { resource: { id: db(i) }, options: {} }))).map((d) => d.name));
+    await cosmos.sqlResources.beginCreateUpdateSqlContainerAndWait(rg, name, "db000", "c1", { resource: { id: "c1", partitionKey: { paths: ["/pk"], kind: "Hash" } }, options: {} });
+
+    // The 501st database or container is refused, through ARM and through the data plane.
+    const refused = await rejects(cosmos.sqlResources.beginCreateUpdateSqlDatabaseAndWait(rg, name, "one-more", { resource: { id: "one-more" }, options: {} }));
+    assert.equal(refused.statusCode, 400, describeError(refused));
+    assert.equal(armErrorBody(refused).code, "BadRequest", describeError(refused));
+    assert.ok(armErrorBody(refused).message.includes("500"), armErrorBody(refused).message);
+    const keys = await cosmos.databaseAccounts.listKeys(rg, name);
+    const data = new CosmosClient({ endpoint: account.documentEndpoint, key: keys.primaryMasterKey });
+    try {
+      const dataRefused = await rejects(data.database("db001").containers.create({ id: "c2", partitionKey: { paths: ["/pk"] } }));
+      assert.equal(dataRefused.code, 400, String(dataRefused?.message));
+    } finally {
+      data.dispose();
+    }
+
+    // The client reads a single page; it holds every database, once.
+    const pages = await pageNames(cosmos.sqlResources.listSqlDatabases(rg, name).byPage());
+    assert.equal(pages.length, 1);
+    assert.equal(pages[0].length, 499);
+    assert.deepEqual(new Set(pages[0]), databases);
+    assert.deepEqual((await all(cosmos.sqlResources.listSqlContainers(rg, name, "db000"))).map((c) => c.name), ["c1"]);
+    // Deleting one frees a place.
+    await cosmos.sqlResources.beginDeleteSqlDatabaseAndWait(rg, name, db(498));
+    await cosmos.sqlResources.beginCreateUpdateSqlDatabaseAndWait(rg, name, db(498), { resource: { id: db(498) }, options: {} });
+
+    // Custom data-plane roles: 100, then refused; the one page holds them and the two built-in ones.
+    const role = (i) => cosmos.sqlResources.beginCreateUpdateSqlRoleDefinitionAndWait(randomUUID(), rg, name, {
+      roleName: `js reader ${i}`, type: "CustomRole", assignableScopes: ["/"],
+      permissions: [{ dataActions: ["Microsoft.DocumentDB/databaseAccounts/readMetadata"] }],
+    });
+    const roles = (await eightAtATime(100, role)).map((r) => r.name);
+    const tooMany = await rejects(role(100));
+    assert.equal(tooMany.statusCode, 400, describeError(tooMany));
+    assert.equal(armErrorBody(tooMany).code, "BadRequest", describeError(tooMany));
+    const rolePages = await pageNames(cosmos.sqlResources.listSqlRoleDefinitions(rg, name).byPage());
+    assert.equal(rolePages.length, 1);
+    assert.equal(rolePages[0].length, 102);
+    for (const guid of roles) assert.ok(rolePages[0].includes(guid), guid);
+
+    // Accounts by group and by subscription: one page too.
+    assert.deepEqual(await pageNames(cosmos.databaseAccounts.listByResourceGroup(rg).byPage()), [[name]]);
+    assert.ok((await all(cosmos.databaseAccounts.list())).some((a) => a.name === name));
   }));
 });
