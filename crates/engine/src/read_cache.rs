@@ -1,9 +1,11 @@
 //! A read cache of resource records for ARM GETs, and the resource change feed.
 //!
-//! Writes never read through it (they need the stored version). Every local write clears it;
-//! other servers' writes bump the store's `resources` counter, which the server polls (every
-//! 100 ms), clearing it too. A generation number stops a read that raced with a write from
-//! putting the old record back.
+//! Writes never read through it (they need the stored version). A local write drops the records
+//! it wrote (and, for a delete, everything under the deleted key, which the store deletes with
+//! it); other servers' writes bump the store's `resources` counter, which the server polls (every
+//! 100 ms), and the change log names their keys, which are dropped with everything under them.
+//! Only a change beyond the log's reach clears the whole cache. A generation number, bumped by
+//! every change, stops a read that raced with a write from putting the old record back.
 //!
 //! The same poll reads the store's change log (`resource_changes`: the keys of each committed
 //! batch) and broadcasts them as a `ResourceNote`, and local writes broadcast theirs at once:
@@ -74,7 +76,27 @@ pub(crate) struct ReadCache {
     cosmos: crate::cosmos_auth::CosmosCache,
 }
 
+/// Whether `key` is `changed` or lies under it.
+fn at_or_under(key: &str, changed: &str) -> bool {
+    key.starts_with(changed)
+        && (key.len() == changed.len() || key.as_bytes().get(changed.len()) == Some(&b'/'))
+}
+
 impl ReadCache {
+    /// Drops the records `written` names exactly and everything at or under `removed`.
+    fn forget(&self, written: &[String], removed: &[String]) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut entries) = self.entries.lock() {
+            for key in written {
+                entries.remove(key);
+            }
+            if !removed.is_empty() {
+                entries.retain(|key, _| !removed.iter().any(|gone| at_or_under(key, gone)));
+            }
+        }
+        self.cosmos.clear();
+    }
+
     fn clear(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut entries) = self.entries.lock() {
@@ -90,6 +112,14 @@ impl ReadCache {
 
     pub(crate) fn cosmos(&self) -> &crate::cosmos_auth::CosmosCache {
         &self.cosmos
+    }
+
+    /// Records cached (for `/metrics`).
+    pub(crate) fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .map(|entries| entries.len())
+            .unwrap_or(0)
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -135,7 +165,13 @@ impl Engine {
         change: &ResourceChange,
     ) -> Result<Vec<ResourceRecord>, openmi_store::StoreError> {
         let result = self.store().apply(change).await;
-        self.inner.read_cache.clear();
+        let written: Vec<String> = change
+            .upserts
+            .iter()
+            .map(|record| record.key.clone())
+            .collect();
+        // After a failed change the cache is as right as before; dropping its keys is harmless.
+        self.inner.read_cache.forget(&written, &change.deletes);
         if result.is_ok() {
             let keys: Vec<String> = change
                 .deletes
@@ -169,6 +205,7 @@ impl Engine {
         if seen == version {
             return Ok(());
         }
+        // The log does not say which keys were deleted: each is dropped with what is under it.
         let note = if seen > 0
             && version > seen
             && version - seen <= openmi_store::RESOURCE_LOG_RETAINED
@@ -191,7 +228,10 @@ impl Engine {
             ResourceNote::Anything
         };
         cache.seen_version.store(version, Ordering::SeqCst);
-        cache.clear();
+        match &note {
+            ResourceNote::Keys(keys) => cache.forget(&[], keys),
+            ResourceNote::Anything => cache.clear(),
+        }
         let _ = cache.feed.sender.send(note);
         Ok(())
     }
@@ -200,6 +240,70 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(key: &str) -> Arc<ResourceRecord> {
+        Arc::new(ResourceRecord {
+            key: key.to_string(),
+            id: key.to_string(),
+            subscription_id: "s".to_string(),
+            group_key: None,
+            parent_key: None,
+            type_key: String::new(),
+            name: String::new(),
+            body: String::new(),
+            version: 1,
+            created_at: 0,
+            updated_at: 0,
+        })
+    }
+
+    #[test]
+    fn forgetting_drops_written_keys_and_everything_under_removed_ones() {
+        let cache = ReadCache::default();
+        let group = "/subscriptions/s/resourcegroups/g";
+        let keys = [
+            group.to_string(),
+            format!("{group}/providers/p/a"),
+            format!("{group}/providers/p/a/extensions/e"),
+            format!("{group}/providers/p/b"),
+            format!("{group}2"),
+        ];
+        let fill = || {
+            let mut entries = cache.entries.lock().unwrap();
+            for key in &keys {
+                entries.insert(key.clone(), record(key));
+            }
+        };
+        let cached = || {
+            let mut found: Vec<String> = cache.entries.lock().unwrap().keys().cloned().collect();
+            found.sort();
+            found
+        };
+        fill();
+        let before = cache.generation();
+        cache.forget(&[keys[3].clone()], &[]);
+        assert!(
+            cache.generation() > before,
+            "a racing read may not put it back"
+        );
+        assert_eq!(
+            cached(),
+            [&keys[0], &keys[1], &keys[2], &keys[4]].map(String::clone)
+        );
+        cache.forget(&[], &[keys[1].clone()]);
+        assert_eq!(
+            cached(),
+            [&keys[0], &keys[4]].map(String::clone),
+            "the extension went with its VM"
+        );
+        fill();
+        cache.forget(&[], &[group.to_string()]);
+        assert_eq!(
+            cached(),
+            [keys[4].clone()],
+            "a group takes what is in it, not a name it prefixes"
+        );
+    }
 
     #[test]
     fn notes_concern_the_key_its_ancestors_and_children() {
