@@ -828,3 +828,19 @@ def test_graph_user_password_rules(server):
     })
     assert weak.status_code == 400, weak.text
     assert "password" in weak.json()["error"]["message"].lower(), weak.text
+
+
+def test_a_locked_account_is_said_on_the_sign_in_page(server_factory, monkeypatch):
+    """Smart lockout on the sign-in page (`--lockout-threshold 2`): after two wrong passwords the
+    right one shows AADSTS50053 in the page's alert, no code is issued and no session is made."""
+    srv = server_factory.start(extra_args=("--lockout-threshold", "2", "--lockout-duration", "60"))
+    support.use_ca(monkeypatch, srv.ca_cert_path)
+    url = authorize_url(srv, code_params("http://localhost:8765/", pkce()[1]))
+    with requests.Session() as browser_session:
+        for password in ("wrong-1", "wrong-2"):
+            res = sign_in_with_form(srv, browser_session, url, srv.admin_username, password)
+            assert re.search(r'role="alert"[^>]*>[^<]*AADSTS50126', res.text), res.text[:1500]
+        res = sign_in_with_form(srv, browser_session, url, srv.admin_username, srv.admin_password)
+    assert res.status_code == 200 and "location" not in res.headers, res.headers
+    assert re.search(r'role="alert"[^>]*>[^<]*Your account is locked\. AADSTS50053', res.text), res.text[:1500]
+    assert "openmi_session" not in res.headers.get("set-cookie", "")

@@ -146,3 +146,46 @@ def test_user_realm_answer(server):
     assert res.status_code in (200, 404), res.text
     if res.status_code == 200:
         assert res.json().get("account_type") == "Managed", res.text
+
+
+def test_smart_lockout_locks_after_repeated_wrong_passwords(server_factory, monkeypatch):
+    """Entra's smart lockout (`--lockout-threshold 3 --lockout-duration 2` here): three distinct
+    wrong passwords lock the account, the same wrong password again is not counted, and while
+    locked even the right password is refused with AADSTS50053, through msal and azure-identity;
+    the lock ends after its duration."""
+    import time
+
+    srv = server_factory.start(extra_args=("--lockout-threshold", "3", "--lockout-duration", "2"))
+    support.use_ca(monkeypatch, srv.ca_cert_path)
+    def ropc(password):
+        # A new app each time: msal replays an identical request's invalid_grant from its own
+        # throttling cache instead of sending it again.
+        app = _public_app(srv)
+        return app.acquire_token_by_username_password(srv.admin_username, password, scopes=[ARM_SCOPE])
+
+    for password in ["wrong-1", "wrong-1", "wrong-1", "wrong-2"]:
+        result = ropc(password)
+        assert 50126 in result.get("error_codes", []), result
+    assert "access_token" in ropc(srv.admin_password), "two distinct wrong passwords do not lock"
+    for password in ["wrong-3", "wrong-4", "wrong-5"]:
+        assert 50126 in ropc(password).get("error_codes", [])
+    locked = ropc(srv.admin_password)
+    assert locked.get("error") == "invalid_grant" and locked.get("error_codes") == [50053], locked
+    assert "AADSTS50053" in locked["error_description"] and "locked" in locked["error_description"]
+
+    credential = UsernamePasswordCredential(
+        client_id=AZ_CLI_CLIENT_ID, username=srv.admin_username, password=srv.admin_password,
+        tenant_id=srv.tenant_id, authority=srv.url, disable_instance_discovery=True,
+    )
+    with pytest.raises(ClientAuthenticationError) as info:
+        credential.get_token(ARM_SCOPE)
+    assert "AADSTS50053" in str(info.value)
+
+    waited = []
+    for _ in range(12):
+        time.sleep(0.5)
+        result = ropc(srv.admin_password)
+        waited.append(result.get("error_codes"))
+        if "access_token" in result:
+            break
+    assert "access_token" in result, ("the lock ends after its duration", waited)

@@ -28,8 +28,9 @@ use tokio::sync::Notify;
 use tower::Service as _;
 
 use crate::imds::TokenStart;
+use crate::metrics::{AgentMetrics, Route};
 use crate::tokens::TokenService;
-use crate::{app_service, extension, imds};
+use crate::{app_service, extension, imds, metrics};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -49,6 +50,7 @@ fn imds_router(state: AppState) -> Router {
         .route("/metadata/instance/{*path}", any(imds::instance_get_path))
         .route("/metadata/versions", any(imds::versions_get))
         .route("/msi/token", any(app_service::msi_token))
+        .route("/metrics", axum::routing::get(metrics::metrics_get))
         .fallback(imds::not_found)
         .with_state(state)
 }
@@ -72,6 +74,9 @@ type ResponseBody = Either<Full<Bytes>, Body>;
 pub struct Endpoint {
     router: Router,
     token_fast_path: Option<AppState>,
+    metrics: Arc<AgentMetrics>,
+    /// The VM-extension listener (whose `/oauth2/token` is counted apart from IMDS's paths).
+    extension_listener: bool,
 }
 
 impl Endpoint {
@@ -79,15 +84,19 @@ impl Endpoint {
     pub fn imds(state: AppState) -> Endpoint {
         Endpoint {
             router: imds_router(state.clone()),
+            metrics: state.tokens.client().metrics().clone(),
             token_fast_path: Some(state),
+            extension_listener: false,
         }
     }
 
     /// The VM-extension endpoint.
     pub fn extension(state: AppState) -> Endpoint {
         Endpoint {
+            metrics: state.tokens.client().metrics().clone(),
             router: extension_router(state),
             token_fast_path: None,
+            extension_listener: true,
         }
     }
 
@@ -105,6 +114,7 @@ impl Endpoint {
                 match imds::token_start(state, method, headers, query) {
                     TokenStart::Answered(answer) => {
                         let response = token_response(answer);
+                        self.metrics.answered(Route::ImdsToken, response.status());
                         log.finish(&response);
                         return future::Either::Left(std::future::ready(Ok(response)));
                     }
@@ -113,6 +123,10 @@ impl Endpoint {
                         return future::Either::Right(Box::pin(async move {
                             let answer = mint.finish(&state, request.uri().query()).await;
                             let response = token_response(answer);
+                            state
+                                .tokens
+                                .metrics()
+                                .answered(Route::ImdsToken, response.status());
                             log.finish(&response);
                             Ok(response)
                         }));
@@ -121,11 +135,13 @@ impl Endpoint {
             }
         }
         let request = strip_trailing_slash(request);
+        let route = Route::of_path(request.uri().path(), self.extension_listener);
         future::Either::Right(Box::pin(async move {
             let response = match self.router.clone().call(request.map(Body::new)).await {
                 Ok(response) => response.map(Either::Right),
                 Err(never) => match never {},
             };
+            self.metrics.answered(route, response.status());
             log.finish(&response);
             Ok(response)
         }))

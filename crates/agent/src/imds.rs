@@ -467,7 +467,10 @@ pub fn token_start(
     let tokens = &state.tokens;
     let epoch = tokens.epoch();
     match query.and_then(|query| tokens.memo().get(query, epoch, tokens.now())) {
-        Some(body) => TokenStart::Answered(Ok(body)),
+        Some(body) => {
+            tokens.metrics().hit(crate::metrics::Hit::Memo);
+            TokenStart::Answered(Ok(body))
+        }
         None => TokenStart::Mint(Mint {
             _admission: admission,
             epoch,

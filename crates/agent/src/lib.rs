@@ -28,6 +28,7 @@ mod http;
 mod imds;
 mod instance;
 mod memo;
+mod metrics;
 mod server_client;
 mod throttle;
 mod tokens;

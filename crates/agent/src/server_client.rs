@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
 use crate::assertion::AssertionSigner;
+use crate::metrics::{AgentMetrics, ServerOutcome};
 use crate::AgentError;
 
 /// Time allowed to open a connection to the server.
@@ -32,6 +33,8 @@ pub struct ServerClient {
     server: String,
     signer: Option<Arc<AssertionSigner>>,
     batch: Arc<Mutex<BatchQueue>>,
+    /// The agent's counters (`/metrics`); this client counts its calls and their outcomes.
+    metrics: Arc<AgentMetrics>,
 }
 
 /// Token calls waiting to be sent, how many sent ones are not answered yet, and in how many
@@ -272,6 +275,7 @@ impl ServerClient {
             server: server.trim_end_matches('/').to_string(),
             signer: None,
             batch: Arc::default(),
+            metrics: Arc::default(),
         })
     }
 
@@ -280,6 +284,11 @@ impl ServerClient {
     pub fn with_send_at_once_below(self, count: usize) -> ServerClient {
         self.batch_queue().send_at_once_below = count;
         self
+    }
+
+    /// The agent's counters.
+    pub fn metrics(&self) -> &Arc<AgentMetrics> {
+        &self.metrics
     }
 
     /// The same client, authenticating its calls with `signer`.
@@ -478,7 +487,7 @@ impl ServerClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, ServerCallError> {
-        parse_reply(&body_bytes(respond(request).await?).await?)
+        parse_reply(&body_bytes(respond(&self.metrics, request).await?).await?)
     }
 
     /// `respond` with the agent's assertion.
@@ -488,7 +497,11 @@ impl ServerClient {
     ) -> Result<reqwest::Response, ServerCallError> {
         let signer = self.signer.as_ref().ok_or(ServerCallError::NotEnrolled)?;
         let authorization = signer.authorization(now())?;
-        let result = respond(request.header(reqwest::header::AUTHORIZATION, authorization)).await;
+        let result = respond(
+            &self.metrics,
+            request.header(reqwest::header::AUTHORIZATION, authorization),
+        )
+        .await;
         if let Err(ServerCallError::Unauthorized { .. }) = &result {
             // A refused assertion is never sent again (clock skew, a rotated registration).
             signer.forget();
@@ -498,12 +511,23 @@ impl ServerClient {
 }
 
 /// A 2xx answer to `request` (its body still to read); any other answer sorted into its failure.
-async fn respond(request: reqwest::RequestBuilder) -> Result<reqwest::Response, ServerCallError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|error| ServerCallError::Unreachable(describe(&error)))?;
+/// Counted in `metrics` by how it ended.
+async fn respond(
+    metrics: &AgentMetrics,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, ServerCallError> {
+    let response = request.send().await.map_err(|error| {
+        metrics.server_call(ServerOutcome::Unreachable);
+        ServerCallError::Unreachable(describe(&error))
+    })?;
     let status = response.status();
+    metrics.server_call(if status.is_success() {
+        ServerOutcome::Ok
+    } else if status.is_server_error() {
+        ServerOutcome::ServerError
+    } else {
+        ServerOutcome::Refused
+    });
     if status.is_success() {
         return Ok(response);
     }

@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock};
 use crate::cache::{CacheKey, CachedToken, IdentityKey, TokenCache};
 use crate::instance::Snapshot;
 use crate::memo::ResponseMemo;
+use crate::metrics::{AgentMetrics, Hit};
 use crate::server_client::{
     now, InstanceDocument, MintedToken, Selector, ServerCallError, ServerClient,
 };
@@ -86,6 +87,16 @@ impl TokenService {
         &self.client
     }
 
+    /// The agent's counters (kept by the server client, which counts its calls there too).
+    pub fn metrics(&self) -> &AgentMetrics {
+        self.client.metrics()
+    }
+
+    /// Tokens cached now.
+    pub fn cached_tokens(&self) -> usize {
+        self.cache.len()
+    }
+
     /// The last instance document, digested.
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
         self.snapshot
@@ -114,7 +125,10 @@ impl TokenService {
 
     /// Lets one token request in, or answers that the VM is over its limit.
     pub fn admit(&self) -> Result<Admission, TokenFailure> {
-        self.throttle.admit().map_err(TokenFailure::Throttled)
+        self.throttle.admit().map_err(|throttled| {
+            self.metrics().throttled();
+            TokenFailure::Throttled(throttled)
+        })
     }
 
     pub fn is_unregistered(&self) -> bool {
@@ -215,6 +229,7 @@ impl TokenService {
             let identity = self.identity_key(selector);
             if !bypass_cache {
                 if let Some(token) = self.cache.fresh_for(&identity, resource, self.now()) {
+                    self.metrics().hit(Hit::Cache);
                     return Ok(token);
                 }
             }
@@ -222,6 +237,7 @@ impl TokenService {
             let slot = self.cache.slot(&key);
             if !bypass_cache {
                 if let Some(token) = slot.stale_while_failing(self.now()) {
+                    self.metrics().stale_served();
                     return Ok(token);
                 }
             }
@@ -239,12 +255,15 @@ impl TokenService {
             }
             if !bypass_cache {
                 if let Some(token) = self.cache.fresh(&key, self.now()) {
+                    self.metrics().hit(Hit::Coalesced);
                     return Ok(token);
                 }
                 if let Some(token) = slot.stale_while_failing(self.now()) {
+                    self.metrics().stale_served();
                     return Ok(token);
                 }
             }
+            self.metrics().miss(slot.token().is_some());
             let result = self.fetch(selector, resource, &key).await;
             let now = self.now();
             let result = match result {
@@ -256,6 +275,7 @@ impl TokenService {
                             "server unreachable; serving the cached token"
                         );
                         slot.set_retry_at(now + STALE_RETRY_SECONDS);
+                        self.metrics().stale_served();
                         Ok(token)
                     }
                     _ => Err(TokenFailure::Unavailable),

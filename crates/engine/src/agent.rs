@@ -186,7 +186,13 @@ impl Engine {
         if let Some(agent) = self.inner.agents.assertion(assertion, self.now()) {
             return Ok(agent);
         }
-        let agent = self.verify_agent_assertion(assertion).await?;
+        let agent = self
+            .verify_agent_assertion(assertion)
+            .await
+            .inspect_err(|error| {
+                self.stats()
+                    .count_failure(crate::GrantKind::ManagedIdentity, error)
+            })?;
         Ok(agent)
     }
 
@@ -437,6 +443,7 @@ impl Engine {
             xms_mirid: Some(chosen.mirid.clone()),
         };
         let access_token = jwt::encode(self.key_ring().active(now)?, TokenFormat::V1, &claims)?;
+        self.stats().count_minted(crate::GrantKind::ManagedIdentity);
         Ok(ManagedIdentityToken {
             access_token,
             resource: resource.to_string(),

@@ -181,6 +181,8 @@ impl Engine {
                 rbac: Default::default(),
                 read_cache: Default::default(),
                 agents: Default::default(),
+                stats: Default::default(),
+                lockout: Default::default(),
                 subscription_id: subscription.id.to_string(),
             }),
         };

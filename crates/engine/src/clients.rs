@@ -44,6 +44,13 @@ impl std::fmt::Debug for ClientEntry {
 }
 
 impl ClientCache {
+    pub(crate) fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .map(|entries| entries.len())
+            .unwrap_or(0)
+    }
+
     fn get(&self, client_id: ClientId) -> Option<Arc<ClientEntry>> {
         let entries = self.entries.lock().ok()?;
         let (loaded, entry) = entries.get(&client_id)?;
@@ -113,6 +120,13 @@ pub(crate) struct BearerCache {
 }
 
 impl BearerCache {
+    pub(crate) fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .map(|entries| entries.len())
+            .unwrap_or(0)
+    }
+
     pub(crate) fn get(&self, token: &str) -> Option<(Caller, String)> {
         self.entries.lock().ok()?.get(token).cloned()
     }
@@ -144,6 +158,13 @@ type VmIdentities = (
 );
 
 impl AgentCache {
+    /// Assertions and VMs' identities cached (for `/metrics`).
+    pub(crate) fn sizes(&self) -> (usize, usize) {
+        let assertions = self.assertions.lock().map(|entries| entries.len());
+        let vm_identities = self.vm_identities.lock().map(|entries| entries.len());
+        (assertions.unwrap_or(0), vm_identities.unwrap_or(0))
+    }
+
     pub(crate) fn assertion(&self, assertion: &str, now: i64) -> Option<crate::AgentCaller> {
         let entries = self.assertions.lock().ok()?;
         let (agent, expires_at) = entries.get(assertion)?;

@@ -61,6 +61,13 @@ pub(crate) struct CosmosCache {
 }
 
 impl CosmosCache {
+    /// Accounts and containers cached (for `/metrics`).
+    pub(crate) fn sizes(&self) -> (usize, usize) {
+        let accounts = self.accounts.lock().map(|entries| entries.len());
+        let containers = self.containers.lock().map(|entries| entries.len());
+        (accounts.unwrap_or(0), containers.unwrap_or(0))
+    }
+
     pub(crate) fn clear(&self) {
         if let Ok(mut accounts) = self.accounts.lock() {
             accounts.clear();

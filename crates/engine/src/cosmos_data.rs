@@ -74,6 +74,9 @@ pub enum ItemWriteMode {
     Replace,
 }
 
+/// Cosmos DB's largest item, in bytes of its JSON.
+const MAX_ITEM_BYTES: usize = 2 * 1024 * 1024;
+
 fn bad_request(message: impl Into<String>) -> CosmosFailure {
     CosmosFailure::new(400, 0, "BadRequest", message)
 }
@@ -1047,6 +1050,17 @@ impl Engine {
         let mut clean = patched;
         for key in ["_rid", "_self", "_etag", "_attachments", "_ts", "_lsn"] {
             clean.remove(key);
+        }
+        // "Maximum size of an item: 2 MB (UTF-8 length of JSON representation)" (Cosmos DB's
+        // per-item limits): a body over it is refused before it gets here (the server's
+        // limits layer), a patch that grows an item past it here, both as the service does.
+        if serde_json::to_vec(&clean).map_or(0, |text| text.len()) > MAX_ITEM_BYTES {
+            return Err(CosmosFailure::new(
+                413,
+                0,
+                "RequestEntityTooLarge",
+                r#"Message: {"Errors":["Request size is too large"]}"#,
+            ));
         }
         let etag = new_etag();
         let rid = document

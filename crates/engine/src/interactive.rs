@@ -391,7 +391,11 @@ impl Engine {
         let tenant = self.resolve_tenant(tenant)?.clone();
         let user = self
             .verify_user_password(&tenant, username, password)
-            .await?;
+            .await
+            .inspect_err(|error| {
+                self.stats()
+                    .count_failure(crate::GrantKind::SignInPage, error)
+            })?;
         let cookie = random_secret()?;
         let now = self.now();
         self.store()

@@ -18,8 +18,10 @@ mod deployments;
 mod directory;
 mod interactive;
 mod keys;
+mod lockout;
 mod network;
 mod read_cache;
+mod stats;
 mod tokens;
 
 #[cfg(test)]
@@ -44,7 +46,9 @@ pub use interactive::{
     NewSession, OAuthVersion, Session, PORTAL_CLIENT_ID,
 };
 pub use keys::rotate_signing_key;
+pub use lockout::LockoutPolicy;
 pub use read_cache::ResourceNote;
+pub use stats::{CacheSizes, EngineStats, GrantKind, SignInFailure};
 pub use tokens::{Api, ClientAuth, GrantRequest, IssuedTokens, ResourceRequest};
 
 /// The Azure CLI's first-party public client id; users sign in through it (ROPC, refresh).
@@ -89,6 +93,8 @@ pub struct EngineConfig {
     /// How long a deployment PUT waits for its deployment before answering `Running` with a
     /// status URL (ARM answers at once; waiting spares clients a poll).
     pub deployment_wait: std::time::Duration,
+    /// Smart lockout of password sign-ins.
+    pub lockout: LockoutPolicy,
 }
 
 impl Default for EngineConfig {
@@ -101,6 +107,7 @@ impl Default for EngineConfig {
             max_token_lifetime: 86700,
             own_resources: Vec::new(),
             deployment_wait: std::time::Duration::from_secs(20),
+            lockout: LockoutPolicy::default(),
         }
     }
 }
@@ -282,6 +289,10 @@ struct Inner {
     rbac: authorization::RbacState,
     read_cache: read_cache::ReadCache,
     agents: clients::AgentCache,
+    // Tokens minted and failed sign-ins, for `/metrics`.
+    stats: stats::EngineStats,
+    // Failed password sign-ins per account (smart lockout).
+    lockout: lockout::Lockout,
     // The subscription served; fixed after bootstrap.
     subscription_id: String,
 }

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::bootstrap::random_secret;
 use crate::clients::ClientEntry;
+use crate::stats::GrantKind;
 use crate::{Engine, EngineError};
 
 /// The JWT-bearer client assertion type (RFC 7523).
@@ -262,20 +263,25 @@ impl Engine {
         Ok(self.resolve_resource(request, true)?.requested)
     }
 
-    /// Runs one grant of the token endpoint.
+    /// Runs one grant of the token endpoint; counts the token minted or the failed sign-in.
     pub async fn grant(&self, request: GrantRequest) -> Result<IssuedTokens, EngineError> {
         let tenant = self.resolve_tenant(&request.tenant)?.clone();
         let grant_type = required(&request.grant_type, "grant_type")?;
-        match grant_type.as_str() {
-            "client_credentials" => self.grant_client_credentials(&tenant, &request).await,
-            "password" => self.grant_password(&tenant, &request).await,
-            "refresh_token" => self.grant_refresh_token(&tenant, &request).await,
-            "authorization_code" => self.grant_authorization_code(&tenant, &request).await,
-            "urn:ietf:params:oauth:grant-type:device_code" | "device_code" => {
-                self.grant_device_code(&tenant, &request).await
+        let Some(kind) = GrantKind::of_grant_type(&grant_type) else {
+            return Err(EngineError::UnsupportedGrantType(grant_type));
+        };
+        let result = match kind {
+            GrantKind::ClientCredentials => self.grant_client_credentials(&tenant, &request).await,
+            GrantKind::Password => self.grant_password(&tenant, &request).await,
+            GrantKind::RefreshToken => self.grant_refresh_token(&tenant, &request).await,
+            GrantKind::AuthorizationCode => self.grant_authorization_code(&tenant, &request).await,
+            GrantKind::DeviceCode => self.grant_device_code(&tenant, &request).await,
+            GrantKind::ManagedIdentity | GrantKind::SignInPage => {
+                Err(EngineError::UnsupportedGrantType(grant_type))
             }
-            other => Err(EngineError::UnsupportedGrantType(other.to_string())),
-        }
+        };
+        self.stats().count(kind, &result);
+        result
     }
 
     /// Checks the client's credential; returns the `appidacr` value ("1" secret, "2" certificate).
@@ -512,6 +518,11 @@ impl Engine {
             Some(found) => found,
             None => return Err(EngineError::InvalidUserCredentials),
         };
+        let now = self.now();
+        if self.inner.lockout.is_locked(user.object_id, now) {
+            return Err(account_locked());
+        }
+        let wrong_hash = self.inner.kek.hash_client_secret(password);
         let password = password.to_string();
         // argon2 takes tens of milliseconds of CPU; keep it off the async workers.
         let verified = tokio::task::spawn_blocking(move || {
@@ -526,9 +537,21 @@ impl Engine {
         })
         .await
         .map_err(|error| EngineError::Internal(format!("EN0302 password check: {error}")))?;
-        if !verified || user.kind != PrincipalKind::User {
+        if user.kind != PrincipalKind::User {
             return Err(EngineError::InvalidUserCredentials);
         }
+        if !verified {
+            let policy = self.config().lockout;
+            if let Some(seconds) =
+                self.inner
+                    .lockout
+                    .failed(&policy, user.object_id, wrong_hash, now)
+            {
+                tracing::warn!(user = %user.object_id, seconds, "account locked after repeated failed sign-ins");
+            }
+            return Err(EngineError::InvalidUserCredentials);
+        }
+        self.inner.lockout.succeeded(user.object_id);
         Ok(user)
     }
 
@@ -668,5 +691,14 @@ impl Engine {
             client_info,
             object_id: user.object_id.to_string(),
         })
+    }
+}
+
+/// Entra's answer to a password sign-in while the account is locked (smart lockout).
+pub(crate) fn account_locked() -> EngineError {
+    EngineError::OAuth {
+        error: "invalid_grant",
+        code: 50053,
+        description: "The account is locked, you've tried to sign in too many times with an incorrect user ID or password.".to_string(),
     }
 }

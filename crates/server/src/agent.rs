@@ -58,7 +58,11 @@ impl IntoResponse for AgentError {
     }
 }
 
-fn error(status: StatusCode, code: &'static str, description: impl Into<String>) -> AgentError {
+pub(crate) fn error(
+    status: StatusCode,
+    code: &'static str,
+    description: impl Into<String>,
+) -> AgentError {
     AgentError {
         status,
         code,
@@ -398,6 +402,8 @@ pub async fn watch(
         Ok(agent) => agent,
         Err(failure) => return failure.into_response(),
     };
+    // Counted as a connected agent until answered (or abandoned by the agent).
+    let _open = state.metrics.open_watch();
     let deadline = tokio::time::Instant::now() + WATCH_TIMEOUT;
     // Subscribed before the first read, so no change between the read and the wait is missed.
     let mut notes = state.engine.resource_notes();

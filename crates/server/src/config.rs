@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context};
 use openmi_token::Kek;
 
+use crate::connection::ClientTimeouts;
 use crate::files::write_private_file;
 use crate::tls::{ensure_local_ca, TlsFiles};
 
@@ -67,6 +68,20 @@ pub struct ServerArgs {
     /// with its status URL, in seconds. 0 answers at once, as ARM always does.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=60))]
     pub deployment_wait: u64,
+    /// Failed password sign-ins that lock an account (Entra's smart lockout; 0 turns it off).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub lockout_threshold: u32,
+    /// Seconds of the first lockout; each further one doubles it, up to an hour.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..=3600))]
+    pub lockout_duration: i64,
+    /// Seconds a client has to send a request's headers (counted from the connection's start,
+    /// or from the first byte of a later request); also the longest pause allowed while it
+    /// sends a body. A slower client's connection is closed.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+    /// Seconds a keep-alive connection may wait for its next request before it is closed.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub idle_timeout: u64,
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -101,6 +116,8 @@ pub struct ServerConfig {
     pub mi_token_lifetime: i64,
     pub key_reload_interval: std::time::Duration,
     pub deployment_wait: std::time::Duration,
+    pub client_timeouts: ClientTimeouts,
+    pub lockout: openmi_engine::LockoutPolicy,
 }
 
 /// Opens or creates the data directory, refusing a path that is not a usable directory.
@@ -269,6 +286,14 @@ impl ServerConfig {
             mi_token_lifetime: args.mi_token_lifetime,
             key_reload_interval: std::time::Duration::from_secs(args.key_reload_interval),
             deployment_wait: std::time::Duration::from_secs(args.deployment_wait),
+            client_timeouts: ClientTimeouts {
+                header: std::time::Duration::from_secs(args.header_timeout),
+                idle: std::time::Duration::from_secs(args.idle_timeout),
+            },
+            lockout: openmi_engine::LockoutPolicy {
+                threshold: args.lockout_threshold,
+                duration: args.lockout_duration,
+            },
         })
     }
 

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
@@ -61,8 +61,13 @@ fn context_from_headers(headers: &HeaderMap) -> RequestContext {
     }
 }
 
-/// Middleware: assigns ids, echoes them, and writes one structured log line per request.
-pub async fn track(mut request: Request, next: Next) -> Response {
+/// Middleware: assigns ids, echoes them, writes one structured log line per request and counts it
+/// in `/metrics` under its route family.
+pub async fn track(
+    State(state): State<crate::AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let mut context = context_from_headers(request.headers());
     if context.host.is_none() {
@@ -75,7 +80,17 @@ pub async fn track(mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     // The path only: query strings are not logged, so nothing secret can reach the log.
     let path = request.uri().path().to_string();
+    let family = crate::metrics::Family::of_route(
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
     let mut response = next.run(request).await;
+    let latency = started.elapsed();
+    state
+        .metrics
+        .observe_request(family, response.status(), latency);
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&context.request_id) {
         headers.insert("x-ms-request-id", value);
@@ -99,7 +114,7 @@ pub async fn track(mut request: Request, next: Next) -> Response {
         method = %method,
         path = %path,
         status = response.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
+        latency_us = latency.as_micros() as u64,
         caller = %caller,
         request_id = %context.request_id,
         "request"

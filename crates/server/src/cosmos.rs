@@ -32,14 +32,14 @@ fn flag(headers: &HeaderMap, name: &str) -> bool {
     header(headers, name).is_some_and(|value| value.eq_ignore_ascii_case("true"))
 }
 
-fn activity_id(headers: &HeaderMap) -> String {
+pub(crate) fn activity_id(headers: &HeaderMap) -> String {
     header(headers, "x-ms-activity-id")
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 /// Cosmos's error body and headers.
-fn failure_response(failure: CosmosFailure, activity: &str) -> Response {
+pub(crate) fn failure_response(failure: CosmosFailure, activity: &str) -> Response {
     let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = json!({
         "code": failure.code,

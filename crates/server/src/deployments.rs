@@ -20,7 +20,7 @@ use crate::AppState;
 /// name the template's own lines and columns). The relaxed JSON ARM reads is allowed: az splices
 /// a template file's text, comments included, after an unquoted `template:` key
 /// (`openmi_model::jsonc`).
-fn deployment_body(body: &Bytes) -> Result<(Value, Option<String>), ArmError> {
+pub(crate) fn deployment_body(body: &Bytes) -> Result<(Value, Option<String>), ArmError> {
     let text = std::str::from_utf8(body).map_err(|_| {
         ArmError::new(
             StatusCode::BAD_REQUEST,

@@ -8,6 +8,7 @@ mod agent;
 mod arm;
 mod auth;
 pub mod config;
+mod connection;
 mod context;
 mod cosmos;
 mod deployments;
@@ -16,13 +17,17 @@ mod error;
 mod files;
 mod graph;
 mod images;
+mod limits;
+mod metrics;
 mod portal;
 mod tls;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{any, get};
 use axum::Router;
@@ -34,6 +39,7 @@ use tokio::net::TcpListener;
 
 use config::{prepare_data_dir, save_kek, ServerConfig};
 pub use config::{RotateArgs, ServerArgs, StoreArgs};
+use connection::{Activity, BusyBody, ClientTimeouts, Watched};
 use context::RequestContext;
 
 /// Shared state of the request handlers.
@@ -44,6 +50,11 @@ pub struct AppState {
     base_urls: Arc<Vec<String>>,
     /// Turns `true` when the server starts shutting down; long polls answer at once then.
     pub shutting_down: tokio::sync::watch::Receiver<bool>,
+    /// `--header-timeout` and `--idle-timeout`; the header timeout also bounds a pause within a
+    /// request body (`limits.rs`).
+    pub client_timeouts: ClientTimeouts,
+    /// What `/metrics` reports.
+    pub metrics: Arc<metrics::ServerMetrics>,
 }
 
 impl AppState {
@@ -67,6 +78,9 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "ok") }))
+        .route("/livez", get(metrics::livez))
+        .route("/readyz", get(metrics::readyz))
+        .route("/metrics", get(metrics::metrics_get))
         .merge(entra::router())
         .merge(graph::router())
         .merge(agent::router())
@@ -77,7 +91,18 @@ pub fn router(state: AppState) -> Router {
         .route("/cosmos/{account}/", any(cosmos::data_plane_root))
         .route("/cosmos/{account}/{*rest}", any(cosmos::data_plane))
         .fallback(arm::dispatch)
-        .layer(axum::middleware::from_fn(context::track))
+        // Every body passes `limits::enforce` (size and nesting, in each protocol's error
+        // shape), which leaves it whole in memory; axum's own 2 MB default would answer a
+        // 3 MB ARM body in plain text, so it is off.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::enforce,
+        ))
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            context::track,
+        ))
         .with_state(state)
 }
 
@@ -152,6 +177,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         user_token_lifetime: config.user_token_lifetime,
         mi_token_lifetime: config.mi_token_lifetime,
         deployment_wait: config.deployment_wait,
+        lockout: config.lockout,
 
         own_resources: config.base_urls.clone(),
         ..EngineConfig::default()
@@ -164,6 +190,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         base_urls,
         key_reload_interval,
         listen,
+        client_timeouts,
         ..
     } = config;
     let (engine, outcome) = Engine::start(store, kek, Arc::new(SystemClock), engine_config)
@@ -225,9 +252,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     });
     let (shutdown_sender, shutting_down) = tokio::sync::watch::channel(false);
     let state = AppState {
+        metrics: Arc::new(metrics::ServerMetrics::new(&engine)),
         engine: engine.clone(),
         base_urls: Arc::new(base_urls),
         shutting_down,
+        client_timeouts,
     };
     // `--also-listen`: the same application on more addresses, stopping with the main one.
     let mut extra_servers = Vec::new();
@@ -237,10 +266,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             listener,
             tls_config.clone(),
             router(state.clone()),
+            client_timeouts,
             sender,
         )));
     }
-    serve(listener, tls_config, router(state), shutdown_sender).await;
+    serve(
+        listener,
+        tls_config,
+        router(state),
+        client_timeouts,
+        shutdown_sender,
+    )
+    .await;
     for extra in extra_servers {
         let _ = tokio::time::timeout(Duration::from_secs(11), extra).await;
     }
@@ -341,10 +378,13 @@ fn collapse_slashes<B>(mut request: axum::http::Request<B>) -> axum::http::Reque
 }
 
 /// Accepts TLS connections until a shutdown signal, then lets open requests finish (10 s at most).
+/// A connection whose client is too slow to send a request's headers, or that waits for its
+/// next request longer than the idle timeout, is closed (`connection.rs`).
 async fn serve(
     listener: TcpListener,
     tls_config: Arc<rustls::ServerConfig>,
     app: Router,
+    timeouts: ClientTimeouts,
     shutdown_sender: tokio::sync::watch::Sender<bool>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
@@ -366,8 +406,9 @@ async fn serve(
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let builder = builder.clone();
+                let activity = Activity::new();
                 let service = hyper_util::service::TowerToHyperService::new(
-                    tower::ServiceExt::map_request(app.clone(), collapse_slashes),
+                    connection_service(app.clone(), activity.clone()),
                 );
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
@@ -375,8 +416,15 @@ async fn serve(
                         Ok(Ok(stream)) => stream,
                         _ => return,
                     };
-                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
-                    let _ = watcher.watch(connection).await;
+                    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    let io = TokioIo::new(Watched::new(tls, activity.clone(), !http2));
+                    let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
+                    // Dropping the connection closes it; `expired` resolves only while no
+                    // request is open on it.
+                    tokio::select! {
+                        _ = watcher.watch(connection) => {}
+                        _ = activity.expired(timeouts) => {}
+                    }
                 });
             }
             _ = &mut shutdown => {
@@ -388,6 +436,29 @@ async fn serve(
     drop(listener);
     tracing::info!("shutting down: waiting for open requests");
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+/// The application as one connection serves it: paths slash-collapsed, and each request open in
+/// the connection's `Activity` until its response body has been sent.
+fn connection_service(
+    app: Router,
+    activity: Activity,
+) -> impl tower::Service<
+    axum::http::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<axum::response::Response, Infallible>> + Send,
+> + Clone {
+    tower::service_fn(move |request: axum::http::Request<hyper::body::Incoming>| {
+        let busy = activity.begin();
+        let mut request = collapse_slashes(request);
+        request.extensions_mut().insert(activity.clone());
+        let app = app.clone();
+        async move {
+            let response = tower::ServiceExt::oneshot(app, request).await?;
+            Ok(response.map(|body| BusyBody::wrap(body, busy)))
+        }
+    })
 }
 
 /// `openmi server keys rotate`: adds a signing key through the store; running servers pick it up.

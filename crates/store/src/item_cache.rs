@@ -111,6 +111,14 @@ impl ItemCache {
         }
     }
 
+    /// How many items are cached.
+    pub(crate) fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .map(|inner| inner.entries.len())
+            .unwrap_or(0)
+    }
+
     /// The epoch to pass to `fill` (read it before reading the database).
     pub(crate) fn epoch(&self) -> u64 {
         self.inner

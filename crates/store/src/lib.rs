@@ -28,7 +28,9 @@ pub use directory::{BootstrapRecord, NewServicePrincipal};
 pub use interactive::InteractiveGrant;
 pub use items::{ItemOutcome, ItemWrite, StoredItem};
 pub use keys::StoredSigningKey;
-pub use resources::{Listing, ResourceChange, ResourceRecord, RESOURCE_LOG_RETAINED};
+pub use resources::{
+    Listing, ResourceChange, ResourceRecord, WriterMetrics, RESOURCE_LOG_RETAINED,
+};
 
 /// Failures a caller can act on; backend errors are classified here and kept only as text for logs.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,7 @@ pub struct Store {
     writer: tokio::sync::mpsc::Sender<resources::PendingChange>,
     // SQLite only: point reads of Cosmos items, kept by the writer (see `item_cache`).
     item_cache: Option<std::sync::Arc<item_cache::ItemCache>>,
+    writer_metrics: WriterMetrics,
 }
 
 impl Store {
@@ -124,16 +127,19 @@ impl Store {
         };
         let (writer, queue) = tokio::sync::mpsc::channel(1024);
         let item_cache = (backend == Backend::Sqlite).then(Default::default);
+        let writer_metrics = WriterMetrics::default();
         tokio::spawn(resources::run_writer(
             pool.clone(),
             queue,
             item_cache.clone(),
+            writer_metrics.clone(),
         ));
         let store = Store {
             pool,
             backend,
             writer,
             item_cache,
+            writer_metrics,
         };
         migrations::apply(&store).await?;
         if let Some(cache) = &store.item_cache {
@@ -145,6 +151,23 @@ impl Store {
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// What the writer measures of its group commits.
+    pub fn writer_metrics(&self) -> &WriterMetrics {
+        &self.writer_metrics
+    }
+
+    /// Cosmos items in the point-read cache (SQLite only; `None` on PostgreSQL, which has none).
+    pub fn item_cache_entries(&self) -> Option<usize> {
+        self.item_cache.as_ref().map(|cache| cache.len())
+    }
+
+    /// One round trip to the database (`SELECT 1` on a pooled connection), for readiness checks;
+    /// the caller bounds how long it may take.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.pool.execute("SELECT 1").await?;
+        Ok(())
     }
 
     /// Closes every connection (graceful shutdown).

@@ -231,3 +231,50 @@ describe("@azure/msal-node", () => {
     assert.equal((await verify(result.accessToken)).appid, sp.appId);
   }));
 });
+
+describe("smart lockout (a server started with --lockout-threshold 3 --lockout-duration 2)", () => {
+  let locking;
+  before(async () => {
+    locking = await startServer({ extraArgs: ["--lockout-threshold", "3", "--lockout-duration", "2"] });
+  });
+  after(async () => {
+    await locking?.stop();
+  });
+
+  test("three distinct wrong passwords lock the account: the right one is AADSTS50053 (msal-node, @azure/identity) until the lock ends", logged(async () => {
+    const ropc = async (password) => {
+      const app = new PublicClientApplication({
+        auth: { clientId: AZ_CLI_CLIENT_ID, authority: `${locking.url}/${locking.tenantId}`, knownAuthorities: [new URL(locking.url).host] },
+      });
+      try {
+        return { result: await app.acquireTokenByUsernamePassword({ scopes: [ARM_SCOPE], username: locking.adminUsername, password }) };
+      } catch (error) {
+        return { error };
+      }
+    };
+    for (const password of ["wrong-1", "wrong-1", "wrong-2"]) {
+      assert.match((await ropc(password)).error?.errorMessage ?? "", /AADSTS50126/);
+    }
+    assert.ok((await ropc(locking.adminPassword)).result?.accessToken, "two distinct wrong passwords do not lock");
+    for (const password of ["wrong-3", "wrong-4", "wrong-5"]) {
+      assert.match((await ropc(password)).error?.errorMessage ?? "", /AADSTS50126/);
+    }
+    const locked = (await ropc(locking.adminPassword)).error;
+    assert.equal(locked?.errorCode, "invalid_grant", String(locked));
+    assert.match(locked.errorMessage, /AADSTS50053: The account is locked/);
+
+    const credential = new UsernamePasswordCredential(locking.tenantId, AZ_CLI_CLIENT_ID, locking.adminUsername, locking.adminPassword, {
+      authorityHost: locking.url,
+      disableInstanceDiscovery: true,
+    });
+    const error = await rejects(credential.getToken(ARM_SCOPE));
+    assert.match(error.message, /AADSTS50053/);
+
+    let unlocked;
+    for (let attempt = 0; attempt < 12 && !unlocked; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      unlocked = (await ropc(locking.adminPassword)).result;
+    }
+    assert.ok(unlocked?.accessToken, "the lock ends after its duration");
+  }));
+});

@@ -337,19 +337,21 @@ async fn authorize(
                 set_cookie(&mut response, &new.cookie, new.max_age);
                 response
             }
-            Err(EngineError::InvalidUserCredentials) => {
-                tracing::info!(request_id = %context.request_id, "interactive sign-in failed: invalid username or password");
-                sign_in_page(
-                    StatusCode::OK,
-                    &target,
-                    &action,
-                    hidden_fields(&pairs),
-                    &username,
-                    Some(format!("Your account or password is incorrect. AADSTS50126: Error validating credentials due to invalid username or password. Trace ID: {}", context.request_id)),
-                    session.as_ref(),
-                )
-            }
-            Err(error) => redirect_error(&target, error, &context, &tenant),
+            Err(error) => match sign_in_failure_text(&error, &context) {
+                Some(text) => {
+                    tracing::info!(request_id = %context.request_id, %error, "interactive sign-in failed");
+                    sign_in_page(
+                        StatusCode::OK,
+                        &target,
+                        &action,
+                        hidden_fields(&pairs),
+                        &username,
+                        Some(text),
+                        session.as_ref(),
+                    )
+                }
+                None => redirect_error(&target, error, &context, &tenant),
+            },
         };
     }
 
@@ -577,18 +579,20 @@ pub async fn device_login_submit(
                 new_cookie = Some((new.cookie.clone(), new.max_age));
                 new.session.user
             }
-            Err(EngineError::InvalidUserCredentials) => {
-                return sign_in_page(
-                    StatusCode::OK,
-                    &target,
-                    "/devicelogin",
-                    hidden,
-                    &username,
-                    Some(format!("Your account or password is incorrect. AADSTS50126: Error validating credentials due to invalid username or password. Trace ID: {}", context.request_id)),
-                    session.as_ref(),
-                );
+            Err(error) => {
+                return match sign_in_failure_text(&error, &context) {
+                    Some(text) => sign_in_page(
+                        StatusCode::OK,
+                        &target,
+                        "/devicelogin",
+                        hidden,
+                        &username,
+                        Some(text),
+                        session.as_ref(),
+                    ),
+                    None => error_page(error, &context, "common"),
+                };
             }
-            Err(error) => return error_page(error, &context, "common"),
         }
     } else if let (Some(_), Some(session)) = (first(&pairs, "continue"), &session) {
         session.user.clone()
@@ -630,4 +634,14 @@ pub async fn device_login_submit(
         .extensions_mut()
         .insert(CallerObjectId(user.object_id.to_string()));
     response
+}
+
+/// What the sign-in page says for a refused password (shown on the page, as Entra does, rather
+/// than sent back to the client): a wrong one, or an account locked by smart lockout.
+fn sign_in_failure_text(error: &EngineError, context: &RequestContext) -> Option<String> {
+    match error {
+        EngineError::InvalidUserCredentials => Some(format!("Your account or password is incorrect. AADSTS50126: Error validating credentials due to invalid username or password. Trace ID: {}", context.request_id)),
+        EngineError::OAuth { code: 50053, description, .. } => Some(format!("Your account is locked. AADSTS50053: {description} Trace ID: {}", context.request_id)),
+        _ => None,
+    }
 }
