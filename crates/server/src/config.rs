@@ -74,6 +74,13 @@ pub struct ServerArgs {
     /// Seconds of the first lockout; each further one doubles it, up to an hour.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..=3600))]
     pub lockout_duration: i64,
+    /// Token requests per second one client id may send, with bursts of twice that; more are
+    /// answered 429 with `Retry-After` (0: no limit).
+    #[arg(long, default_value_t = 1000)]
+    pub token_rate_limit: u32,
+    /// Token requests per second one remote address may send, bursts of twice that (0: no limit).
+    #[arg(long, default_value_t = 2000)]
+    pub token_address_rate_limit: u32,
     /// Seconds a client has to send a request's headers (counted from the connection's start,
     /// or from the first byte of a later request); also the longest pause allowed while it
     /// sends a body. A slower client's connection is closed.
@@ -118,6 +125,8 @@ pub struct ServerConfig {
     pub deployment_wait: std::time::Duration,
     pub client_timeouts: ClientTimeouts,
     pub lockout: openmi_engine::LockoutPolicy,
+    pub token_rate_limit: u32,
+    pub token_address_rate_limit: u32,
 }
 
 /// Opens or creates the data directory, refusing a path that is not a usable directory.
@@ -290,6 +299,8 @@ impl ServerConfig {
                 header: std::time::Duration::from_secs(args.header_timeout),
                 idle: std::time::Duration::from_secs(args.idle_timeout),
             },
+            token_rate_limit: args.token_rate_limit,
+            token_address_rate_limit: args.token_address_rate_limit,
             lockout: openmi_engine::LockoutPolicy {
                 threshold: args.lockout_threshold,
                 duration: args.lockout_duration,

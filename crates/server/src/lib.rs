@@ -20,6 +20,7 @@ mod images;
 mod limits;
 mod metrics;
 mod portal;
+mod throttle;
 mod tls;
 
 use std::convert::Infallible;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub client_timeouts: ClientTimeouts,
     /// What `/metrics` reports.
     pub metrics: Arc<metrics::ServerMetrics>,
+    /// Per-client and per-address limits on the token endpoints.
+    pub throttle: Arc<throttle::Throttle>,
 }
 
 impl AppState {
@@ -191,6 +194,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         key_reload_interval,
         listen,
         client_timeouts,
+        token_rate_limit,
+        token_address_rate_limit,
         ..
     } = config;
     let (engine, outcome) = Engine::start(store, kek, Arc::new(SystemClock), engine_config)
@@ -257,6 +262,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         base_urls: Arc::new(base_urls),
         shutting_down,
         client_timeouts,
+        throttle: Arc::new(throttle::Throttle::new(
+            token_rate_limit,
+            token_address_rate_limit,
+        )),
     };
     // `--also-listen`: the same application on more addresses, stopping with the main one.
     let mut extra_servers = Vec::new();
@@ -395,7 +404,7 @@ async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (tcp, _peer) = match accepted {
+                let (tcp, peer) = match accepted {
                     Ok(connection) => connection,
                     Err(error) => {
                         tracing::warn!(error = %error, "accept failed");
@@ -408,7 +417,7 @@ async fn serve(
                 let builder = builder.clone();
                 let activity = Activity::new();
                 let service = hyper_util::service::TowerToHyperService::new(
-                    connection_service(app.clone(), activity.clone()),
+                    connection_service(app.clone(), activity.clone(), peer),
                 );
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
@@ -443,6 +452,7 @@ async fn serve(
 fn connection_service(
     app: Router,
     activity: Activity,
+    peer: std::net::SocketAddr,
 ) -> impl tower::Service<
     axum::http::Request<hyper::body::Incoming>,
     Response = axum::response::Response,
@@ -453,6 +463,7 @@ fn connection_service(
         let busy = activity.begin();
         let mut request = collapse_slashes(request);
         request.extensions_mut().insert(activity.clone());
+        request.extensions_mut().insert(throttle::PeerAddr(peer));
         let app = app.clone();
         async move {
             let response = tower::ServiceExt::oneshot(app, request).await?;

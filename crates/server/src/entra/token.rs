@@ -14,9 +14,11 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use openmi_engine::{ClientAuth, EngineError, GrantRequest, IssuedTokens, ResourceRequest};
 use serde_json::{json, Map, Value};
+use std::time::Instant;
 
 use crate::context::{CallerObjectId, RequestContext};
 use crate::error::OAuthError;
+use crate::throttle::Peer;
 use crate::AppState;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -30,10 +32,11 @@ pub async fn token_v1(
     state: State<AppState>,
     context: RequestContext,
     tenant: Path<String>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    token(state, context, tenant, headers, body, Version::V1).await
+    token(state, context, tenant, peer, headers, body, Version::V1).await
 }
 
 /// v2 token endpoint.
@@ -41,10 +44,11 @@ pub async fn token_v2(
     state: State<AppState>,
     context: RequestContext,
     tenant: Path<String>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    token(state, context, tenant, headers, body, Version::V2).await
+    token(state, context, tenant, peer, headers, body, Version::V2).await
 }
 
 /// Decodes `client_secret_basic`: base64 of `urlencode(client_id):urlencode(secret)`.
@@ -68,6 +72,7 @@ async fn token(
     State(state): State<AppState>,
     context: RequestContext,
     Path(tenant): Path<String>,
+    Peer(address): Peer,
     headers: HeaderMap,
     body: Bytes,
     version: Version,
@@ -123,6 +128,12 @@ async fn token(
         client_info: param("client_info").as_deref() == Some("1"),
         issuer_base: state.base_url(&context).to_string(),
     };
+    if let Err(wait) = state
+        .throttle
+        .admit(address, request.client_id.as_deref(), Instant::now())
+    {
+        return throttled(wait, &context, &tenant_id);
+    }
     match state.engine.grant(request).await {
         Ok(tokens) => token_response(tokens, version),
         Err(error) => fail(error),
@@ -174,5 +185,27 @@ fn token_response(tokens: IssuedTokens, version: Version) -> Response {
     response
         .extensions_mut()
         .insert(CallerObjectId(tokens.object_id));
+    response
+}
+
+/// Entra's answer to a throttled token request: 429, `Retry-After` in whole seconds, and an
+/// OAuth error body.
+fn throttled(wait: std::time::Duration, context: &RequestContext, tenant_id: &str) -> Response {
+    let mut error = OAuthError::from_engine(
+        EngineError::OAuth {
+            error: "temporarily_unavailable",
+            code: 90055,
+            description: "There are too many incoming requests. Please try again later."
+                .to_string(),
+        },
+        context,
+        tenant_id,
+    );
+    error.status = axum::http::StatusCode::TOO_MANY_REQUESTS;
+    let mut response = error.into_response();
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
     response
 }
