@@ -136,7 +136,13 @@ impl<'t> Reader<'t> {
     }
 
     fn error_here(&self, what: &str) -> SyntaxError {
-        let shown = self.text[self.offset..].chars().next();
+        // The reader moves byte by byte, so an error may fall inside a character: show the
+        // character it falls in.
+        let mut start = self.offset.min(self.text.len());
+        while !self.text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let shown = self.text.get(start..).and_then(|rest| rest.chars().next());
         let message = match shown {
             Some(character) => format!(
                 "{what}: {character}. Path '', line {}, position {}.",
