@@ -964,3 +964,27 @@ mod tests {
         );
     }
 }
+
+/// Outside input never panics the IMDS query reader (issue 20): any query is read into pairs or
+/// refused with an IMDS error, and a pair it reads back decodes as given.
+#[cfg(test)]
+mod query_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn any_query_is_read_or_refused(query in "[a-z%=&+_.0-9A-F\u{80}-\u{10FFFF}-]{0,80}") {
+            let _ = parse_query(Some(&query));
+        }
+
+        #[test]
+        fn a_plain_pair_reads_back(name in "[a-z_]{1,12}", value in "[a-zA-Z0-9._-]{0,20}") {
+            let query = format!("{name}={value}");
+            let pairs = parse_query(Some(&query)).expect("one plain pair");
+            prop_assert_eq!(pairs.len(), 1);
+        }
+    }
+}
