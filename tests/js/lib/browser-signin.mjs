@@ -16,7 +16,8 @@
 // 20000), OPENMI_CHROMIUM (default /usr/bin/chromium).
 //
 // On failure it exits 1 and prints the last page's URL and text on stderr. On success it prints
-// one JSON line on stdout: {"url": <the last page's URL>, "title", "steps": [...]}.
+// one JSON line on stdout: {"url": <the last page's URL>, "arrived": <the request that reached the
+// redirect URI, for the authorize flow>, "title", "steps": [...]}.
 // The server's certificate comes from a local CA the browser does not know: the context ignores
 // HTTPS errors, as a user clicking through the warning would.
 
@@ -120,6 +121,7 @@ async function authorizeFlow(page, authorizeUrl) {
   await until(page, `the redirect to ${redirectUri}`, async () => arrived !== null);
   step(`reached ${redirectUri}`);
   await page.waitForLoadState("load", { timeout: TIMEOUT_MS }).catch(() => {});
+  return arrived;
 }
 
 async function deviceFlow(page, code, verificationUri) {
@@ -151,8 +153,11 @@ async function main() {
     const context = await browser.newContext({ ignoreHTTPSErrors: true });
     page = await context.newPage();
     page.setDefaultTimeout(TIMEOUT_MS);
-    await run(page);
-    console.log(JSON.stringify({ url: page.url(), title: await page.title().catch(() => ""), steps }));
+    // `arrived`: the URL of the request that reached the redirect URI. A client's loopback
+    // listener may close as soon as it has the code, leaving the browser on its own error page
+    // (`url` is then chrome-error://...), so tests check `arrived`.
+    const arrived = await run(page);
+    console.log(JSON.stringify({ url: page.url(), arrived: arrived ?? null, title: await page.title().catch(() => ""), steps }));
   } catch (error) {
     code = 1;
     const url = page ? page.url() : "<no page>";
