@@ -191,7 +191,15 @@ impl Engine {
             .await
             .inspect_err(|error| {
                 self.stats()
-                    .count_failure(crate::GrantKind::ManagedIdentity, error)
+                    .count_failure(crate::GrantKind::ManagedIdentity, error);
+                self.audit_sign_in(
+                    crate::audit::SignInEvent {
+                        grant: "managed_identity",
+                        event_type: "managedIdentity",
+                        ..Default::default()
+                    },
+                    Some(error),
+                );
             })?;
         Ok(agent)
     }
@@ -348,8 +356,43 @@ impl Engine {
         identities
     }
 
-    /// `POST /openmi/agent/token`: a token for an identity the agent's VM has now.
+    /// `POST /openmi/agent/token`: a token for an identity the agent's VM has now; recorded in
+    /// the sign-in log either way.
     pub async fn agent_token(
+        &self,
+        agent: &AgentCaller,
+        resource: &str,
+        selector: &IdentitySelector,
+        issuer_base: &str,
+    ) -> Result<ManagedIdentityToken, EngineError> {
+        let result = self
+            .mint_agent_token(agent, resource, selector, issuer_base)
+            .await;
+        let mut event = crate::audit::SignInEvent {
+            grant: "managed_identity",
+            event_type: "managedIdentity",
+            resource: Some(resource.to_string()),
+            vm_id: Some(agent.vm_key.clone()),
+            ..Default::default()
+        };
+        match &result {
+            Ok(token) => {
+                event.principal_id = Some(token.object_id.clone());
+                event.app_id = Some(token.client_id.clone());
+                event.identity_resource_id = Some(token.msi_res_id.clone());
+                self.audit_sign_in(event, None);
+            }
+            Err(error) => {
+                event.app_id = selector.client_id.clone();
+                event.principal_id = selector.object_id.clone();
+                event.identity_resource_id = selector.msi_res_id.clone();
+                self.audit_sign_in(event, Some(error));
+            }
+        }
+        result
+    }
+
+    async fn mint_agent_token(
         &self,
         agent: &AgentCaller,
         resource: &str,

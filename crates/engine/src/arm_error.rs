@@ -38,6 +38,30 @@ impl ArmFailure {
 }
 
 impl EngineError {
+    /// Entra's error number (`AADSTS{n}`) for a failed token or sign-in request; the server's
+    /// OAuth envelope and the sign-in log both use it.
+    pub fn aadsts(&self) -> u32 {
+        use EngineError as E;
+        match self {
+            E::TenantNotFound(_) => 90002,
+            E::ApplicationNotFound { .. } => 700016,
+            E::InvalidClientSecret => 7000215,
+            E::ClientAuthenticationRequired(_) => 7000218,
+            E::AssertionExpired => 700024,
+            E::InvalidAssertion(_) | E::CertificateNotRegistered { .. } => 700027,
+            E::InvalidUserCredentials => 50126,
+            E::MissingParameter(_) => 900144,
+            E::UnsupportedGrantType(_) => 70003,
+            E::InvalidScope(_) => 1002012,
+            E::ResourcePrincipalNotFound { .. } => 500011,
+            E::InvalidRefreshToken => 9002313,
+            E::OAuth { code, .. } => *code,
+            E::BadRequest(_) => 90014,
+            E::Store(StoreError::Unavailable(_)) => 90033,
+            _ => 50000,
+        }
+    }
+
     /// ARM's status, code and message for this failure; `None` for internal failures, which
     /// the caller logs and answers with a generic message.
     pub fn arm(&self) -> Option<ArmFailure> {

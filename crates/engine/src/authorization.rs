@@ -526,7 +526,11 @@ impl Engine {
             updated_at: now,
             updated_by: Some(caller.object_id),
         };
-        self.store().create_role_assignment(&assignment).await?;
+        let record = crate::audit::for_write();
+        self.store()
+            .create_role_assignment(&assignment, record.as_ref())
+            .await?;
+        crate::audit::written_if(&record, true);
         self.refresh_rbac(false).await?;
         Ok(Written::Created(self.assignment_json(&assignment)))
     }
@@ -574,9 +578,12 @@ impl Engine {
         )?;
         match self.assignment_at(scope, name).await {
             Ok(assignment) => {
-                self.store()
-                    .delete_role_assignment(&assignment.name)
+                let record = crate::audit::for_write();
+                let deleted = self
+                    .store()
+                    .delete_role_assignment(&assignment.name, record.as_ref())
                     .await?;
+                crate::audit::written_if(&record, deleted);
                 self.refresh_rbac(false).await?;
                 Ok(Some(self.assignment_json(&assignment)))
             }
@@ -890,7 +897,11 @@ impl Engine {
             created_at: previous.map(|row| row.created_at).unwrap_or(now),
             updated_at: now,
         };
-        self.store().put_role_definition(&definition).await?;
+        let record = crate::audit::for_write();
+        self.store()
+            .put_role_definition(&definition, record.as_ref())
+            .await?;
+        crate::audit::written_if(&record, true);
         self.refresh_rbac(false).await?;
         let document = self.definition_json(&custom_definition(&definition), Some(&definition));
         let _ = previous;
@@ -924,7 +935,12 @@ impl Engine {
             return Err(EngineError::RoleDefinitionHasAssignments(id.clone()));
         }
         let document = self.definition_json(&custom_definition(&found), Some(&found));
-        self.store().delete_role_definition(&id).await?;
+        let record = crate::audit::for_write();
+        let deleted = self
+            .store()
+            .delete_role_definition(&id, record.as_ref())
+            .await?;
+        crate::audit::written_if(&record, deleted);
         self.refresh_rbac(false).await?;
         Ok(Some(document))
     }

@@ -168,6 +168,10 @@ impl Engine {
             .next()
             .ok_or_else(|| EngineError::Internal("EN0106 no subscription".to_string()))?;
         let ring = load_key_ring(&store, &kek, config.max_token_lifetime).await?;
+        let audit = crate::audit::AuditSink::start(
+            config.audit.then(|| store.clone()),
+            config.audit_retention,
+        );
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -183,6 +187,7 @@ impl Engine {
                 agents: Default::default(),
                 stats: Default::default(),
                 lockout: Default::default(),
+                audit,
                 subscription_id: subscription.id.to_string(),
             }),
         };

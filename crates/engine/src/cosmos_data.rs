@@ -257,6 +257,7 @@ impl Engine {
             tenant_id: self.tenant().id,
             client_id: String::new(),
             is_user: false,
+            name: None,
             expires_at: i64::MAX,
         }
     }

@@ -643,8 +643,11 @@ impl Engine {
             operations_made: std::sync::atomic::AtomicUsize::new(0),
         };
         let resource_count = plan_resource_count;
+        // The walk's writes are recorded under the PUT's request (its correlation id), as ARM's
+        // Activity Log relates a deployment's resource writes to the deployment.
+        let request = crate::audit::current_request().unwrap_or_default();
         let handle = tokio::spawn(async move {
-            let outcome = walk.run().await;
+            let outcome = crate::audit::in_request(request, walk.run()).await;
             tracing::info!(
                 target: "openmi::deployment",
                 resources = resource_count,
@@ -1328,9 +1331,11 @@ impl Walk {
                 if ready {
                     started[index] = true;
                     let (task_walk, task_known) = (walk.clone(), known.clone());
-                    in_flight.push(tokio::spawn(async move {
-                        task_walk.deploy_one(index, &task_known).await
-                    }));
+                    let request = crate::audit::current_request().unwrap_or_default();
+                    in_flight.push(tokio::spawn(crate::audit::in_request(
+                        request,
+                        async move { task_walk.deploy_one(index, &task_known).await },
+                    )));
                 }
             }
             let Some(joined) = in_flight.next().await else {
@@ -1409,9 +1414,18 @@ impl Walk {
             Err(error) => Outcome::Failed(ArmFailure::new(400, &error.code, error.message)),
             Ok(body) => {
                 target = role_assignment_scope_target(resource, &body).unwrap_or(target);
+                let operation = crate::audit::AuditOperation::arm(
+                    format!("{}/write", resource.resource_type),
+                    &target,
+                );
                 match self
                     .engine
-                    .put_by_id(&self.caller, &resource.resource_type, &target, &body)
+                    .audited(
+                        Some(&self.caller),
+                        operation,
+                        self.engine
+                            .put_by_id(&self.caller, &resource.resource_type, &target, &body),
+                    )
                     .await
                 {
                     Ok(written) => Outcome::Succeeded(written.body().clone()),

@@ -21,6 +21,8 @@ pub struct Caller {
     pub is_user: bool,
     /// `exp` of the token.
     pub expires_at: i64,
+    /// The user's sign-in name (`upn`, else `unique_name`), for the audit log.
+    pub name: Option<String>,
 }
 
 /// A new application (with its service principal).
@@ -149,12 +151,19 @@ impl Engine {
                 .get("exp")
                 .and_then(|value| value.as_i64())
                 .unwrap_or(now),
+            name: Some(claim("upn"))
+                .filter(|name| !name.is_empty())
+                .or_else(|| Some(claim("unique_name")).filter(|name| !name.is_empty()))
+                .map(str::to_string),
         };
         Ok((caller, normalize_resource(claim("aud"))))
     }
 
     /// Directory writes need Owner on the subscription until RBAC enforcement arrives (issue 5).
-    async fn require_directory_writer(&self, caller: &Caller) -> Result<(), EngineError> {
+    pub(crate) async fn require_directory_writer(
+        &self,
+        caller: &Caller,
+    ) -> Result<(), EngineError> {
         let assignments = self.store().role_assignments_of(caller.object_id).await?;
         if assignments.iter().any(|assignment| {
             assignment
@@ -210,12 +219,17 @@ impl Engine {
         if let Some(cert_der) = &new.certificate_der {
             credentials.push(certificate_credential(principal.object_id, cert_der, now)?);
         }
+        let record = crate::audit::for_write();
         self.store()
-            .create_service_principal(&NewServicePrincipal {
-                principal: principal.clone(),
-                credentials: credentials.clone(),
-            })
+            .create_service_principal(
+                &NewServicePrincipal {
+                    principal: principal.clone(),
+                    credentials: credentials.clone(),
+                },
+                record.as_ref(),
+            )
             .await?;
+        crate::audit::written_if(&record, true);
         Ok(NewApplicationResult {
             principal,
             secret,
@@ -284,8 +298,16 @@ impl Engine {
             .map_err(|error| {
                 EngineError::Internal(format!("EN0304 password hashing: {error}"))
             })??;
-        match self.store().create_user(&principal, &hash).await {
-            Ok(()) => Ok(principal),
+        let record = crate::audit::for_write();
+        match self
+            .store()
+            .create_user(&principal, &hash, record.as_ref())
+            .await
+        {
+            Ok(()) => {
+                crate::audit::written_if(&record, true);
+                Ok(principal)
+            }
             Err(openmi_store::StoreError::AlreadyExists) => Err(EngineError::BadRequest(format!(
                 "Another object with the same value for property userPrincipalName already exists: '{upn}'."
             ))),
@@ -356,9 +378,11 @@ impl Engine {
                 return Err(EngineError::BadRequest(format!("Invalid value specified for property 'redirectUris' of resource 'Application': '{uri}' must be an absolute https URI (http only for localhost) without a fragment.")));
             }
         }
+        let record = crate::audit::for_write();
         self.store()
-            .set_redirect_uris(principal.object_id, platform, uris)
+            .set_redirect_uris(principal.object_id, platform, uris, record.as_ref())
             .await?;
+        crate::audit::written_if(&record, true);
         Ok(())
     }
 
@@ -449,7 +473,11 @@ impl Engine {
             now,
             now + SECRET_LIFETIME,
         );
-        self.store().add_credential(&credential).await?;
+        let record = crate::audit::for_write();
+        self.store()
+            .add_credential(&credential, record.as_ref())
+            .await?;
+        crate::audit::written_if(&record, true);
         self.inner.clients.forget(principal.client_id);
         Ok((credential, text))
     }
@@ -464,7 +492,11 @@ impl Engine {
         self.require_directory_writer(caller).await?;
         let principal = self.application(application_object_id).await?;
         let credential = certificate_credential(principal.object_id, cert_der, self.now())?;
-        self.store().add_credential(&credential).await?;
+        let record = crate::audit::for_write();
+        self.store()
+            .add_credential(&credential, record.as_ref())
+            .await?;
+        crate::audit::written_if(&record, true);
         self.inner.clients.forget(principal.client_id);
         Ok(credential)
     }

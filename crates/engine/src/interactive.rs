@@ -394,7 +394,16 @@ impl Engine {
             .await
             .inspect_err(|error| {
                 self.stats()
-                    .count_failure(crate::GrantKind::SignInPage, error)
+                    .count_failure(crate::GrantKind::SignInPage, error);
+                self.audit_sign_in(
+                    crate::audit::SignInEvent {
+                        grant: "sign_in_page",
+                        event_type: "interactiveUser",
+                        principal_name: Some(username.to_string()),
+                        ..Default::default()
+                    },
+                    Some(error),
+                );
             })?;
         let cookie = random_secret()?;
         let now = self.now();
@@ -760,10 +769,13 @@ impl Engine {
         };
         match self
             .store()
-            .create_service_principal(&openmi_store::NewServicePrincipal {
-                principal,
-                credentials: Vec::new(),
-            })
+            .create_service_principal(
+                &openmi_store::NewServicePrincipal {
+                    principal,
+                    credentials: Vec::new(),
+                },
+                None,
+            )
             .await
         {
             Ok(()) | Err(StoreError::AlreadyExists) => Ok(()),

@@ -7,6 +7,7 @@
 mod agent;
 mod arm;
 mod arm_error;
+pub mod audit;
 mod authorization;
 mod bootstrap;
 mod clients;
@@ -95,6 +96,10 @@ pub struct EngineConfig {
     pub deployment_wait: std::time::Duration,
     /// Smart lockout of password sign-ins.
     pub lockout: LockoutPolicy,
+    /// Whether requests, writes and sign-ins are recorded in the audit log.
+    pub audit: bool,
+    /// How long audit records are kept (the Activity Log keeps 90 days).
+    pub audit_retention: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -108,6 +113,8 @@ impl Default for EngineConfig {
             own_resources: Vec::new(),
             deployment_wait: std::time::Duration::from_secs(20),
             lockout: LockoutPolicy::default(),
+            audit: true,
+            audit_retention: std::time::Duration::from_secs(90 * 86400),
         }
     }
 }
@@ -293,6 +300,8 @@ struct Inner {
     stats: stats::EngineStats,
     // Failed password sign-ins per account (smart lockout).
     lockout: lockout::Lockout,
+    // The appender of audit records that carry no write of their own.
+    audit: audit::AuditSink,
     // The subscription served; fixed after bootstrap.
     subscription_id: String,
 }

@@ -164,7 +164,21 @@ impl Engine {
         &self,
         change: &ResourceChange,
     ) -> Result<Vec<ResourceRecord>, openmi_store::StoreError> {
+        let audited;
+        let change = match crate::audit::for_write() {
+            Some(record) => {
+                audited = ResourceChange {
+                    audit: Some(Box::new(record)),
+                    ..change.clone()
+                };
+                &audited
+            }
+            None => change,
+        };
         let result = self.store().apply(change).await;
+        if result.is_ok() && change.audit.is_some() {
+            crate::audit::written();
+        }
         let written: Vec<String> = change
             .upserts
             .iter()

@@ -316,6 +316,7 @@ fn caller_for(fixture: &Fixture, object_id: ObjectId) -> crate::Caller {
         tenant_id: fixture.engine.tenant().id,
         client_id: String::new(),
         is_user: false,
+        name: None,
         expires_at: START + 3600,
     }
 }

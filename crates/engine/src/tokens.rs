@@ -281,6 +281,34 @@ impl Engine {
             }
         };
         self.stats().count(kind, &result);
+        let (grant, event_type) = match kind {
+            GrantKind::ClientCredentials => ("client_credentials", "servicePrincipal"),
+            GrantKind::Password => ("password", "nonInteractiveUser"),
+            GrantKind::RefreshToken => ("refresh_token", "nonInteractiveUser"),
+            GrantKind::AuthorizationCode => ("authorization_code", "interactiveUser"),
+            GrantKind::DeviceCode => ("device_code", "interactiveUser"),
+            GrantKind::ManagedIdentity => ("managed_identity", "managedIdentity"),
+            GrantKind::SignInPage => ("sign_in_page", "interactiveUser"),
+        };
+        let requested = match &request.resource {
+            ResourceRequest::V1Resource(resource) | ResourceRequest::V2Scope(resource) => {
+                resource.clone()
+            }
+        };
+        let event = crate::audit::SignInEvent {
+            grant,
+            event_type,
+            principal_id: result.as_ref().ok().map(|issued| issued.object_id.clone()),
+            principal_name: request.username.clone(),
+            app_id: request.client_id.clone(),
+            resource: result
+                .as_ref()
+                .ok()
+                .map(|issued| issued.resource.clone())
+                .or(requested),
+            ..Default::default()
+        };
+        self.audit_sign_in(event, result.as_ref().err());
         result
     }
 

@@ -311,19 +311,28 @@ pub async fn dispatch(
     if query_param(query, "api-version").is_none_or(|version| version.is_empty()) {
         return with_caller(ArmError::missing_api_version().into_response(), &caller);
     }
-    let routed = match authorization_part(&path) {
-        Some((scope, rest)) => {
-            authorization_route(
-                &state, &context, &caller, &method, &path, &scope, &rest, query, &body,
-            )
-            .await
+    let routed = async {
+        match authorization_part(&path) {
+            Some((scope, rest)) => {
+                authorization_route(
+                    &state, &context, &caller, &method, &path, &scope, &rest, query, &body,
+                )
+                .await
+            }
+            None => {
+                route(
+                    &state, &context, &caller, &method, &path, &segments, query, &body,
+                )
+                .await
+            }
         }
-        None => {
-            route(
-                &state, &context, &caller, &method, &path, &segments, query, &body,
-            )
-            .await
-        }
+    };
+    // Every write, delete and action is recorded in the audit log (the Activity Log's
+    // Administrative events); the write itself carries its record into its transaction.
+    let routed = match openmi_engine::audit::AuditOperation::for_arm_request(method.as_str(), &path)
+    {
+        Some(operation) => state.engine.audited(Some(&caller), operation, routed).await,
+        None => routed.await,
     };
     let response = match routed {
         Ok(response) => response,
@@ -438,6 +447,12 @@ async fn route(
                     format!("The resource namespace '{}' is invalid.", original[3]),
                 )),
             }
+        }
+        (
+            [_, subscription, "providers", "microsoft.insights", "eventtypes", "management", "values"],
+            &Method::GET,
+        ) => {
+            crate::audit_api::activity_log(state, context, caller, subscription, path, query).await
         }
         ([_, subscription, "resources"], &Method::GET) => Ok(paged(
             state,

@@ -74,6 +74,13 @@ pub struct ServerArgs {
     /// Seconds of the first lockout; each further one doubles it, up to an hour.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..=3600))]
     pub lockout_duration: i64,
+    /// Whether the audit log records writes, refused requests and sign-ins (`off` only to
+    /// measure what it costs).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub audit: String,
+    /// Days an audit record is kept (the Activity Log keeps 90).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub audit_retention_days: u64,
     /// Token requests per second one client id may send, with bursts of twice that; more are
     /// answered 429 with `Retry-After` (0: no limit).
     #[arg(long, default_value_t = 1000)]
@@ -125,6 +132,8 @@ pub struct ServerConfig {
     pub deployment_wait: std::time::Duration,
     pub client_timeouts: ClientTimeouts,
     pub lockout: openmi_engine::LockoutPolicy,
+    pub audit: bool,
+    pub audit_retention: std::time::Duration,
     pub token_rate_limit: u32,
     pub token_address_rate_limit: u32,
 }
@@ -299,6 +308,8 @@ impl ServerConfig {
                 header: std::time::Duration::from_secs(args.header_timeout),
                 idle: std::time::Duration::from_secs(args.idle_timeout),
             },
+            audit: args.audit == "on",
+            audit_retention: std::time::Duration::from_secs(args.audit_retention_days * 86400),
             token_rate_limit: args.token_rate_limit,
             token_address_rate_limit: args.token_address_rate_limit,
             lockout: openmi_engine::LockoutPolicy {

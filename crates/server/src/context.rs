@@ -86,7 +86,18 @@ pub async fn track(
             .get::<MatchedPath>()
             .map(MatchedPath::as_str),
     );
-    let mut response = next.run(request).await;
+    let info = openmi_engine::audit::RequestInfo {
+        request_id: context.request_id.clone(),
+        correlation_id: context.correlation_id.clone(),
+        client_request_id: context.client_request_id.clone(),
+        client_ip: request
+            .extensions()
+            .get::<crate::throttle::PeerAddr>()
+            .map(|crate::throttle::PeerAddr(address)| address.ip().to_string()),
+        method: method.to_string(),
+        path: path.clone(),
+    };
+    let mut response = openmi_engine::audit::in_request(info, next.run(request)).await;
     let latency = started.elapsed();
     state
         .metrics

@@ -35,24 +35,25 @@ impl OAuthError {
     /// Maps an engine failure to Entra's error, code and status.
     pub fn from_engine(error: EngineError, context: &RequestContext, tenant: &str) -> OAuthError {
         use EngineError as E;
-        let (status, kind, code, description) = match &error {
-            E::TenantNotFound(tenant) => (StatusCode::BAD_REQUEST, "invalid_request", 90002, format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.")),
-            E::ApplicationNotFound { client_id } => (StatusCode::BAD_REQUEST, "unauthorized_client", 700016, format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.")),
-            E::InvalidClientSecret => (StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app.".to_string()),
-            E::ClientAuthenticationRequired(_) => (StatusCode::UNAUTHORIZED, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".to_string()),
-            E::AssertionExpired => (StatusCode::UNAUTHORIZED, "invalid_client", 700024, "Client assertion is not within its valid time range.".to_string()),
-            E::InvalidAssertion(detail) => (StatusCode::UNAUTHORIZED, "invalid_client", 700027, format!("Client assertion failed signature validation. {detail}")),
-            E::CertificateNotRegistered { client_id, thumbprint } => (StatusCode::UNAUTHORIZED, "invalid_client", 700027, format!("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{client_id}'.]")),
-            E::InvalidUserCredentials => (StatusCode::BAD_REQUEST, "invalid_grant", 50126, "Error validating credentials due to invalid username or password.".to_string()),
-            E::MissingParameter(name) => (StatusCode::BAD_REQUEST, "invalid_request", 900144, format!("The request body must contain the following parameter: '{name}'.")),
-            E::UnsupportedGrantType(grant) => (StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003, format!("The app requested an unsupported grant type '{grant}'.")),
-            E::InvalidScope(scope) => (StatusCode::BAD_REQUEST, "invalid_scope", 1002012, format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")),
-            E::ResourcePrincipalNotFound { resource, tenant } => (StatusCode::BAD_REQUEST, "invalid_resource", 500011, format!("The resource principal named {resource} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.")),
-            E::InvalidRefreshToken => (StatusCode::BAD_REQUEST, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.".to_string()),
-            E::OAuth { error, code, description } => (StatusCode::BAD_REQUEST, *error, *code, description.clone()),
-            E::BadRequest(detail) => (StatusCode::BAD_REQUEST, "invalid_request", 90014, format!("The request is invalid: {detail}")),
-            E::Store(openmi_store::StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", 90033, "A transient error has occurred. Please try again.".to_string()),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", 50000, "There was an error issuing a token or an issue with our sign-in service.".to_string()),
+        let code = error.aadsts();
+        let (status, kind, description) = match &error {
+            E::TenantNotFound(tenant) => (StatusCode::BAD_REQUEST, "invalid_request", format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.")),
+            E::ApplicationNotFound { client_id } => (StatusCode::BAD_REQUEST, "unauthorized_client", format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.")),
+            E::InvalidClientSecret => (StatusCode::UNAUTHORIZED, "invalid_client", "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app.".to_string()),
+            E::ClientAuthenticationRequired(_) => (StatusCode::UNAUTHORIZED, "invalid_client", "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".to_string()),
+            E::AssertionExpired => (StatusCode::UNAUTHORIZED, "invalid_client", "Client assertion is not within its valid time range.".to_string()),
+            E::InvalidAssertion(detail) => (StatusCode::UNAUTHORIZED, "invalid_client", format!("Client assertion failed signature validation. {detail}")),
+            E::CertificateNotRegistered { client_id, thumbprint } => (StatusCode::UNAUTHORIZED, "invalid_client", format!("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{client_id}'.]")),
+            E::InvalidUserCredentials => (StatusCode::BAD_REQUEST, "invalid_grant", "Error validating credentials due to invalid username or password.".to_string()),
+            E::MissingParameter(name) => (StatusCode::BAD_REQUEST, "invalid_request", format!("The request body must contain the following parameter: '{name}'.")),
+            E::UnsupportedGrantType(grant) => (StatusCode::BAD_REQUEST, "unsupported_grant_type", format!("The app requested an unsupported grant type '{grant}'.")),
+            E::InvalidScope(scope) => (StatusCode::BAD_REQUEST, "invalid_scope", format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")),
+            E::ResourcePrincipalNotFound { resource, tenant } => (StatusCode::BAD_REQUEST, "invalid_resource", format!("The resource principal named {resource} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.")),
+            E::InvalidRefreshToken => (StatusCode::BAD_REQUEST, "invalid_grant", "Invalid request. Request is malformed or invalid.".to_string()),
+            E::OAuth { error, description, .. } => (StatusCode::BAD_REQUEST, *error, description.clone()),
+            E::BadRequest(detail) => (StatusCode::BAD_REQUEST, "invalid_request", format!("The request is invalid: {detail}")),
+            E::Store(openmi_store::StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "A transient error has occurred. Please try again.".to_string()),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "There was an error issuing a token or an issue with our sign-in service.".to_string()),
         };
         if status.is_server_error() {
             tracing::error!(request_id = %context.request_id, error = %error, "token request failed");
@@ -104,6 +105,13 @@ pub struct ArmError {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
+}
+
+/// A refused ARM or Graph request is recorded under its ARM code.
+impl openmi_engine::audit::AuditFailure for ArmError {
+    fn audit_code(&self, _kind: openmi_store::AuditKind) -> String {
+        self.code.clone()
+    }
 }
 
 impl ArmError {

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use openmi_engine::audit::AuditOperation;
 use openmi_engine::NewApplication;
 use openmi_model::directory::{ClientCredential, CredentialKind};
 use openmi_model::{ObjectId, Principal, PrincipalKind};
@@ -250,6 +251,25 @@ pub async fn application_create(
     caller: AuthenticatedCaller,
     body: axum::body::Bytes,
 ) -> Result<Response, ArmError> {
+    let operation = AuditOperation::directory("Add application", "applications");
+    let who = caller.0.clone();
+    state
+        .engine
+        .clone()
+        .audited(
+            Some(&who),
+            operation,
+            application_create_unaudited(State(state.clone()), context, caller, body),
+        )
+        .await
+}
+
+async fn application_create_unaudited(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    body: axum::body::Bytes,
+) -> Result<Response, ArmError> {
     let body = json_body(&body)?;
     let display_name = body
         .get("displayName")
@@ -360,6 +380,32 @@ pub async fn application_patch(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ArmError> {
+    let operation = AuditOperation::directory("Update application", format!("applications/{id}"));
+    let who = caller.0.clone();
+    state
+        .engine
+        .clone()
+        .audited(
+            Some(&who),
+            operation,
+            application_patch_unaudited(
+                State(state.clone()),
+                context,
+                caller,
+                Path(id.clone()),
+                body,
+            ),
+        )
+        .await
+}
+
+async fn application_patch_unaudited(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ArmError> {
     let body = json_body(&body)?;
     let principal = find_application(&state, &context, &id).await?;
     let existing = state
@@ -396,6 +442,35 @@ pub async fn application_add_password(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ArmError> {
+    let operation = AuditOperation::directory(
+        "Update application – Certificates and secrets management",
+        format!("applications/{id}"),
+    );
+    let who = caller.0.clone();
+    state
+        .engine
+        .clone()
+        .audited(
+            Some(&who),
+            operation,
+            application_add_password_unaudited(
+                State(state.clone()),
+                context,
+                caller,
+                Path(id.clone()),
+                body,
+            ),
+        )
+        .await
+}
+
+async fn application_add_password_unaudited(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ArmError> {
     let body = if body.is_empty() {
         json!({})
     } else {
@@ -425,6 +500,25 @@ pub async fn application_add_password(
 
 /// `POST /v1.0/servicePrincipals` `{"appId"}`: the application's service principal.
 pub async fn service_principal_create(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    body: axum::body::Bytes,
+) -> Result<Response, ArmError> {
+    let operation = AuditOperation::directory("Add service principal", "servicePrincipals");
+    let who = caller.0.clone();
+    state
+        .engine
+        .clone()
+        .audited(
+            Some(&who),
+            operation,
+            service_principal_create_unaudited(State(state.clone()), context, caller, body),
+        )
+        .await
+}
+
+async fn service_principal_create_unaudited(
     State(state): State<AppState>,
     context: RequestContext,
     caller: AuthenticatedCaller,
@@ -615,6 +709,25 @@ pub async fn user_list(
 /// `POST /v1.0/users`: `displayName`, `userPrincipalName`, `passwordProfile.password` (as Graph;
 /// `accountEnabled` and `mailNickname` are accepted and not needed).
 pub async fn user_create(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthenticatedCaller,
+    body: axum::body::Bytes,
+) -> Result<Response, ArmError> {
+    let operation = AuditOperation::directory("Add user", "users");
+    let who = caller.0.clone();
+    state
+        .engine
+        .clone()
+        .audited(
+            Some(&who),
+            operation,
+            user_create_unaudited(State(state.clone()), context, caller, body),
+        )
+        .await
+}
+
+async fn user_create_unaudited(
     State(state): State<AppState>,
     context: RequestContext,
     caller: AuthenticatedCaller,

@@ -6,6 +6,7 @@
 
 mod agent;
 mod arm;
+mod audit_api;
 mod auth;
 pub mod config;
 mod connection;
@@ -19,6 +20,7 @@ mod graph;
 mod images;
 mod limits;
 mod metrics;
+mod odata;
 mod portal;
 mod throttle;
 mod tls;
@@ -84,6 +86,11 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(metrics::livez))
         .route("/readyz", get(metrics::readyz))
         .route("/metrics", get(metrics::metrics_get))
+        .route("/v1.0/auditLogs/signIns", get(audit_api::sign_ins))
+        .route(
+            "/v1.0/auditLogs/directoryAudits",
+            get(audit_api::directory_audits),
+        )
         .merge(entra::router())
         .merge(graph::router())
         .merge(agent::router())
@@ -181,6 +188,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         mi_token_lifetime: config.mi_token_lifetime,
         deployment_wait: config.deployment_wait,
         lockout: config.lockout,
+        audit: config.audit,
+        audit_retention: config.audit_retention,
 
         own_resources: config.base_urls.clone(),
         ..EngineConfig::default()

@@ -299,15 +299,21 @@ impl Store {
     pub async fn create_role_assignment(
         &self,
         assignment: &RoleAssignment,
+        audit: Option<&crate::AuditRecord>,
     ) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
         insert_role_assignment(&mut transaction, assignment).await?;
+        crate::audit::insert_one(&mut transaction, audit).await?;
         transaction.commit().await?;
         Ok(())
     }
 
     /// Deletes a role assignment; returns whether it existed.
-    pub async fn delete_role_assignment(&self, name: &str) -> Result<bool, StoreError> {
+    pub async fn delete_role_assignment(
+        &self,
+        name: &str,
+        audit: Option<&crate::AuditRecord>,
+    ) -> Result<bool, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let deleted: Option<(String, String, String)> = sqlx::query_as(
             "DELETE FROM role_assignments WHERE name = $1 RETURNING principal_id, role_definition_id, scope",
@@ -325,6 +331,7 @@ impl Store {
                 },
             )
             .await?;
+            crate::audit::insert_one(&mut transaction, audit).await?;
         }
         transaction.commit().await?;
         Ok(deleted.is_some())
@@ -390,6 +397,7 @@ impl Store {
     pub async fn put_role_definition(
         &self,
         definition: &StoredRoleDefinition,
+        audit: Option<&crate::AuditRecord>,
     ) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
         sqlx::query(
@@ -410,12 +418,17 @@ impl Store {
             },
         )
         .await?;
+        crate::audit::insert_one(&mut transaction, audit).await?;
         transaction.commit().await?;
         Ok(())
     }
 
     /// Deletes a custom role definition; returns whether it existed.
-    pub async fn delete_role_definition(&self, id: &str) -> Result<bool, StoreError> {
+    pub async fn delete_role_definition(
+        &self,
+        id: &str,
+        audit: Option<&crate::AuditRecord>,
+    ) -> Result<bool, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let deleted = sqlx::query("DELETE FROM role_definitions WHERE id = $1")
             .bind(id.to_lowercase())
@@ -430,6 +443,7 @@ impl Store {
                 },
             )
             .await?;
+            crate::audit::insert_one(&mut transaction, audit).await?;
         }
         transaction.commit().await?;
         Ok(deleted > 0)

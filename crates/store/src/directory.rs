@@ -384,12 +384,14 @@ impl Store {
     pub async fn create_service_principal(
         &self,
         new: &NewServicePrincipal,
+        audit: Option<&crate::AuditRecord>,
     ) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
         insert_principal(&mut transaction, &new.principal, None).await?;
         for credential in &new.credentials {
             insert_credential(&mut transaction, credential).await?;
         }
+        crate::audit::insert_one(&mut transaction, audit).await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -399,15 +401,21 @@ impl Store {
         &self,
         principal: &Principal,
         password_hash: &str,
+        audit: Option<&crate::AuditRecord>,
     ) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
         insert_principal(&mut transaction, principal, Some(password_hash)).await?;
+        crate::audit::insert_one(&mut transaction, audit).await?;
         transaction.commit().await?;
         Ok(())
     }
 
     /// Adds a credential to an existing principal.
-    pub async fn add_credential(&self, credential: &ClientCredential) -> Result<(), StoreError> {
+    pub async fn add_credential(
+        &self,
+        credential: &ClientCredential,
+        audit: Option<&crate::AuditRecord>,
+    ) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
         let exists: Option<(String,)> =
             sqlx::query_as("SELECT object_id FROM principals WHERE object_id = $1")
@@ -418,6 +426,7 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         insert_credential(&mut transaction, credential).await?;
+        crate::audit::insert_one(&mut transaction, audit).await?;
         transaction.commit().await?;
         Ok(())
     }

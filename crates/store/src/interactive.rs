@@ -62,6 +62,7 @@ impl Store {
         object_id: ObjectId,
         platform: &str,
         uris: &[String],
+        audit: Option<&crate::AuditRecord>,
     ) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
         sqlx::query("DELETE FROM redirect_uris WHERE object_id = $1 AND platform = $2")
@@ -77,6 +78,7 @@ impl Store {
                 .execute(&mut *transaction)
                 .await?;
         }
+        crate::audit::insert_one(&mut transaction, audit).await?;
         transaction.commit().await?;
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! rule beyond uniqueness; it knows nothing of HTTP, tokens or RBAC.
 
 mod agents;
+mod audit;
 mod authorization;
 mod directory;
 mod interactive;
@@ -23,6 +24,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use agents::AgentRecord;
+pub use audit::{AuditFilter, AuditKind, AuditRecord};
 pub use authorization::{RbacChange, StoredRoleDefinition, RBAC_LOG_RETAINED};
 pub use directory::{BootstrapRecord, NewServicePrincipal};
 pub use interactive::InteractiveGrant;

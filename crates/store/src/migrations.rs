@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_resource_paging.sql")),
     (9, include_str!("../migrations/0009_rbac_changes.sql")),
     (10, include_str!("../migrations/0010_resource_changes.sql")),
+    (11, include_str!("../migrations/0011_audit.sql")),
 ];
 
 pub(crate) async fn apply(store: &Store) -> Result<(), StoreError> {

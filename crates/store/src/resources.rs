@@ -46,6 +46,8 @@ pub struct ResourceChange {
     pub new_principals: Vec<Principal>,
     /// Service principals to delete (a system identity switched off).
     pub deleted_principals: Vec<ObjectId>,
+    /// The audit record of the request that made the change, committed with it or not at all.
+    pub audit: Option<Box<crate::AuditRecord>>,
 }
 
 const COLUMNS: &str = "key, id, subscription_id, group_key, parent_key, type_key, name, body, version, created_at, updated_at";
@@ -392,6 +394,11 @@ pub(crate) enum PendingChange {
         writes: Vec<crate::items::ItemWrite>,
         reply: tokio::sync::oneshot::Sender<Result<Vec<crate::items::ItemOutcome>, StoreError>>,
     },
+    /// Audit events recording no write of their own (sign-ins, refused requests).
+    Audit {
+        records: Vec<crate::AuditRecord>,
+        reply: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// How many batches the resource change feed keeps; a server further behind learns only that
@@ -421,6 +428,7 @@ async fn apply_one(
     for record in &change.upserts {
         upsert(transaction, record).await?;
     }
+    crate::audit::insert_one(transaction, change.audit.as_deref()).await?;
     Ok(deleted)
 }
 
@@ -436,7 +444,7 @@ async fn commit_batch(
         .iter()
         .filter_map(|pending| match pending {
             PendingChange::Items { writes, .. } => Some(writes.as_slice()),
-            PendingChange::Resources { .. } => None,
+            PendingChange::Resources { .. } | PendingChange::Audit { .. } => None,
         })
         .collect();
     let mut item_results = if lists.is_empty() {
@@ -445,10 +453,26 @@ async fn commit_batch(
         crate::items::apply_item_lists(&mut transaction, &lists).await?
     }
     .into_iter();
+    // Appended events go in together: their rows are new ids and cannot conflict.
+    let appended: Vec<&crate::AuditRecord> = batch
+        .iter()
+        .filter_map(|pending| match pending {
+            PendingChange::Audit { records, .. } => Some(records.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if !appended.is_empty() {
+        crate::audit::insert(&mut transaction, &appended).await?;
+    }
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut resources_changed = false;
     let mut changed_keys: Vec<&str> = Vec::new();
     for pending in batch {
+        if let PendingChange::Audit { .. } = pending {
+            outcomes.push(Ok(Outcome::Appended));
+            continue;
+        }
         if let PendingChange::Items { .. } = pending {
             outcomes.push(Ok(match item_results.next() {
                 Some(Ok(done)) => Outcome::Items(done),
@@ -469,7 +493,7 @@ async fn commit_batch(
                     .await
                     .map(Outcome::Resources)
             }
-            PendingChange::Items { .. } => continue,
+            PendingChange::Items { .. } | PendingChange::Audit { .. } => continue,
         };
         match outcome {
             Ok(outcome) => {
@@ -535,6 +559,7 @@ async fn commit_batch(
 enum Outcome {
     Resources(Vec<ResourceRecord>),
     Items(Vec<crate::items::ItemOutcome>),
+    Appended,
     Failed(StoreError),
 }
 
@@ -545,7 +570,7 @@ impl PendingChange {
                 let _ = reply.send(match outcome {
                     Ok(Outcome::Resources(deleted)) => Ok(deleted),
                     Ok(Outcome::Failed(error)) => Err(error),
-                    Ok(Outcome::Items(_)) => Err(StoreError::Database(
+                    Ok(_) => Err(StoreError::Database(
                         "ST0003 mismatched writer outcome".to_string(),
                     )),
                     Err(message) => Err(StoreError::Database(message)),
@@ -555,7 +580,17 @@ impl PendingChange {
                 let _ = reply.send(match outcome {
                     Ok(Outcome::Items(outcomes)) => Ok(outcomes),
                     Ok(Outcome::Failed(error)) => Err(error),
-                    Ok(Outcome::Resources(_)) => Err(StoreError::Database(
+                    Ok(_) => Err(StoreError::Database(
+                        "ST0003 mismatched writer outcome".to_string(),
+                    )),
+                    Err(message) => Err(StoreError::Database(message)),
+                });
+            }
+            PendingChange::Audit { reply, .. } => {
+                let _ = reply.send(match outcome {
+                    Ok(Outcome::Appended) => Ok(()),
+                    Ok(Outcome::Failed(error)) => Err(error),
+                    Ok(_) => Err(StoreError::Database(
                         "ST0003 mismatched writer outcome".to_string(),
                     )),
                     Err(message) => Err(StoreError::Database(message)),

@@ -171,10 +171,13 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
         end_at: 2,
     };
     store
-        .create_service_principal(&NewServicePrincipal {
-            principal: new_principal.clone(),
-            credentials: vec![certificate.clone()],
-        })
+        .create_service_principal(
+            &NewServicePrincipal {
+                principal: new_principal.clone(),
+                credentials: vec![certificate.clone()],
+            },
+            None,
+        )
         .await?;
     assert_eq!(
         store.credentials(new_principal.object_id).await?,
@@ -194,10 +197,13 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
     orphan_credential.key_id = uuid::Uuid::new_v4().to_string();
     orphan_credential.object_id = duplicate.object_id;
     let result = store
-        .create_service_principal(&NewServicePrincipal {
-            principal: duplicate.clone(),
-            credentials: vec![orphan_credential],
-        })
+        .create_service_principal(
+            &NewServicePrincipal {
+                principal: duplicate.clone(),
+                credentials: vec![orphan_credential],
+            },
+            None,
+        )
         .await;
     assert!(
         matches!(result, Err(StoreError::AlreadyExists)),
@@ -217,7 +223,7 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
     stray.key_id = uuid::Uuid::new_v4().to_string();
     stray.object_id = ObjectId::new_random();
     assert!(matches!(
-        store.add_credential(&stray).await,
+        store.add_credential(&stray, None).await,
         Err(StoreError::NotFound)
     ));
 
@@ -252,7 +258,7 @@ async fn authorization(store: &Store, bootstrap: &BootstrapRecord) -> Result<(),
     let mut assignment = bootstrap.role_assignments[0].clone();
     assignment.name = uuid::Uuid::new_v4().to_string();
     assignment.scope = "/subscriptions/x/resourceGroups/G".to_string();
-    store.create_role_assignment(&assignment).await?;
+    store.create_role_assignment(&assignment, None).await?;
     assert_eq!(
         store
             .role_assignment(&assignment.name.to_uppercase())
@@ -261,11 +267,11 @@ async fn authorization(store: &Store, bootstrap: &BootstrapRecord) -> Result<(),
     );
     assert_eq!(store.role_assignments().await?.len(), 2);
     assert!(matches!(
-        store.create_role_assignment(&assignment).await,
+        store.create_role_assignment(&assignment, None).await,
         Err(StoreError::AlreadyExists)
     ));
-    assert!(store.delete_role_assignment(&assignment.name).await?);
-    assert!(!store.delete_role_assignment(&assignment.name).await?);
+    assert!(store.delete_role_assignment(&assignment.name, None).await?);
+    assert!(!store.delete_role_assignment(&assignment.name, None).await?);
     let definition = crate::StoredRoleDefinition {
         id: "d1".to_string(),
         role_name: "Custom".to_string(),
@@ -273,13 +279,16 @@ async fn authorization(store: &Store, bootstrap: &BootstrapRecord) -> Result<(),
         created_at: 1,
         updated_at: 1,
     };
-    store.put_role_definition(&definition).await?;
+    store.put_role_definition(&definition, None).await?;
     store
-        .put_role_definition(&crate::StoredRoleDefinition {
-            body: "{\"x\":1}".to_string(),
-            updated_at: 2,
-            ..definition.clone()
-        })
+        .put_role_definition(
+            &crate::StoredRoleDefinition {
+                body: "{\"x\":1}".to_string(),
+                updated_at: 2,
+                ..definition.clone()
+            },
+            None,
+        )
         .await?;
     assert_eq!(store.role_definitions().await?.len(), 1);
     // One definition by id or by name (case-insensitive, another's only), and pages by id.
@@ -304,15 +313,15 @@ async fn authorization(store: &Store, bootstrap: &BootstrapRecord) -> Result<(),
         role_name: "Other".to_string(),
         ..definition.clone()
     };
-    store.put_role_definition(&second).await?;
+    store.put_role_definition(&second, None).await?;
     let ids = |page: Vec<crate::StoredRoleDefinition>| {
         page.into_iter().map(|found| found.id).collect::<Vec<_>>()
     };
     assert_eq!(ids(store.role_definitions_page("", 1).await?), ["d0"]);
     assert_eq!(ids(store.role_definitions_page("d0", 5).await?), ["d1"]);
     assert!(store.role_definitions_page("d1", 5).await?.is_empty());
-    assert!(store.delete_role_definition("d0").await?);
-    assert!(store.delete_role_definition("D1").await?);
+    assert!(store.delete_role_definition("d0", None).await?);
+    assert!(store.delete_role_definition("D1", None).await?);
     assert_eq!(
         store.rbac_version().await?,
         before + 7,
