@@ -477,3 +477,36 @@ def test_az_follows_next_link(az, api, az_server):
     listed = az.json("identity", "list", "-g", rg, "--query", "[].id")
     assert len(listed) == 1100 and {item.lower() for item in listed} == created
     az("group", "delete", "--name", rg, "--yes", "--output", "none")
+
+
+def test_az_monitor_activity_log_reads_the_audit_trail(az, api, az_server):
+    """Issue 20: `az monitor activity-log list` (its own request classes, api-version 2015-04-01,
+    unquoted timestamps in `$filter`) reads the Activity Log of what az itself just did."""
+    rg = support.unique_name("azaudit")
+    az("group", "create", "--name", rg, "--location", "westus", "--output", "none")
+    identity = az.json("identity", "create", "-g", rg, "-n", "audited", "--location", "westus")
+    az.fails("identity", "create", "-g", rg, "-n", "bad!name", "--location", "westus")
+
+    events = az.json("monitor", "activity-log", "list", "--resource-group", rg, "--offset", "1h")
+    assert isinstance(events, list) and events, events
+    operations = {(e["operationName"]["value"], e["status"]["value"]) for e in events}
+    assert ("Microsoft.ManagedIdentity/userAssignedIdentities/write", "Succeeded") in operations, operations
+    assert ("Microsoft.Resources/subscriptions/resourceGroups/write", "Succeeded") in operations, operations
+    write = next(e for e in events if e["operationName"]["value"].endswith("userAssignedIdentities/write") and e["status"]["value"] == "Succeeded")
+    assert write["resourceId"].lower() == identity["id"].lower()
+    assert write["caller"] and write["httpRequest"]["clientIpAddress"].startswith("127.")
+    assert write["claims"]["appid"] == az_server.client_id
+    failed = [e for e in events if e["status"]["value"] == "Failed"]
+    assert [e["subStatus"]["value"] for e in failed] == ["InvalidResourceName"], failed
+
+    # Filters az builds: correlation id, caller and status, a resource, --select, --max-events.
+    by_correlation = az.json("monitor", "activity-log", "list", "--correlation-id", write["correlationId"], "--offset", "1h")
+    assert [e["eventDataId"] for e in by_correlation] == [write["eventDataId"]]
+    refused = az.json("monitor", "activity-log", "list", "--resource-group", rg, "--caller", write["caller"], "--status", "Failed", "--offset", "1h")
+    assert [e["eventDataId"] for e in refused] == [failed[0]["eventDataId"]]
+    on_identity = az.json("monitor", "activity-log", "list", "--resource-id", identity["id"], "--offset", "1h")
+    assert write["eventDataId"] in {e["eventDataId"] for e in on_identity}
+    selected = az.json("monitor", "activity-log", "list", "--resource-group", rg, "--offset", "1h", "--select", "operationName", "status")
+    assert selected and all(set(e) <= {"operationName", "status"} for e in selected), selected[:2]
+    assert len(az.json("monitor", "activity-log", "list", "--resource-group", rg, "--offset", "1h", "--max-events", "2")) == 2
+    az("group", "delete", "--name", rg, "--yes", "--output", "none")

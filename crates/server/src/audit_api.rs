@@ -61,7 +61,8 @@ fn next_link(base: &str, path: &str, query: Option<&str>, token: &str) -> String
     // Spaces as %20: the az CLI reads a literal `+` in a next link as a space only sometimes.
     let query = serde_urlencoded::to_string(&pairs)
         .unwrap_or_default()
-        .replace('+', "%20");
+        .replace('+', "%20")
+        .replace("%24", "$");
     format!("{base}{path}?{query}")
 }
 
