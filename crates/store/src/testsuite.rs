@@ -250,7 +250,184 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
 
     resources(store, &record).await?;
     items(store).await?;
+    audit(store).await?;
     authorization(store, &record).await
+}
+
+/// The audit log: a write's record commits with it or not at all; appended records; filters,
+/// newest first, paging by position; pruning.
+async fn audit(store: &Store) -> Result<(), StoreError> {
+    use crate::{AuditFilter, AuditKind, AuditRecord};
+    let event = |id: &str, at: i64, kind: AuditKind, operation: &str, group: &str| AuditRecord {
+        id: id.to_string(),
+        at,
+        kind,
+        operation: operation.to_string(),
+        status: "Succeeded".to_string(),
+        status_code: None,
+        caller_id: Some("c1".to_string()),
+        caller_name: Some("Someone@Example.com".to_string()),
+        subscription_id: Some("s".to_string()),
+        resource_group: Some(group.to_string()),
+        resource_id: Some(format!(
+            "/subscriptions/s/resourceGroups/{group}/providers/Microsoft.X/things/{id}"
+        )),
+        correlation_id: Some(format!("corr-{id}")),
+        request_id: None,
+        client_ip: Some("127.0.0.1".to_string()),
+        details: "{}".to_string(),
+    };
+    // A change that commits carries its record; one that fails (a lost race) leaves neither.
+    let written = record(
+        "/subscriptions/s/resourceGroups/AuditG/providers/Microsoft.X/things/a1",
+        "/subscriptions/s/resourcegroups/auditg",
+        None,
+        "microsoft.x/things",
+    );
+    store
+        .apply(&ResourceChange {
+            upserts: vec![written.clone()],
+            audit: Some(Box::new(event(
+                "a1",
+                1_000,
+                AuditKind::Administrative,
+                "Microsoft.X/things/write",
+                "AuditG",
+            ))),
+            ..Default::default()
+        })
+        .await?;
+    let lost = store
+        .apply(&ResourceChange {
+            upserts: vec![written.clone()], // version 0 again: the row exists, so the change fails
+            audit: Some(Box::new(event(
+                "a2",
+                2_000,
+                AuditKind::Administrative,
+                "Microsoft.X/things/write",
+                "AuditG",
+            ))),
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        matches!(lost, Err(StoreError::PreconditionFailed)),
+        "{lost:?}"
+    );
+    store
+        .append_audit(vec![
+            event("s1", 3_000, AuditKind::SignIn, "client_credentials", "none"),
+            AuditRecord {
+                status: "Failed".to_string(),
+                status_code: Some("AADSTS7000215".to_string()),
+                ..event("s2", 4_000, AuditKind::SignIn, "client_credentials", "none")
+            },
+            event(
+                "a3",
+                5_000,
+                AuditKind::Administrative,
+                "Microsoft.Y/other/delete",
+                "OtherG",
+            ),
+        ])
+        .await?;
+    let ids = |records: Vec<AuditRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let administrative = AuditFilter {
+        kinds: vec![AuditKind::Administrative],
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.audit_page(&administrative, 10).await?),
+        ["a3", "a1"]
+    );
+    let narrowed = |filter: AuditFilter| AuditFilter {
+        kinds: vec![AuditKind::Administrative],
+        ..filter
+    };
+    for (filter, expected) in [
+        (
+            AuditFilter {
+                resource_group: Some("auditg".into()),
+                ..Default::default()
+            },
+            vec!["a1"],
+        ),
+        (
+            AuditFilter {
+                correlation_id: Some("CORR-A3".into()),
+                ..Default::default()
+            },
+            vec!["a3"],
+        ),
+        (
+            AuditFilter {
+                caller: Some("someone@example.com".into()),
+                ..Default::default()
+            },
+            vec!["a3", "a1"],
+        ),
+        (
+            AuditFilter {
+                operation_prefix: Some("microsoft.y/".into()),
+                ..Default::default()
+            },
+            vec!["a3"],
+        ),
+        (
+            AuditFilter {
+                resource_id: Some("/subscriptions/s/resourcegroups/auditg".into()),
+                ..Default::default()
+            },
+            vec!["a1"],
+        ),
+        (
+            AuditFilter {
+                from: Some(1_001),
+                ..Default::default()
+            },
+            vec!["a3"],
+        ),
+        (
+            AuditFilter {
+                to: Some(1_000),
+                ..Default::default()
+            },
+            vec!["a1"],
+        ),
+        (
+            AuditFilter {
+                before: Some((5_000, "a3".into())),
+                ..Default::default()
+            },
+            vec!["a1"],
+        ),
+        (
+            AuditFilter {
+                operations: vec!["Microsoft.X/things/write".into()],
+                ..Default::default()
+            },
+            vec!["a1"],
+        ),
+    ] {
+        assert_eq!(
+            ids(store.audit_page(&narrowed(filter.clone()), 10).await?),
+            expected,
+            "{filter:?}"
+        );
+    }
+    let failed = AuditFilter {
+        kinds: vec![AuditKind::SignIn],
+        status_code: Some("AADSTS7000215".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(store.audit_page(&failed, 10).await?), ["s2"]);
+    assert_eq!(store.audit_page(&AuditFilter::default(), 2).await?.len(), 2);
+    assert_eq!(store.prune_audit(3_500).await?, 2, "a1 and s1 are older");
+    assert_eq!(
+        ids(store.audit_page(&AuditFilter::default(), 10).await?),
+        ["a3", "s2"]
+    );
+    Ok(())
 }
 
 async fn authorization(store: &Store, bootstrap: &BootstrapRecord) -> Result<(), StoreError> {
