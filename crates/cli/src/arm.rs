@@ -187,6 +187,44 @@ impl Arm {
         Ok(items)
     }
 
+    /// The first `max` items of a list that `keep` accepts, following ARM's `nextLink` or
+    /// Graph's `@odata.nextLink` (`first_page` is a full path with its query); no page is read
+    /// once `max` items are kept.
+    pub async fn list_up_to(
+        &self,
+        first_page: &str,
+        max: usize,
+        keep: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Vec<Value>> {
+        let mut items = Vec::new();
+        let mut next = Some(first_page.to_string());
+        while let Some(page_url) = next.take() {
+            let page = self.call(Method::GET, &page_url, None).await?.body;
+            for item in page
+                .get("value")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if items.len() == max {
+                    return Ok(items);
+                }
+                if keep(item) {
+                    items.push(item.clone());
+                }
+            }
+            if items.len() == max {
+                break;
+            }
+            next = ["nextLink", "@odata.nextLink"]
+                .iter()
+                .find_map(|key| page.get(*key).and_then(Value::as_str))
+                .filter(|link| !link.is_empty())
+                .map(str::to_string);
+        }
+        Ok(items)
+    }
+
     /// PUT `body` at `path`; returns the resource once the write has finished.
     pub async fn put(&self, path: &str, api_version: &str, body: &Value) -> anyhow::Result<Value> {
         let url = with_api_version(path, api_version);

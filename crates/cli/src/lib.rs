@@ -1,6 +1,6 @@
 //! The az-style command line: `login`, `account`, `ad sp`, `group`, `identity`, `vm` (with
-//! `vm join-token` and `vm run`, which starts the agent), `resource`, `role` and `deployment`,
-//! talking HTTPS to an openmi server.
+//! `vm join-token` and `vm run`, which starts the agent), `resource`, `role`, `deployment`,
+//! `cosmosdb` and `audit list`, talking HTTPS to an openmi server.
 //!
 //! Every verb takes az's `--output` and `--query` (see `output`); the ARM verbs also take
 //! `--subscription` and reach the server through the small client in `arm`.
@@ -10,6 +10,7 @@
 //! `$OPENMI_CONFIG_DIR/session.json` (default `~/.openmi`), mode 0600.
 
 mod arm;
+mod audit;
 mod az_config;
 mod client;
 mod cosmosdb;
@@ -73,6 +74,8 @@ pub enum Command {
     AzConfig(az_config::AzConfigArgs),
     /// Cosmos DB accounts, SQL databases and containers, data-plane roles.
     Cosmosdb(cosmosdb::CosmosdbCommand),
+    /// The audit log: ARM's Activity Log, sign-ins and directory changes.
+    Audit(audit::AuditCommand),
 }
 
 /// `openmi login`
@@ -180,6 +183,7 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Cosmosdb(command) => {
             (command.global.output.clone(), cosmosdb::run(command).await?)
         }
+        Command::Audit(command) => (command.global.output.clone(), audit::run(command).await?),
     };
     output.print(outcome)?;
     Ok(0)

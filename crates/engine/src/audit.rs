@@ -160,8 +160,27 @@ impl AuditOperation {
 
 /// The operation a task is performing, and whether a write has carried its record.
 struct OpenOperation {
-    record: AuditRecord,
+    record: std::sync::Mutex<AuditRecord>,
     written: AtomicBool,
+}
+
+impl OpenOperation {
+    fn record(&self) -> AuditRecord {
+        match self.record.lock() {
+            Ok(record) => record.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// Names what the open operation created, once it is known (a new application's object id).
+pub fn retarget(target: impl Into<String>) {
+    let target = target.into();
+    let _ = OPERATION.try_with(|open| {
+        if let Ok(mut record) = open.record.lock() {
+            record.resource_id = Some(target);
+        }
+    });
 }
 
 /// The record a write about to be committed should carry: the open operation's, unless a write
@@ -171,7 +190,7 @@ pub(crate) fn for_write() -> Option<AuditRecord> {
         .try_with(|open| {
             (!open.written.load(Ordering::SeqCst)).then(|| AuditRecord {
                 at: now_micros(),
-                ..open.record.clone()
+                ..open.record()
             })
         })
         .ok()
@@ -408,12 +427,12 @@ impl Engine {
         }
         record.details = details_text(details);
         let open = Arc::new(OpenOperation {
-            record,
+            record: std::sync::Mutex::new(record),
             written: AtomicBool::new(false),
         });
         let result = OPERATION.scope(open.clone(), operation).await;
         if !open.written.load(Ordering::SeqCst) {
-            let mut record = open.record.clone();
+            let mut record = open.record();
             record.at = now_micros();
             if let Err(error) = &result {
                 record.status = "Failed".to_string();
@@ -512,6 +531,8 @@ impl Engine {
         limit: usize,
     ) -> Result<AuditPage, EngineError> {
         let limit = limit.clamp(1, 1000);
+        // One more than asked tells whether a next page exists (no link to an empty page).
+        let wanted = limit + 1;
         if filter
             .kinds
             .iter()
@@ -522,8 +543,8 @@ impl Engine {
         let mut cursor = filter.clone();
         let mut records = Vec::new();
         loop {
-            let page = self.store().audit_page(&cursor, limit).await?;
-            let full = page.len() == limit;
+            let page = self.store().audit_page(&cursor, wanted).await?;
+            let full = page.len() == wanted;
             let last = page.last().map(|record| (record.at, record.id.clone()));
             for record in page {
                 let readable = record.kind != AuditKind::Administrative || {
@@ -537,7 +558,8 @@ impl Engine {
                 };
                 if readable {
                     records.push(record);
-                    if records.len() == limit {
+                    if records.len() == wanted {
+                        records.pop();
                         let next = records.last().map(|record| (record.at, record.id.clone()));
                         return Ok(AuditPage { records, next });
                     }

@@ -219,6 +219,12 @@ impl Engine {
         if let Some(cert_der) = &new.certificate_der {
             credentials.push(certificate_credential(principal.object_id, cert_der, now)?);
         }
+        crate::audit::retarget(
+            principal
+                .application_object_id
+                .unwrap_or(principal.object_id)
+                .to_string(),
+        );
         let record = crate::audit::for_write();
         self.store()
             .create_service_principal(
@@ -298,6 +304,7 @@ impl Engine {
             .map_err(|error| {
                 EngineError::Internal(format!("EN0304 password hashing: {error}"))
             })??;
+        crate::audit::retarget(principal.object_id.to_string());
         let record = crate::audit::for_write();
         match self
             .store()

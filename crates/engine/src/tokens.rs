@@ -299,7 +299,11 @@ impl Engine {
             grant,
             event_type,
             principal_id: result.as_ref().ok().map(|issued| issued.object_id.clone()),
-            principal_name: request.username.clone(),
+            // A user's sign-in name as typed; an application's id (failures have no object id).
+            principal_name: match kind {
+                GrantKind::ClientCredentials => request.client_id.clone(),
+                _ => request.username.clone(),
+            },
             app_id: request.client_id.clone(),
             resource: result
                 .as_ref()

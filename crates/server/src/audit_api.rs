@@ -385,6 +385,11 @@ fn sign_in_filter(text: Option<&str>) -> Result<AuditFilter, ArmError> {
                         .map_err(|error| graph_bad_request(error.message))?;
                     continue;
                 }
+                // `status/errorCode ne 0`: the failures, as Graph's examples ask for them.
+                if op == Op::Ne && lower == "status/errorcode" && value == "0" {
+                    filter.status = Some("Failed".to_string());
+                    continue;
+                }
                 if op != Op::Eq {
                     return Err(graph_bad_request(format!(
                         "Invalid filter clause: {field} supports only eq."

@@ -537,6 +537,7 @@ async fn service_principal_create_unaudited(
             openmi_engine::EngineError::NotFound => not_found(app_id),
             other => graph_error(other, &context),
         })?;
+    openmi_engine::audit::retarget(principal.object_id.to_string());
     Ok(respond(
         StatusCode::CREATED,
         &caller,

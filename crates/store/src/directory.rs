@@ -416,16 +416,20 @@ impl Store {
         credential: &ClientCredential,
         audit: Option<&crate::AuditRecord>,
     ) -> Result<(), StoreError> {
+        // The write first: a SQLite transaction that reads first and writes after another
+        // connection committed fails at once with SQLITE_BUSY (WAL cannot upgrade a stale read
+        // lock), which the audit log's appends make likely.
         let mut transaction = self.pool.begin().await?;
+        insert_credential(&mut transaction, credential).await?;
         let exists: Option<(String,)> =
             sqlx::query_as("SELECT object_id FROM principals WHERE object_id = $1")
                 .bind(credential.object_id.to_string())
                 .fetch_optional(&mut *transaction)
                 .await?;
         if exists.is_none() {
+            // Dropping the transaction rolls the insert back.
             return Err(StoreError::NotFound);
         }
-        insert_credential(&mut transaction, credential).await?;
         crate::audit::insert_one(&mut transaction, audit).await?;
         transaction.commit().await?;
         Ok(())
