@@ -420,7 +420,20 @@ impl Store {
         // connection committed fails at once with SQLITE_BUSY (WAL cannot upgrade a stale read
         // lock), which the audit log's appends make likely.
         let mut transaction = self.pool.begin().await?;
-        insert_credential(&mut transaction, credential).await?;
+        if let Err(error) = insert_credential(&mut transaction, credential).await {
+            // The foreign key refuses a credential of no principal: say which.
+            drop(transaction);
+            let exists: Option<(String,)> =
+                sqlx::query_as("SELECT object_id FROM principals WHERE object_id = $1")
+                    .bind(credential.object_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            return Err(if exists.is_none() {
+                StoreError::NotFound
+            } else {
+                error
+            });
+        }
         let exists: Option<(String,)> =
             sqlx::query_as("SELECT object_id FROM principals WHERE object_id = $1")
                 .bind(credential.object_id.to_string())
