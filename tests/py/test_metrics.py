@@ -182,6 +182,10 @@ def test_server_metrics_count_tokens_requests_failures_and_writes(server_factory
     # The GET went through the read cache.
     assert after.value("openmi_cache_entries", cache="resources") >= 0
     assert after.value("openmi_cache_entries", cache="bearer_tokens") >= 1, after.text
+    # The sign-ins above reach the audit log through the batch appender (within its 50 ms).
+    appended = wait_for(lambda: scrape_server(srv), lambda s: s.delta(before, "openmi_audit_records_total", outcome="appended") >= 5, 10)
+    assert appended.delta(before, "openmi_audit_records_total", outcome="appended") >= 5, appended.text
+    assert appended.value("openmi_audit_records_total", outcome="dropped") == 0
 
     # The RBAC snapshot grows by the assignment a new service principal is granted.
     kit = support.RbacKit(srv, support.arm_clients(srv))

@@ -457,6 +457,22 @@ impl Collector for ScrapedMetrics {
                 ConstGauge::new(as_i64(size)).encode(metric.encode_family(&[("cache", cache)])?)?;
             }
         }
+        {
+            // Records without a write of their own (sign-ins, refusals): appended, or dropped
+            // because the database was away longer than the appender's queue holds.
+            let (dropped, appended) = self.engine.audit_counts();
+            let mut metric = encoder.encode_descriptor(
+                "openmi_audit_records",
+                "Audit records appended by this server's batch appender, by outcome (a write's own record commits with it and is not counted here).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (outcome, count) in [("appended", appended), ("dropped", dropped)] {
+                metric
+                    .encode_family(&[("outcome", outcome)])?
+                    .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+            }
+        }
         gauge(
             &mut encoder,
             "openmi_agents_connected",

@@ -178,6 +178,14 @@ describe("the server's /metrics", () => {
     assert.equal(after.delta(before, "openmi_store_commit_seconds_count"), batches);
     assert.ok(after.value("openmi_rbac_assignments") >= 2, after.text);
     assert.ok(after.value("openmi_cache_entries", { cache: "bearer_tokens" }) >= 1, after.text);
+    // The sign-ins above reach the audit log through the batch appender (within its 50 ms).
+    let audited = after;
+    for (let i = 0; i < 100 && audited.delta(before, "openmi_audit_records_total", { outcome: "appended" }) < 5; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      audited = await scrape(server.url);
+    }
+    assert.ok(audited.delta(before, "openmi_audit_records_total", { outcome: "appended" }) >= 5, audited.text);
+    assert.equal(audited.value("openmi_audit_records_total", { outcome: "dropped" }), 0);
     // Labels are route families, never paths or names.
     const leaked = after.samples.filter((s) => Object.values(s.labels).some((v) => v.startsWith("/") || v.includes(rg)));
     assert.deepEqual(leaked, []);
