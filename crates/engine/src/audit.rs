@@ -582,3 +582,64 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AuditOperation;
+
+    fn named(method: &str, path: &str) -> Option<(String, String)> {
+        AuditOperation::for_arm_request(method, path).map(|operation| {
+            (
+                operation.operation,
+                operation.resource_id.unwrap_or_default(),
+            )
+        })
+    }
+
+    #[test]
+    fn arm_requests_are_named_as_the_activity_log_names_them() {
+        let group = "/subscriptions/s/resourceGroups/g";
+        assert_eq!(named("GET", group), None);
+        assert_eq!(
+            named("PUT", group),
+            Some((
+                "Microsoft.Resources/subscriptions/resourceGroups/write".into(),
+                group.into()
+            ))
+        );
+        let identity =
+            format!("{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i");
+        assert_eq!(
+            named("DELETE", &identity).unwrap().0,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/delete"
+        );
+        let account = format!("{group}/providers/Microsoft.DocumentDB/databaseAccounts/a");
+        assert_eq!(
+            named("POST", &format!("{account}/listKeys")),
+            Some((
+                "Microsoft.DocumentDB/databaseAccounts/listKeys/action".into(),
+                account.clone()
+            ))
+        );
+        let assignment = format!("{group}/providers/Microsoft.Authorization/roleAssignments/r");
+        assert_eq!(
+            named("PUT", &assignment).unwrap().0,
+            "Microsoft.Authorization/roleAssignments/write"
+        );
+        assert_eq!(
+            named(
+                "POST",
+                "/subscriptions/s/providers/Microsoft.Compute/register"
+            )
+            .unwrap()
+            .0,
+            "Microsoft.Compute/register/action"
+        );
+        let extension =
+            format!("{group}/providers/Microsoft.Compute/virtualMachines/v/extensions/e");
+        assert_eq!(
+            named("PATCH", &extension).unwrap().0,
+            "Microsoft.Compute/virtualMachines/extensions/write"
+        );
+    }
+}
