@@ -74,13 +74,15 @@ class ServerFactory:
         return path
 
     def start(
-        self, data_dir: Path | None = None, database_url: str | None = "new", extra_args=(), port: int | None = None
+        self, data_dir: Path | None = None, database_url: str | None = "new", extra_args=(), port: int | None = None,
+        log_dir: Path | None = None,
     ) -> support.Server:
-        """A server on a new data dir (or `data_dir`), a new schema (or `database_url`), a free port (or `port`)."""
+        """A server on a new data dir (or `data_dir`), a new schema (or `database_url`), a free port (or `port`),
+        logging into its data dir (or `log_dir`)."""
         if database_url == "new":
             database_url = self.new_database_url()
         srv = support.start_server(
-            data_dir or self.new_data_dir(), database_url=database_url, extra_args=extra_args, port=port
+            data_dir or self.new_data_dir(), database_url=database_url, extra_args=extra_args, port=port, log_dir=log_dir
         )
         self.servers.append(srv)
         return srv

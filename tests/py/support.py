@@ -216,9 +216,10 @@ def start_server(
     port: int | None = None,
     timeout: float = START_TIMEOUT,
     host: str = "127.0.0.1",
+    log_dir: Path | None = None,
 ) -> Server:
     """Start `openmi server` (on `host`, a loopback address) and wait until /healthz answers 200
-    over TLS verified with its CA."""
+    over TLS verified with its CA. Its log goes to `log_dir` (default: the data dir)."""
     if not os.access(OPENMI_BIN, os.X_OK):
         raise ServerStartError(f"OPENMI_BIN {OPENMI_BIN} is not an executable: run `cargo build --bins` first")
     data_dir = Path(data_dir)
@@ -227,7 +228,7 @@ def start_server(
     last_error: Exception | None = None
     for attempt in range(attempts):
         chosen_port = port if port is not None else free_port()
-        log_path = data_dir / f"server-{chosen_port}.log"
+        log_path = Path(log_dir or data_dir) / f"server-{chosen_port}.log"
         try:
             return _start_once(data_dir, chosen_port, database_url, extra_args, log_path, timeout, host)
         except ServerStartError as err:

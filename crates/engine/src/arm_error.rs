@@ -57,7 +57,7 @@ impl EngineError {
             E::InvalidRefreshToken => 9002313,
             E::OAuth { code, .. } => *code,
             E::BadRequest(_) => 90014,
-            E::Store(StoreError::Unavailable(_)) => 90033,
+            E::Store(StoreError::Unavailable(_) | StoreError::StorageFull(_)) => 90033,
             _ => 50000,
         }
     }
@@ -136,6 +136,16 @@ impl EngineError {
             E::Store(StoreError::AlreadyExists) => ArmFailure::new(409,
                 "Conflict",
                 "The resource already exists.",
+            ),
+            // The database is down or unreachable: a fault to retry, not a request's; the server
+            // adds `Retry-After`, which azure-core's and the Azure CLI's retry policies wait out.
+            E::Store(StoreError::Unavailable(_)) => ArmFailure::new(503,
+                "ServiceUnavailable",
+                "The service is temporarily unavailable: its database cannot be reached. Please retry the request later.",
+            ),
+            E::Store(StoreError::StorageFull(_)) => ArmFailure::new(503,
+                "ServiceUnavailable",
+                "The service cannot store the request: its database's disk is full. Nothing of the request was kept; retry it once there is room.",
             ),
             E::InvalidResourceReference(message) => {
                 ArmFailure::new(400, "InvalidResourceReference", message.clone())

@@ -52,7 +52,7 @@ impl OAuthError {
             E::InvalidRefreshToken => (StatusCode::BAD_REQUEST, "invalid_grant", "Invalid request. Request is malformed or invalid.".to_string()),
             E::OAuth { error, description, .. } => (StatusCode::BAD_REQUEST, *error, description.clone()),
             E::BadRequest(detail) => (StatusCode::BAD_REQUEST, "invalid_request", format!("The request is invalid: {detail}")),
-            E::Store(openmi_store::StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "A transient error has occurred. Please try again.".to_string()),
+            E::Store(openmi_store::StoreError::Unavailable(_) | openmi_store::StoreError::StorageFull(_)) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "A transient error has occurred. Please try again.".to_string()),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "There was an error issuing a token or an issue with our sign-in service.".to_string()),
         };
         if status.is_server_error() {
@@ -95,6 +95,11 @@ impl IntoResponse for OAuthError {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store, no-cache"),
         );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 }
@@ -173,6 +178,11 @@ impl IntoResponse for ArmError {
             Json(json!({"error": {"code": self.code, "message": self.message}})),
         )
             .into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             let challenge = format!("Bearer authorization_uri=\"https://login.windows.net/\", error=\"invalid_token\", error_description=\"{}\"", self.message.replace('"', "'"));
             if let Ok(value) = HeaderValue::from_str(&challenge) {

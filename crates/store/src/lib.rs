@@ -45,6 +45,10 @@ pub enum StoreError {
     PreconditionFailed,
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The database's disk is full (SQLite's SQLITE_FULL, PostgreSQL's 53100): nothing of the
+    /// write was kept; it can succeed once there is room.
+    #[error("the database's disk is full: {0}")]
+    StorageFull(String),
     #[error("the database was written by a newer openmi (schema version {found}, this build knows {known})")]
     NewerSchema { found: i64, known: i64 },
     #[error("ST0001 stored data is corrupt: {0}")]
@@ -59,6 +63,15 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::Database(database_error) if database_error.is_unique_violation() => {
                 StoreError::AlreadyExists
+            }
+            // SQLite's primary result code 13 (extended codes keep it in the low byte) and
+            // PostgreSQL's disk_full.
+            sqlx::Error::Database(database_error)
+                if database_error.code().is_some_and(|code| {
+                    code == "53100" || code.parse::<i64>().is_ok_and(|code| code & 0xff == 13)
+                }) =>
+            {
+                StoreError::StorageFull(database_error.message().to_string())
             }
             sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut
@@ -103,7 +116,17 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(url)
             .map_err(|error| StoreError::Unavailable(error.to_string()))?;
-        let pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        // A connection given back while sqlx still counts a transaction on it is closed, not
+        // pooled: SQLite rolls a transaction back by itself on SQLITE_FULL or SQLITE_IOERR, sqlx's
+        // ROLLBACK then fails ("no transaction is active") and leaves its depth at 1, and the
+        // connection's next `begin` would be a SAVEPOINT whose ROLLBACK TO keeps a write
+        // transaction open for good (every other writer "database is locked", and writes
+        // "committed" on it are never committed).
+        let pool_options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(10))
+            .after_release(|connection, _| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(connection)) })
+            });
         let pool = match backend {
             Backend::Sqlite => {
                 pool_options

@@ -566,7 +566,7 @@ enum Outcome {
 }
 
 impl PendingChange {
-    fn answer(self, outcome: Result<Outcome, String>) {
+    fn answer(self, outcome: Result<Outcome, StoreError>) {
         match self {
             PendingChange::Resources { reply, .. } => {
                 let _ = reply.send(match outcome {
@@ -575,7 +575,7 @@ impl PendingChange {
                     Ok(_) => Err(StoreError::Database(
                         "ST0003 mismatched writer outcome".to_string(),
                     )),
-                    Err(message) => Err(StoreError::Database(message)),
+                    Err(error) => Err(error),
                 });
             }
             PendingChange::Items { reply, .. } => {
@@ -585,7 +585,7 @@ impl PendingChange {
                     Ok(_) => Err(StoreError::Database(
                         "ST0003 mismatched writer outcome".to_string(),
                     )),
-                    Err(message) => Err(StoreError::Database(message)),
+                    Err(error) => Err(error),
                 });
             }
             PendingChange::Audit { reply, .. } => {
@@ -595,7 +595,7 @@ impl PendingChange {
                     Ok(_) => Err(StoreError::Database(
                         "ST0003 mismatched writer outcome".to_string(),
                     )),
-                    Err(message) => Err(StoreError::Database(message)),
+                    Err(error) => Err(error),
                 });
             }
         }
@@ -661,9 +661,18 @@ pub(crate) async fn run_writer(
             }
             Err(error) => {
                 metrics.failed_batches.inc();
-                let message = error.to_string();
+                // Each change hears the batch's failure as what it is: an unreachable database
+                // stays `Unavailable` (503 and Retry-After), the rest are database errors.
                 for pending in batch {
-                    pending.answer(Err(message.clone()));
+                    pending.answer(Err(match &error {
+                        StoreError::Unavailable(message) => {
+                            StoreError::Unavailable(message.clone())
+                        }
+                        StoreError::StorageFull(message) => {
+                            StoreError::StorageFull(message.clone())
+                        }
+                        other => StoreError::Database(other.to_string()),
+                    }));
                 }
             }
         }
