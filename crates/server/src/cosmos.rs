@@ -296,3 +296,406 @@ mod tests {
         );
     }
 }
+
+/// Arbitrary values of the headers the data plane reads, on each route, through the whole
+/// application: a request is served or refused in Cosmos's shape (`{"code","message"}` with
+/// `x-ms-activity-id` and `x-ms-substatus`, a 4xx status, 401 when the `authorization` header
+/// does not check out), never a panic, never a 5xx.
+#[cfg(test)]
+mod proptests {
+    use aws_lc_rs::hmac;
+    use axum::body::Body;
+    use axum::http::Request;
+    use base64::Engine as _;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    use super::*;
+    use crate::test_server::{header_bytes, Answer, TestServer};
+
+    /// The routes `route` serves (and some it refuses), as `(method, path after the account)`.
+    const ROUTES: &[(&str, &str)] = &[
+        ("GET", ""),
+        ("GET", "dbs"),
+        ("POST", "dbs"),
+        ("GET", "dbs/db"),
+        ("GET", "dbs/db/colls"),
+        ("GET", "dbs/db/colls/c"),
+        ("GET", "dbs/db/colls/c/pkranges"),
+        ("POST", "dbs/db/colls/c/docs"),
+        ("GET", "dbs/db/colls/c/docs"),
+        ("GET", "dbs/db/colls/c/docs/1"),
+        ("PUT", "dbs/db/colls/c/docs/1"),
+        ("PATCH", "dbs/db/colls/c/docs/1"),
+        ("DELETE", "dbs/db/colls/c/docs/2"),
+        ("POST", "dbs/db/colls/nosuch/docs"),
+        ("HEAD", "dbs/db"),
+        ("GET", "offers"),
+        ("GET", "nosuch/x"),
+    ];
+
+    /// How a request authenticates.
+    #[derive(Debug, Clone)]
+    enum Auth {
+        /// The master-key signature of this request with key `key` (0: primary, 1: read-only),
+        /// URL-encoded as the SDKs send it or not.
+        Master { key: usize, encoded: bool },
+        /// A bootstrap principal's AAD token (no data-plane role: refused with 403).
+        Aad,
+        /// Anything else.
+        Other(Vec<u8>),
+    }
+
+    fn auths() -> impl Strategy<Value = Auth> {
+        let near_misses = prop::sample::select(vec![
+            "type=master&ver=1.0&sig=",
+            "type=master&ver=1.0&sig=AAAA",
+            "type%3Dmaster%26ver%3D1.0%26sig%3D%zz",
+            "type=aad&ver=1.0&sig=",
+            "type=aad&ver=1.0&sig=a.b.c",
+            "type=aad&ver=1.0&sig=eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2ln",
+            "type=resource&ver=1.0&sig=x",
+            "type=&sig=",
+            "sig=x&type=master&type=aad",
+            "%",
+            "%e",
+            "%%%",
+            "Bearer x",
+        ]);
+        prop_oneof![
+            5 => (prop::sample::select(vec![0, 0, 0, 1]), any::<bool>())
+                .prop_map(|(key, encoded)| Auth::Master { key, encoded }),
+            1 => Just(Auth::Aad),
+            1 => near_misses.prop_map(|text| Auth::Other(text.as_bytes().to_vec())),
+            1 => header_bytes(120).prop_map(Auth::Other),
+        ]
+    }
+
+    /// JSON and its near misses, from pieces.
+    fn jsonish() -> impl Strategy<Value = Vec<u8>> {
+        let pieces = prop::sample::select(vec![
+            "[",
+            "]",
+            "{",
+            "}",
+            "\"",
+            "\\",
+            ",",
+            ":",
+            " ",
+            "a",
+            "1",
+            "-0",
+            "1e999",
+            "-2.5e3",
+            "18446744073709551616",
+            "true",
+            "null",
+            "\"pk\"",
+            "\"id\"",
+            "\"offset\"",
+            "\"\\ud800\"",
+            "é",
+        ]);
+        prop::collection::vec(pieces, 0..40).prop_map(|pieces| pieces.concat().into_bytes())
+    }
+
+    /// A value for a header: usually one of `plausible`, else pieces of JSON or any bytes.
+    fn value(plausible: &[&str]) -> BoxedStrategy<Vec<u8>> {
+        let plausible: Vec<Vec<u8>> = plausible
+            .iter()
+            .map(|text| text.as_bytes().to_vec())
+            .collect();
+        prop_oneof![
+            3 => prop::sample::select(plausible),
+            1 => jsonish(),
+            1 => header_bytes(100),
+        ]
+        .boxed()
+    }
+
+    /// The headers `route` and the engine read, each present or not.
+    fn headers() -> impl Strategy<Value = Vec<(&'static str, Option<Vec<u8>>)>> {
+        let table: Vec<(&'static str, &[&str])> = vec![
+            (
+                "x-ms-date",
+                &[
+                    "Mon, 05 May 2025 10:00:00 GMT",
+                    "mon, 05 may 2025 10:00:00 gmt",
+                    "",
+                ],
+            ),
+            ("date", &["Mon, 05 May 2025 10:00:00 GMT"]),
+            (
+                "x-ms-documentdb-partitionkey",
+                &[
+                    "[\"a\"]",
+                    "[\"b\"]",
+                    "[1]",
+                    "[1.5e300]",
+                    "[-0]",
+                    "[null]",
+                    "[true]",
+                    "[{}]",
+                    "[[]]",
+                    "[]",
+                    "[\"a\",\"b\"]",
+                    "\"a\"",
+                    "a",
+                    "[",
+                    "[\"\\ud800\"]",
+                    "[18446744073709551616]",
+                    "[1e999]",
+                    "[\"é\"]",
+                ],
+            ),
+            (
+                "x-ms-max-item-count",
+                &[
+                    "-1",
+                    "0",
+                    "1",
+                    "2",
+                    "1000",
+                    "1001",
+                    "9223372036854775807",
+                    "-9223372036854775808",
+                    "99999999999999999999",
+                    "x",
+                    "",
+                ],
+            ),
+            (
+                "x-ms-continuation",
+                &[
+                    "{\"pk\":\"[\\\"a\\\"]\",\"id\":\"1\"}",
+                    "{\"offset\":18446744073709551615}",
+                    "{\"offset\":-1}",
+                    "{\"offset\":1}",
+                    "{\"pk\":1,\"id\":[]}",
+                    "null",
+                    "[]",
+                    "\"x\"",
+                    "{",
+                ],
+            ),
+            (
+                "if-match",
+                &["\"x\"", "*", "\"00000000-0000-0000-0000-000000000000\"", ""],
+            ),
+            (
+                "if-none-match",
+                &[
+                    "*",
+                    "\"1\"",
+                    "\"18446744073709551615\"",
+                    "\"-1\"",
+                    "\"x\"",
+                    "0",
+                    "",
+                ],
+            ),
+            ("x-ms-documentdb-isquery", &["true", "True", "false", "x"]),
+            ("x-ms-documentdb-is-upsert", &["true", "TRUE", "false"]),
+            ("x-ms-cosmos-is-query-plan-request", &["true", "false"]),
+            (
+                "content-type",
+                &[
+                    "application/query+json",
+                    "application/json",
+                    "application/json-patch+json",
+                ],
+            ),
+            (
+                "x-ms-consistency-level",
+                &["Session", "Eventual", "Strong", "x"],
+            ),
+            (
+                "x-ms-start-epk",
+                &["", "00", "05C1D0", "7FFFFFFFFFFFFFFF", "zz", "ff"],
+            ),
+            ("x-ms-end-epk", &["", "FF", "ff", "05C1D0", "00", "zz"]),
+            ("a-im", &["Incremental feed", "incremental FEED", "x"]),
+            ("x-ms-cosmos-changefeed-start-from-now", &["true", ""]),
+            ("x-ms-session-token", &["0:-1#1", "x"]),
+            (
+                "x-ms-activity-id",
+                &["00000000-0000-0000-0000-000000000000", "x"],
+            ),
+            ("x-ms-version", &["2018-12-31", "2020-07-15", "x"]),
+        ];
+        table
+            .into_iter()
+            .map(|(name, plausible)| {
+                // Most routes under a container need the partition key.
+                let present = if name == "x-ms-documentdb-partitionkey" {
+                    0.8
+                } else {
+                    0.35
+                };
+                prop::option::weighted(present, value(plausible))
+                    .prop_map(move |value| (name, value))
+            })
+            .collect::<Vec<_>>()
+    }
+
+    fn bodies() -> impl Strategy<Value = Vec<u8>> {
+        let documents = prop::sample::select(vec![
+            "{\"id\":\"1\",\"pk\":\"a\"}",
+            "{\"id\":\"2\",\"pk\":\"a\",\"n\":1}",
+            "{\"id\":\"3\",\"pk\":1}",
+            "{\"id\":\"1\"}",
+            "{\"pk\":\"a\"}",
+            "{\"id\":1,\"pk\":\"a\"}",
+            "{\"id\":\"a/b\",\"pk\":\"a\"}",
+            "{\"query\":\"SELECT * FROM c\"}",
+            "{\"query\":\"SELECT * FROM c WHERE c.pk = @p\",\"parameters\":[{\"name\":\"@p\",\"value\":\"a\"}]}",
+            "{\"query\":\"SELECT VALUE COUNT(1) FROM c\"}",
+            "{\"query\":\"SELECT * FROM c ORDER BY c.n OFFSET 1 LIMIT 2\"}",
+            "{\"query\":1}",
+            "{\"operations\":[{\"op\":\"set\",\"path\":\"/n\",\"value\":1}]}",
+            "{\"operations\":[{\"op\":\"incr\",\"path\":\"/n\",\"value\":1e308}]}",
+            "{\"operations\":[{\"op\":\"remove\",\"path\":\"/id\"}]}",
+            "{\"id\":\"db2\"}",
+            "{}",
+            "[]",
+            "null",
+            "",
+        ]);
+        prop_oneof![
+            6 => documents.prop_map(|text| text.as_bytes().to_vec()),
+            1 => jsonish(),
+            1 => prop::collection::vec(any::<u8>(), 0..100),
+        ]
+    }
+
+    /// The master-key `authorization` of a request as the SDKs compute it.
+    fn master_signature(key: &[u8], method: &str, rest: &str, date: &str, encoded: bool) -> String {
+        let segments: Vec<String> = rest
+            .split('/')
+            .filter(|segment| !segment.is_empty())
+            .map(str::to_string)
+            .collect();
+        let (resource_type, resource_link) = resource_of(&segments);
+        let payload = format!(
+            "{}\n{}\n{}\n{}\n\n",
+            method.to_lowercase(),
+            resource_type.to_lowercase(),
+            resource_link,
+            date.to_lowercase()
+        );
+        let mac = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), payload.as_bytes());
+        let text = format!(
+            "type=master&ver=1.0&sig={}",
+            base64::engine::general_purpose::STANDARD.encode(mac.as_ref())
+        );
+        if encoded {
+            percent_encoding::utf8_percent_encode(&text, percent_encoding::NON_ALPHANUMERIC)
+                .to_string()
+        } else {
+            text
+        }
+    }
+
+    fn assert_cosmos_error(answer: &Answer) {
+        let status = answer.status.as_u16();
+        assert!((400..500).contains(&status), "{answer:?}");
+        let json = answer.json();
+        let object = json.as_object().unwrap();
+        assert_eq!(object.len(), 2, "{json}");
+        assert!(json["code"].is_string(), "{json}");
+        assert!(
+            json["message"].as_str().unwrap().contains("ActivityId: "),
+            "{json}"
+        );
+        assert!(
+            answer.headers.contains_key("x-ms-activity-id"),
+            "{answer:?}"
+        );
+        assert!(answer.headers.contains_key("x-ms-substatus"), "{answer:?}");
+    }
+
+    // One server for all cases (an account set up through ARM), so the runner is driven by
+    // hand rather than by `proptest!`, which would set one up per case.
+    #[test]
+    fn data_plane_headers_are_served_or_refused_as_cosmos() {
+        let server = TestServer::start();
+        let keys = server.cosmos_account("acct");
+        let decode = |field: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(keys[field].as_str().unwrap())
+                .unwrap()
+        };
+        let master_keys = [
+            decode("primaryMasterKey"),
+            decode("primaryReadonlyMasterKey"),
+        ];
+        let aad = server.token("https://cosmos.azure.com/.default").unwrap();
+        let strategy = (
+            prop::sample::select(vec![
+                "acct", "acct", "acct", "acct", "acct", "acct", "acct", "nosuch",
+            ]),
+            prop::sample::select(ROUTES.to_vec()),
+            auths(),
+            headers(),
+            bodies(),
+        );
+        let mut runner = TestRunner::new(Config {
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let result = runner.run(
+            &strategy,
+            |(account, (method, rest), auth, values, body)| {
+                let mut headers = HeaderMap::new();
+                for (name, value) in values {
+                    if let Some(value) = value {
+                        headers.insert(name, HeaderValue::from_bytes(&value).unwrap());
+                    }
+                }
+                let date = header(&headers, "x-ms-date")
+                    .or_else(|| header(&headers, "date"))
+                    .unwrap_or_default()
+                    .to_string();
+                let authorization = match &auth {
+                    Auth::Master { key, encoded } => {
+                        master_signature(&master_keys[*key], method, rest, &date, *encoded)
+                            .into_bytes()
+                    }
+                    Auth::Aad => format!("type=aad&ver=1.0&sig={aad}").into_bytes(),
+                    Auth::Other(bytes) => bytes.clone(),
+                };
+                headers.insert(
+                    "authorization",
+                    HeaderValue::from_bytes(&authorization).unwrap(),
+                );
+                let mut request = Request::builder()
+                    .method(method)
+                    .uri(format!("/cosmos/{account}/{rest}"))
+                    .body(Body::from(body))
+                    .unwrap();
+                *request.headers_mut() = headers;
+                let answer = server.send(request);
+                let status = answer.status.as_u16();
+                if status >= 400 {
+                    if method != "HEAD" {
+                        assert_cosmos_error(&answer);
+                    }
+                    if account == "acct" && matches!(auth, Auth::Other(_)) {
+                        assert_eq!(status, 401, "{answer:?}");
+                    }
+                } else {
+                    assert!(answer.status.is_success() || status == 304, "{answer:?}");
+                    assert!(
+                        account == "acct" && !matches!(auth, Auth::Other(_)),
+                        "{answer:?}"
+                    );
+                }
+                Ok(())
+            },
+        );
+        if let Err(error) = result {
+            panic!("{error}");
+        }
+    }
+}

@@ -22,6 +22,8 @@ mod limits;
 mod metrics;
 mod odata;
 mod portal;
+#[cfg(test)]
+mod test_server;
 mod throttle;
 mod tls;
 

@@ -6,7 +6,7 @@
 
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -15,6 +15,7 @@ use openmi_engine::{
 };
 use serde_json::json;
 
+use super::Tenant;
 use crate::context::{CallerObjectId, RequestContext};
 use crate::error::OAuthError;
 use crate::AppState;
@@ -405,7 +406,7 @@ fn action_path(tenant: &str, version: OAuthVersion) -> String {
 pub async fn authorize_get(
     State(state): State<AppState>,
     context: RequestContext,
-    Path(tenant): Path<String>,
+    Tenant(tenant): Tenant,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     version: OAuthVersion,
@@ -418,7 +419,7 @@ pub async fn authorize_get(
 pub async fn authorize_post(
     State(state): State<AppState>,
     context: RequestContext,
-    Path(tenant): Path<String>,
+    Tenant(tenant): Tenant,
     headers: HeaderMap,
     body: Bytes,
     version: OAuthVersion,
@@ -473,7 +474,7 @@ pub async fn logout(
 pub async fn device_code(
     State(state): State<AppState>,
     context: RequestContext,
-    Path(tenant): Path<String>,
+    Tenant(tenant): Tenant,
     body: Bytes,
     version: OAuthVersion,
 ) -> Response {

@@ -10,6 +10,34 @@ use openmi_engine::OAuthVersion;
 
 use crate::AppState;
 
+/// The `{tenant}` segment (the path's first) of a token-service route, percent-decoded with
+/// invalid UTF-8 replaced: axum's `Path` would refuse such a segment in plain text, outside
+/// Entra's error shape, where this lets the engine answer "Tenant '…' not found" (AADSTS90002).
+#[derive(Debug, Clone)]
+pub struct Tenant(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Tenant {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let segment = parts
+            .uri
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        Ok(Tenant(
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8_lossy()
+                .into_owned(),
+        ))
+    }
+}
+
 /// Routes of the token service (paths as Entra's `login.microsoftonline.com`).
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -6,7 +6,7 @@
 //! `client_assertion` (private_key_jwt).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,6 +16,7 @@ use openmi_engine::{ClientAuth, EngineError, GrantRequest, IssuedTokens, Resourc
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 
+use super::Tenant;
 use crate::context::{CallerObjectId, RequestContext};
 use crate::error::OAuthError;
 use crate::throttle::Peer;
@@ -31,7 +32,7 @@ enum Version {
 pub async fn token_v1(
     state: State<AppState>,
     context: RequestContext,
-    tenant: Path<String>,
+    tenant: Tenant,
     peer: Peer,
     headers: HeaderMap,
     body: Bytes,
@@ -43,7 +44,7 @@ pub async fn token_v1(
 pub async fn token_v2(
     state: State<AppState>,
     context: RequestContext,
-    tenant: Path<String>,
+    tenant: Tenant,
     peer: Peer,
     headers: HeaderMap,
     body: Bytes,
@@ -71,7 +72,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 async fn token(
     State(state): State<AppState>,
     context: RequestContext,
-    Path(tenant): Path<String>,
+    Tenant(tenant): Tenant,
     Peer(address): Peer,
     headers: HeaderMap,
     body: Bytes,
@@ -208,4 +209,428 @@ fn throttled(wait: std::time::Duration, context: &RequestContext, tenant_id: &st
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
+}
+
+/// Arbitrary form bodies and `Authorization` headers at the token and device-code endpoints,
+/// through the whole application: each is decoded or refused with Entra's OAuth error JSON
+/// (`error`, `error_description` opening with the AADSTS code, `error_codes`), never a panic,
+/// never a 5xx; the sign-in pages' forms (authorize, device login) never answer a 5xx either.
+#[cfg(test)]
+mod proptests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use openmi_engine::BootstrapSecrets;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    use super::*;
+    use crate::test_server::{header_bytes, Answer, TestServer};
+
+    /// Form pieces: the endpoints' parameter names, values that reach each grant, the real
+    /// client's id and secret, and percent-encodings good and bad.
+    fn pieces(client_id: &str, client_secret: &str) -> Vec<String> {
+        [
+            "grant_type",
+            "client_id",
+            "client_secret",
+            "client_assertion",
+            "client_assertion_type",
+            "scope",
+            "resource",
+            "username",
+            "password",
+            "refresh_token",
+            "code",
+            "redirect_uri",
+            "code_verifier",
+            "device_code",
+            "client_info",
+            "response_type",
+            "response_mode",
+            "prompt",
+            "otc",
+            "continue",
+            "client_credentials",
+            "password",
+            "refresh_token",
+            "authorization_code",
+            "urn:ietf:params:oauth:grant-type:device_code",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "https://management.azure.com/.default",
+            "https%3A%2F%2Fmanagement.azure.com%2F.default",
+            "https://management.azure.com/",
+            "https://graph.microsoft.com/.default",
+            "openid offline_access profile",
+            "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
+            "nobody@example.com",
+            "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2ln",
+            "eyJhbGciOiJub25lIn0.e30.",
+            "a.b.c",
+            "http://localhost",
+            "form_post",
+            "none",
+            "1",
+            "=",
+            "&",
+            "&&",
+            ";",
+            "+",
+            "%",
+            "%2",
+            "%zz",
+            "%FF",
+            "%C3%A9",
+            "%00",
+            "%26",
+            "%3D",
+            "é",
+            "\u{0}",
+            " ",
+            "\n",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .chain([client_id.to_string(), client_secret.to_string()])
+        .collect()
+    }
+
+    /// A request a client could mean: a grant, a client, its credential and a resource, with
+    /// pairs of pieces after them.
+    fn grant_forms(
+        pieces: Vec<String>,
+        secrets: &BootstrapSecrets,
+    ) -> impl Strategy<Value = String> {
+        let client_id = secrets.client_id.to_string();
+        let grants = prop::sample::select(vec![
+            "grant_type=client_credentials",
+            "grant_type=password",
+            "grant_type=refresh_token&refresh_token=x",
+            "grant_type=authorization_code&code=x&redirect_uri=http://localhost",
+            "grant_type=urn:ietf:params:oauth:grant-type:device_code&device_code=x",
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer",
+            "grant_type=",
+            "grant_type=nonsense",
+        ]);
+        let clients = prop::sample::select(vec![
+            format!("client_id={client_id}"),
+            format!("client_id={}", client_id.to_uppercase()),
+            "client_id=04b07795-8ddb-461a-bbee-02f9e1bf7b46".to_string(),
+            "client_id=00000000-0000-0000-0000-000000000000".to_string(),
+            "client_id=%zz".to_string(),
+            String::new(),
+        ]);
+        let credentials = prop::sample::select(vec![
+            format!("client_secret={}", secrets.client_secret),
+            "client_secret=wrong".to_string(),
+            "client_assertion=a.b.c&client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+            "client_assertion=eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2ln".to_string(),
+            format!("username={}&password={}", secrets.admin_username, secrets.admin_password),
+            format!("username={}&password=wrong", secrets.admin_username),
+            String::new(),
+        ]);
+        let resources = prop::sample::select(vec![
+            "scope=https://management.azure.com/.default",
+            "scope=https%3A%2F%2Fgraph.microsoft.com%2F.default+offline_access",
+            "resource=https://management.azure.com/",
+            "resource=https://127.0.0.1:8443",
+            "scope=openid offline_access profile",
+            "scope=%FF",
+            "",
+        ]);
+        let piece = prop::sample::select(pieces);
+        let pair = (piece.clone(), piece).prop_map(|(key, value)| format!("{key}={value}"));
+        (
+            grants,
+            clients,
+            credentials,
+            resources,
+            prop::collection::vec(pair, 0..3),
+        )
+            .prop_map(|(grant, client, credential, resource, extra)| {
+                let mut parts = vec![grant.to_string(), client, credential, resource.to_string()];
+                parts.extend(extra);
+                parts.join("&")
+            })
+    }
+
+    /// An authorize (or device login) form a browser could post: the request's parameters,
+    /// then perhaps a sign-in.
+    fn page_forms(
+        pieces: Vec<String>,
+        secrets: &BootstrapSecrets,
+    ) -> impl Strategy<Value = Vec<u8>> {
+        let always = |values: &[&str]| {
+            prop::sample::select(
+                values
+                    .iter()
+                    .map(|value| value.to_string())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let choose = |values: &[&str]| prop::option::of(always(values));
+        let piece = prop::sample::select(pieces);
+        let pair = (piece.clone(), piece).prop_map(|(key, value)| format!("{key}={value}"));
+        (
+            (
+                choose(&[
+                    "response_type=code",
+                    "response_type=token",
+                    "response_type=%FF",
+                ]),
+                always(&[
+                    "client_id=04b07795-8ddb-461a-bbee-02f9e1bf7b46",
+                    "client_id=04b07795-8ddb-461a-bbee-02f9e1bf7b46",
+                    "client_id=00000000-0000-0000-0000-000000000000",
+                    "client_id=%zz",
+                ]),
+                always(&[
+                    "redirect_uri=http://localhost",
+                    "redirect_uri=http://localhost:8400",
+                    "redirect_uri=http%3A%2F%2Flocalhost%3A8400%2Fx%3Fa%3Db",
+                    "redirect_uri=http://localhost/%0D%0ASet-Cookie:x",
+                    "redirect_uri=javascript:alert(1)",
+                ]),
+                choose(&[
+                    "response_mode=query",
+                    "response_mode=fragment",
+                    "response_mode=form_post",
+                    "response_mode=x",
+                ]),
+                choose(&[
+                    "scope=openid profile offline_access",
+                    "scope=https://management.azure.com/.default",
+                    "resource=https://management.azure.com/",
+                ]),
+                choose(&[
+                    "state=s%0A%22%3C",
+                    "nonce=n",
+                    "prompt=none",
+                    "prompt=login",
+                    "prompt=select_account",
+                ]),
+                choose(&[
+                    "code_challenge=abc&code_challenge_method=S256",
+                    "code_challenge=abc&code_challenge_method=plain",
+                    "code_challenge_method=x",
+                ]),
+            ),
+            prop::option::of(prop::sample::select(vec![
+                format!(
+                    "username={}&password={}",
+                    secrets.admin_username, secrets.admin_password
+                ),
+                format!("username={}&password=wrong", secrets.admin_username),
+                "username=nobody%40example.com&password=x".to_string(),
+                "continue=1".to_string(),
+                "otc=ABCD-EFGH".to_string(),
+                "otc=%FF".to_string(),
+            ])),
+            prop::collection::vec(pair, 0..2),
+        )
+            .prop_map(|((a, b, c, d, e, f, g), sign_in, extra)| {
+                let parts: Vec<String> = [a, Some(b), Some(c), d, e, f, g, sign_in]
+                    .into_iter()
+                    .flatten()
+                    .chain(extra)
+                    .collect();
+                parts.join("&").into_bytes()
+            })
+    }
+
+    fn bodies(pieces: Vec<String>, secrets: &BootstrapSecrets) -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop::sample::select(pieces.clone());
+        let pair = (piece.clone(), piece.clone()).prop_map(|(key, value)| format!("{key}={value}"));
+        prop_oneof![
+            1 => prop::collection::vec(any::<u8>(), 0..300),
+            1 => prop::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat().into_bytes()),
+            1 => prop::collection::vec(pair, 0..10).prop_map(|pairs| pairs.join("&").into_bytes()),
+            3 => grant_forms(pieces, secrets).prop_map(String::into_bytes),
+        ]
+    }
+
+    /// `Authorization` values: none, any, and `Basic` over any bytes or over an
+    /// `id:secret` made of form pieces.
+    fn authorizations(pieces: Vec<String>) -> impl Strategy<Value = Option<Vec<u8>>> {
+        let piece = prop::sample::select(pieces);
+        let basic_text = (
+            prop::collection::vec(piece.clone(), 0..3),
+            prop::option::of(Just(":")),
+            prop::collection::vec(piece, 0..3),
+        )
+            .prop_map(|(user, colon, password)| {
+                format!(
+                    "{}{}{}",
+                    user.concat(),
+                    colon.unwrap_or_default(),
+                    password.concat()
+                )
+                .into_bytes()
+            });
+        let scheme = prop::sample::select(vec!["Basic ", "basic ", "BASIC ", "Basic  ", "Bearer "]);
+        prop::option::of(prop_oneof![
+            header_bytes(200),
+            (scheme.clone(), prop::collection::vec(any::<u8>(), 0..80)).prop_map(
+                |(scheme, bytes)| format!("{scheme}{}", STANDARD.encode(bytes)).into_bytes()
+            ),
+            (scheme, basic_text).prop_map(|(scheme, text)| format!(
+                "{scheme}{}",
+                STANDARD.encode(text)
+            )
+            .into_bytes()),
+        ])
+    }
+
+    /// The body asserted to be Entra's error JSON; its code matches the description's.
+    fn assert_oauth_error(answer: &Answer) {
+        let status = answer.status.as_u16();
+        assert!(matches!(status, 400 | 401 | 429), "{answer:?}");
+        let json = answer.json();
+        let error = json["error"].as_str().unwrap();
+        assert!(!error.is_empty(), "{json}");
+        let codes = json["error_codes"].as_array().unwrap();
+        assert_eq!(codes.len(), 1, "{json}");
+        let code = codes[0].as_u64().unwrap();
+        let description = json["error_description"].as_str().unwrap();
+        assert!(
+            description.starts_with(&format!("AADSTS{code}: ")),
+            "{json}"
+        );
+        assert_eq!(
+            answer.headers[header::CACHE_CONTROL],
+            "no-store, no-cache",
+            "{json}"
+        );
+    }
+
+    fn runner() -> TestRunner {
+        TestRunner::new(Config {
+            failure_persistence: None,
+            ..Config::default()
+        })
+    }
+
+    fn request(path: &str, body: Vec<u8>, authorization: Option<Vec<u8>>) -> Request<Body> {
+        let mut builder = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(value) = authorization {
+            builder = builder.header(
+                header::AUTHORIZATION,
+                HeaderValue::from_bytes(&value).unwrap(),
+            );
+        }
+        builder.body(Body::from(body)).unwrap()
+    }
+
+    // One server for all cases (starting one bootstraps a tenant), so the runner is driven by
+    // hand rather than by `proptest!`, which would start one per case.
+    #[test]
+    fn token_and_device_code_forms_decode_or_are_refused_as_entra() {
+        let server = TestServer::start();
+        let tenant = server.tenant_id();
+        let pieces = pieces(
+            &server.secrets.client_id.to_string(),
+            &server.secrets.client_secret,
+        );
+        let tenants = prop::sample::select(vec![
+            tenant.clone(),
+            tenant.clone(),
+            tenant,
+            "common".to_string(),
+            "organizations".to_string(),
+            "contoso.onmicrosoft.com".to_string(),
+            "00000000-0000-0000-0000-000000000000".to_string(),
+            "%FF".to_string(),
+            "%zz".to_string(),
+        ]);
+        let endpoints = prop::sample::select(vec![
+            "oauth2/token",
+            "oauth2/v2.0/token",
+            "oauth2/devicecode",
+            "oauth2/v2.0/devicecode",
+        ]);
+        let strategy = (
+            tenants,
+            endpoints,
+            bodies(pieces.clone(), &server.secrets),
+            authorizations(pieces),
+        );
+        let result = runner().run(&strategy, |(tenant, endpoint, body, authorization)| {
+            let path = format!("/{tenant}/{endpoint}");
+            let answer = server.send(request(&path, body, authorization));
+            if answer.status.is_success() {
+                let json = answer.json();
+                let field = if endpoint.ends_with("token") {
+                    "access_token"
+                } else {
+                    "device_code"
+                };
+                assert!(json[field].is_string(), "{path}: {json}");
+            } else {
+                assert_oauth_error(&answer);
+            }
+            Ok(())
+        });
+        if let Err(error) = result {
+            panic!("{error}");
+        }
+    }
+
+    #[test]
+    fn sign_in_page_forms_never_fail_the_server() {
+        let server = TestServer::start();
+        let tenant = server.tenant_id();
+        let pieces = pieces(&server.secrets.client_id.to_string(), "not-the-secret");
+        let paths = prop::sample::select(vec![
+            format!("/{tenant}/oauth2/authorize"),
+            format!("/{tenant}/oauth2/v2.0/authorize"),
+            "/common/oauth2/v2.0/authorize".to_string(),
+            "/%FF/oauth2/v2.0/authorize".to_string(),
+            "/devicelogin".to_string(),
+        ]);
+        let strategy = (
+            paths,
+            prop_oneof![
+                bodies(pieces.clone(), &server.secrets),
+                page_forms(pieces.clone(), &server.secrets),
+            ],
+            authorizations(pieces),
+        );
+        let result = runner().run(&strategy, |(path, body, authorization)| {
+            let answer = server.send(request(&path, body, authorization));
+            assert!(!answer.status.is_server_error(), "{path}: {answer:?}");
+            if answer.status == StatusCode::FOUND {
+                assert!(answer.headers.contains_key(header::LOCATION), "{answer:?}");
+            } else if !answer.body.is_empty() {
+                let kind = answer.headers[header::CONTENT_TYPE].to_str().unwrap();
+                assert!(kind.starts_with("text/html"), "{path}: {answer:?}");
+            }
+            Ok(())
+        });
+        if let Err(error) = result {
+            panic!("{error}");
+        }
+    }
+
+    proptest! {
+        /// `client_secret_basic` decodes any header value or none, and gives back what a
+        /// client encoded (RFC 6749 §2.3.1: each part form-urlencoded, then base64).
+        #[test]
+        fn basic_credentials_never_panic_and_round_trip(
+            value in header_bytes(200),
+            client_id in ".{0,20}",
+            secret in ".{0,40}",
+        ) {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_bytes(&value).unwrap());
+            let _ = basic_credentials(&headers);
+
+            let encode = |text: &str| serde_urlencoded::to_string([("v", text)]).unwrap()[2..].to_string();
+            let basic = format!("Basic {}", STANDARD.encode(format!("{}:{}", encode(&client_id), encode(&secret))));
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&basic).unwrap());
+            prop_assert_eq!(basic_credentials(&headers), Some((client_id, secret)));
+        }
+    }
 }
