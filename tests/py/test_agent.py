@@ -410,7 +410,7 @@ def test_cached_tokens_are_served_while_the_server_is_down(server_factory, agent
     assert agent.is_running(), agent.log_tail()
 
     # The server back (same data, same port): the agent gets new tokens again.
-    server_factory.start(data_dir=srv.data_dir, database_url=srv.database_url, port=srv.port)
+    restarted = server_factory.start(data_dir=srv.data_dir, database_url=srv.database_url, port=srv.port)
     res, took = wait_for_status(
         lambda: agent.token(resource=GRAPH),
         lambda r: isinstance(r, requests.Response) and r.status_code == 200,
@@ -418,6 +418,18 @@ def test_cached_tokens_are_served_while_the_server_is_down(server_factory, agent
     )
     body = support.imds_token_body(res)
     assert support.unverified_claims(body["access_token"])["aud"] == GRAPH
+
+    # The watch came back too: the system identity switched off now is refused soon, though the
+    # agent holds a cached token for it.
+    support.imds_token_body(agent.token())
+    support.run_cli(["vm", "identity", "remove", "-g", rg, "-n", "vm1", "--identities", "[system]"], agents.cli_dir(restarted))
+    res, took = wait_for_status(
+        lambda: agent.token(),
+        lambda r: not (isinstance(r, requests.Response) and r.status_code == 200),
+        timeout=10,
+    )
+    assert isinstance(res, requests.Response) and res.status_code == 400, describe(res)
+    assert took < REVOCATION_SECONDS, f"after the restart, a removed identity's token was served for {took:.2f}s"
 
     assert code == 0, f"the server exited with {code} after SIGTERM"
     assert shutdown_took < support.STOP_TIMEOUT, (
