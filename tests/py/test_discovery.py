@@ -45,6 +45,10 @@ def test_discovery_for_unknown_tenant_is_4xx(server):
     res = server.get(f"/{uuid.uuid4()}/v2.0/.well-known/openid-configuration")
     assert 400 <= res.status_code < 500, res.text  # MSAL turns a 4xx into "Unable to get authority configuration"
     assert "AADSTS90002" in res.text
+    # A tenant segment that is not UTF-8 once decoded is the same JSON, not a plain-text 400.
+    for path in ("/%FF/.well-known/openid-configuration", "/%FF/v2.0/.well-known/openid-configuration", "/%FF/discovery/keys", "/%FF/discovery/v2.0/keys"):
+        res = server.get(path)
+        assert res.status_code == 400 and res.json()["error_codes"] == [90002], (path, res.text)
 
 
 def test_organizations_discovery(server):

@@ -89,7 +89,7 @@ fn configuration(state: &AppState, context: &RequestContext, tenant: &str, v2: b
 pub async fn openid_configuration_v1(
     State(state): State<AppState>,
     context: RequestContext,
-    Path(tenant): Path<String>,
+    super::Tenant(tenant): super::Tenant,
 ) -> Response {
     match tenant_error(&state, &context, &tenant) {
         Some(error) => error.into_response(),
@@ -101,7 +101,7 @@ pub async fn openid_configuration_v1(
 pub async fn openid_configuration_v2(
     State(state): State<AppState>,
     context: RequestContext,
-    Path(tenant): Path<String>,
+    super::Tenant(tenant): super::Tenant,
 ) -> Response {
     match tenant_error(&state, &context, &tenant) {
         Some(error) => error.into_response(),
@@ -113,7 +113,7 @@ pub async fn openid_configuration_v2(
 pub async fn keys_v1(
     State(state): State<AppState>,
     context: RequestContext,
-    Path(tenant): Path<String>,
+    super::Tenant(tenant): super::Tenant,
 ) -> Response {
     if let Some(error) = tenant_error(&state, &context, &tenant) {
         return error.into_response();
@@ -125,7 +125,7 @@ pub async fn keys_v1(
 pub async fn keys_v2(
     State(state): State<AppState>,
     context: RequestContext,
-    Path(tenant): Path<String>,
+    super::Tenant(tenant): super::Tenant,
 ) -> Response {
     if let Some(error) = tenant_error(&state, &context, &tenant) {
         return error.into_response();
