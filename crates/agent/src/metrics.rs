@@ -393,6 +393,22 @@ pub async fn metrics_get(State(state): State<AppState>) -> Response {
 mod tests {
     use super::*;
 
+    /// Not a timed test: `scripts/bench-metrics` runs it (release, `--ignored`) and prints what
+    /// a memoised token answer's counting costs (`answered` and a memo `hit`).
+    #[test]
+    #[ignore]
+    fn counting_cost() {
+        const CALLS: u32 = 20_000_000;
+        let metrics = AgentMetrics::default();
+        let started = std::time::Instant::now();
+        for _ in 0..CALLS {
+            metrics.answered(std::hint::black_box(Route::ImdsToken), StatusCode::OK);
+            metrics.hit(std::hint::black_box(Hit::Memo));
+        }
+        let each = started.elapsed().as_nanos() as f64 / f64::from(CALLS);
+        println!("agent: {each:.1} ns per memoised token answer counted");
+    }
+
     #[test]
     fn paths_fall_into_routes() {
         assert_eq!(

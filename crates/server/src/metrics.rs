@@ -201,6 +201,26 @@ impl Drop for OpenWatch {
     }
 }
 
+impl RequestCounters {
+    /// The request path's whole cost: a status slot, a latency bucket found by comparing whole
+    /// microseconds, three relaxed adds (scripts/bench-metrics measures it).
+    fn observe(&self, family: Family, status: StatusCode, latency: Duration) {
+        let counters = &self.families[family as usize];
+        let slot = usize::from(status.as_u16())
+            .checked_sub(100)
+            .filter(|slot| *slot < STATUS_SLOTS - 1)
+            .unwrap_or(STATUS_SLOTS - 1);
+        counters.statuses[slot].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        let bucket = LATENCY_BOUNDS_US
+            .iter()
+            .position(|bound| micros <= *bound)
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        counters.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        counters.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
+    }
+}
+
 impl ServerMetrics {
     pub fn new(engine: &Engine) -> ServerMetrics {
         let requests = Arc::new(RequestCounters::default());
@@ -234,19 +254,7 @@ impl ServerMetrics {
 
     /// Counts one answered request (`context::track`).
     pub fn observe_request(&self, family: Family, status: StatusCode, latency: Duration) {
-        let counters = &self.requests.families[family as usize];
-        let slot = usize::from(status.as_u16())
-            .checked_sub(100)
-            .filter(|slot| *slot < STATUS_SLOTS - 1)
-            .unwrap_or(STATUS_SLOTS - 1);
-        counters.statuses[slot].fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        let bucket = LATENCY_BOUNDS_US
-            .iter()
-            .position(|bound| micros <= *bound)
-            .unwrap_or(LATENCY_BOUNDS_US.len());
-        counters.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        counters.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
+        self.requests.observe(family, status, latency);
     }
 
     /// Counts an agent watch in until the guard is dropped.
@@ -564,6 +572,42 @@ fn not_ready(reason: &'static str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::Family;
+
+    /// Not a timed test: `scripts/bench-metrics` runs it (release, `--ignored`) and prints what
+    /// counting one request costs, on one thread and on two counting into one family.
+    #[test]
+    #[ignore]
+    fn counting_cost() {
+        use std::time::{Duration, Instant};
+        const CALLS: u32 = 20_000_000;
+        let counters = std::sync::Arc::new(super::RequestCounters::default());
+        let run = |counters: &super::RequestCounters| {
+            for n in 0..CALLS {
+                let status = if n % 16 == 0 {
+                    axum::http::StatusCode::NOT_FOUND
+                } else {
+                    axum::http::StatusCode::OK
+                };
+                counters.observe(
+                    Family::Token,
+                    std::hint::black_box(status),
+                    Duration::from_micros(u64::from(n % 4000)),
+                );
+            }
+        };
+        let started = Instant::now();
+        run(&counters);
+        let one = started.elapsed().as_nanos() as f64 / f64::from(CALLS);
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                let counters = counters.clone();
+                scope.spawn(move || run(&counters));
+            }
+        });
+        let two = started.elapsed().as_nanos() as f64 / f64::from(CALLS);
+        println!("server: {one:.1} ns per counted request on one thread, {two:.1} ns with two threads counting into one family");
+    }
 
     #[test]
     fn route_templates_fall_into_families() {
