@@ -419,8 +419,17 @@ def test_cached_tokens_are_served_while_the_server_is_down(server_factory, agent
     body = support.imds_token_body(res)
     assert support.unverified_claims(body["access_token"])["aud"] == GRAPH
 
-    # The watch came back too: the system identity switched off now is refused soon, though the
-    # agent holds a cached token for it.
+    # The watch came back too: once the agent's watch is open on the restarted server (its retry
+    # backs off up to 10 s), the system identity switched off is refused soon, though the agent
+    # holds a cached token for it.
+    def watches_open():
+        text = restarted.get("/metrics").text
+        return any(line.startswith("openmi_agents_connected ") and float(line.split()[1]) >= 1 for line in text.splitlines())
+
+    deadline = time.monotonic() + 15
+    while not watches_open():
+        assert time.monotonic() < deadline, "the agent's watch did not come back within 15 s"
+        time.sleep(0.2)
     support.imds_token_body(agent.token())
     support.run_cli(["vm", "identity", "remove", "-g", rg, "-n", "vm1", "--identities", "[system]"], agents.cli_dir(restarted))
     res, took = wait_for_status(
